@@ -1,0 +1,152 @@
+// `warren up` (server + local runner in one process), `warren server`, `warren runner`.
+import type { Command } from 'commander';
+import { hostname } from 'node:os';
+import { join } from 'node:path';
+import { pino } from 'pino';
+import { InvalidError } from '@warren/base';
+import { WarrenClient } from '@warren/api';
+import { startServer, ensureAdminToken, ensureRunnerToken } from '@warren/server';
+import { startRunner } from '@warren/runner';
+import type { CommandContext } from '../main.js';
+import { readContextFile, saveContext } from '../context.js';
+
+/** Default data directory: `WARREN_DATA_DIR`, else `/var/lib/warren` (DESIGN.md "Data on a host"). */
+export function defaultDataDir(env = process.env): string {
+  return env.WARREN_DATA_DIR || '/var/lib/warren';
+}
+
+/**
+ * Parses `HOST:PORT` (IPv6 as `[::1]:7080`).
+ * @throws {InvalidError} naming the flag when it is not of that form or the port is out of range.
+ */
+export function parseListen(text: string, flag: string): { host: string; port: number } {
+  const match = /^(?:\[([^\]]+)\]|([^:]+)):(\d+)$/.exec(text);
+  const port = Number(match?.[3]);
+  if (!match || !Number.isInteger(port) || port < 0 || port > 65535) {
+    throw new InvalidError(`${flag} must be HOST:PORT such as 127.0.0.1:7080, got "${text}"`);
+  }
+  return { host: (match[1] ?? match[2])!, port };
+}
+
+function makeLogger(level = process.env.WARREN_LOG_LEVEL ?? 'info') {
+  // Logs go to stderr so stdout stays for results.
+  return pino({ level, base: undefined }, pino.destination(2));
+}
+
+/** Waits for SIGINT/SIGTERM, then runs `close`. */
+function untilSignal(close: () => Promise<void>): Promise<void> {
+  return new Promise((resolve) => {
+    const stop = () => {
+      process.off('SIGINT', stop);
+      process.off('SIGTERM', stop);
+      void close().finally(resolve);
+    };
+    process.on('SIGINT', stop);
+    process.on('SIGTERM', stop);
+  });
+}
+
+/** Registers `up`, `server` and `runner`. */
+export function registerDaemonCommands(program: Command, context: CommandContext): void {
+  program
+    .command('up')
+    .description('run the Warren server and a local runner in one process, with an embedded database')
+    .option('--data-dir <dir>', 'where Warren keeps everything (default $WARREN_DATA_DIR or /var/lib/warren)')
+    .option('--listen <host:port>', 'API address', '127.0.0.1:7080')
+    .option('--access-listen <host:port>', 'runner access API address (exec, logs)', '127.0.0.1:7081')
+    .option('--database-url <url>', 'use PostgreSQL instead of the embedded database')
+    .action(async (options: { dataDir?: string; listen: string; accessListen: string; databaseUrl?: string }) => {
+      const dataDir = options.dataDir ?? defaultDataDir();
+      const listen = parseListen(options.listen, '--listen');
+      const accessListen = parseListen(options.accessListen, '--access-listen');
+      const logger = makeLogger();
+      const server = await startServer({
+        dataDir: join(dataDir, 'server'),
+        databaseUrl: options.databaseUrl ?? process.env.WARREN_DATABASE_URL,
+        host: listen.host,
+        port: listen.port,
+        logger,
+      });
+      // Save a CLI context for this server unless one already points at it with a working token.
+      const saved = await readContextFile();
+      const existing = Object.values(saved.contexts).find((candidate) => candidate.server === server.url);
+      const works = existing ? await new WarrenClient({ server: server.url, token: existing.token }).whoami().then(() => true, () => false) : false;
+      if (!works) {
+        const token = await ensureAdminToken(server.store);
+        await saveContext('local', { server: server.url, token });
+        context.stderr.write('saved an admin token for this server as the CLI context "local"\n');
+      }
+      const runnerName = sanitizeName(hostname());
+      const runner = await startRunner({
+        server: server.url,
+        token: await ensureRunnerToken(server.store, runnerName),
+        name: runnerName,
+        dataDir: join(dataDir, 'runner'),
+        accessListen,
+        logger,
+      });
+      context.stdout.write(`Warren is up at ${server.url} (runner ${runnerName}, access ${runner.accessUrl}); press Ctrl-C to stop\n`);
+      await untilSignal(async () => {
+        await runner.close();
+        await server.close();
+      });
+    });
+
+  program
+    .command('server')
+    .description('run only the control plane (API, controllers)')
+    .option('--data-dir <dir>', 'where the embedded database lives (default $WARREN_DATA_DIR or /var/lib/warren)')
+    .option('--listen <host:port>', 'API address', '127.0.0.1:7080')
+    .option('--database-url <url>', 'PostgreSQL URL (default $WARREN_DATABASE_URL; embedded database when unset)')
+    .action(async (options: { dataDir?: string; listen: string; databaseUrl?: string }) => {
+      const listen = parseListen(options.listen, '--listen');
+      const logger = makeLogger();
+      const server = await startServer({
+        dataDir: join(options.dataDir ?? defaultDataDir(), 'server'),
+        databaseUrl: options.databaseUrl ?? process.env.WARREN_DATABASE_URL,
+        host: listen.host,
+        port: listen.port,
+        logger,
+      });
+      const token = await ensureAdminTokenIfFirstStart(server.store);
+      if (token) context.stderr.write(`first start: admin token ${token} (use "warren login --server ${server.url} --token ...")\n`);
+      context.stdout.write(`Warren server listening at ${server.url}\n`);
+      await untilSignal(() => server.close());
+    });
+
+  program
+    .command('runner')
+    .description('run a runner that connects to a Warren server (needs root)')
+    .option('--name <name>', 'runner name (default: the host name)')
+    .option('--data-dir <dir>', 'where environments and images live (default $WARREN_DATA_DIR or /var/lib/warren)')
+    .option('--access-listen <host:port>', 'access API address (exec, logs)', '127.0.0.1:7081')
+    .option('--advertise-url <url>', 'access API URL as clients reach it (default http://<access-listen>)')
+    .action(async (options: { name?: string; dataDir?: string; accessListen: string; advertiseUrl?: string }) => {
+      const { server, token } = context.options();
+      if (!server || !token) throw new InvalidError('warren runner needs --server URL and --token T (a runner token made by an admin)');
+      const logger = makeLogger();
+      const name = options.name ?? sanitizeName(hostname());
+      const runner = await startRunner({
+        server,
+        token,
+        name,
+        dataDir: join(options.dataDir ?? defaultDataDir(), 'runner'),
+        accessListen: parseListen(options.accessListen, '--access-listen'),
+        ...(options.advertiseUrl ? { advertiseUrl: options.advertiseUrl } : {}),
+        logger,
+      });
+      context.stdout.write(`runner ${name} connected to ${server} (access ${runner.accessUrl})\n`);
+      await untilSignal(() => runner.close());
+    });
+}
+
+async function ensureAdminTokenIfFirstStart(store: Parameters<typeof ensureAdminToken>[0]): Promise<string | undefined> {
+  const saved = await readContextFile();
+  return Object.keys(saved.contexts).length === 0 ? ensureAdminToken(store) : undefined;
+}
+
+/** Turns a host name into a valid resource name (DNS label). */
+export function sanitizeName(text: string): string {
+  const cleaned = text.toLowerCase().replace(/[^a-z0-9-]+/g, '-').replace(/^-+|-+$/g, '').slice(0, 63);
+  return cleaned || 'local';
+}
