@@ -116,6 +116,8 @@ export interface UnsupportedProperty {
   message: string;
   /** Where it came from: the config's repository-relative path or `image metadata[<index>]`. */
   source: string;
+  /** The value as written, so a later step may still honour part of it (e.g. `capAdd`). */
+  value: unknown;
 }
 
 /**
@@ -273,7 +275,7 @@ function validateEntry(value: Record<string, unknown>, source: string): { parsed
     const why = Object.hasOwn(UNSUPPORTED_PROPERTIES, key) ? UNSUPPORTED_PROPERTIES[key] : undefined;
     if (why !== undefined) {
       if (isEffectivelyUnset(key, propertyValue)) continue;
-      unsupported.push({ property: key, message: why, source });
+      unsupported.push({ property: key, message: why, source, value: propertyValue });
       if (key === 'runArgs' && Array.isArray(propertyValue)) unsupported.push(...hostNetworking(propertyValue, source));
       continue;
     }
@@ -304,6 +306,7 @@ function hostNetworking(runArgs: unknown[], source: string): UnsupportedProperty
         property: `runArgs[${index}]`,
         message: 'host networking is not supported; each environment has its own network namespace',
         source,
+        value: typeof arg === 'string' && arg.includes('=') ? arg : `${String(arg)} host`,
       });
     }
   });
