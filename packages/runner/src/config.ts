@@ -1,0 +1,83 @@
+// Runner configuration: `<dataDir>/runner.json` merged with options given in code (CLI flags win).
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { type ErrorCause, InvalidError } from '@warren/base';
+import { z } from 'zod';
+
+/** The image used for repositories without a devcontainer.json (the Dev Container project's base image). */
+export const DEFAULT_IMAGE = 'mcr.microsoft.com/devcontainers/base:bookworm';
+
+/** Basic credentials for one registry host. */
+const CredentialSchema = z.strictObject({ username: z.string(), password: z.string() });
+
+/** Schema of `<dataDir>/runner.json`; every field optional, defaults applied by {@link resolveRunnerConfig}. */
+export const RunnerConfigSchema = z.strictObject({
+  /** Image for repositories without devcontainer.json. */
+  defaultImage: z.string().min(1).default(DEFAULT_IMAGE),
+  /**
+   * Registry mirrors per registry prefix, tried in order before the registry itself, e.g.
+   * `{"mcr.microsoft.com": ["127.0.0.1:5000"]}` (air-gapped hosts). Keys are a registry host,
+   * optionally followed by a repository path prefix (`mcr.microsoft.com/devcontainers`).
+   */
+  mirrors: z.record(z.string().min(1), z.array(z.string().min(1))).default({}),
+  /** Basic credentials per registry host (`ghcr.io`), used for the registry's token or basic auth. */
+  credentials: z.record(z.string().min(1), CredentialSchema).default({}),
+  /** Registry hosts reached over plain HTTP even though not on loopback. */
+  insecureRegistries: z.array(z.string().min(1)).default([]),
+  /** Seconds between SIGTERM and SIGKILL when stopping an environment (Docker's `docker stop -t` is 10). */
+  stopGraceSeconds: z.number().int().min(0).max(3600).default(10),
+  /** Most environments this runner accepts (reported as capacity.environments). */
+  maxEnvironments: z.number().int().min(1).max(16_383).default(50),
+  /** Environments reconciled in parallel. */
+  concurrentReconciles: z.number().int().min(1).max(64).default(4),
+  /** Seconds between full resyncs of every environment (level-triggered safety net). */
+  resyncSeconds: z.number().int().min(1).max(86_400).default(60),
+  /** Seconds between heartbeats (`PUT /runners/{id}/status`); the server marks a runner Inactive after 30 s. */
+  heartbeatSeconds: z.number().int().min(1).max(300).default(10),
+});
+
+/** The runner's effective configuration (defaults applied). */
+export type RunnerConfig = z.infer<typeof RunnerConfigSchema>;
+/** Configuration as written in runner.json or passed in code: every field optional. */
+export type RunnerConfigInput = z.input<typeof RunnerConfigSchema>;
+
+/**
+ * Validates `input` and applies defaults.
+ * @throws {InvalidError} reason `InvalidRunnerConfig`, one cause per bad field (dotted path).
+ */
+export function resolveRunnerConfig(input: RunnerConfigInput = {}, source = 'runner configuration'): RunnerConfig {
+  const parsed = RunnerConfigSchema.safeParse(input);
+  if (parsed.success) return parsed.data;
+  const causes: ErrorCause[] = parsed.error.issues.map((issue) => ({
+    field: issue.path.map(String).join('.'),
+    message: issue.message,
+  }));
+  throw new InvalidError(
+    `${source} is invalid: ${causes.map((cause) => `${cause.field || '(root)'}: ${cause.message}`).join('; ')}`,
+    causes,
+    'InvalidRunnerConfig',
+  );
+}
+
+/**
+ * Loads `<dataDir>/runner.json` (missing file = `{}`) and merges `overrides` over it, field by field
+ * (objects such as `mirrors` are replaced, not deep-merged, so an override is exactly what it says).
+ * @throws {InvalidError} reason `InvalidRunnerConfig` when the file is not JSON or a field is invalid.
+ */
+export async function loadRunnerConfig(dataDir: string, overrides: RunnerConfigInput = {}): Promise<RunnerConfig> {
+  const file = join(dataDir, 'runner.json');
+  let fromFile: unknown = {};
+  try {
+    fromFile = JSON.parse(await readFile(file, 'utf8'));
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') {
+      const message = `${file} cannot be read as JSON: ${(error as Error).message}`;
+      throw Object.assign(new InvalidError(message, [{ field: '', message }], 'InvalidRunnerConfig'), { cause: error });
+    }
+  }
+  if (typeof fromFile !== 'object' || fromFile === null || Array.isArray(fromFile)) {
+    throw new InvalidError(`${file} must hold a JSON object`, [{ field: '', message: 'expected an object' }], 'InvalidRunnerConfig');
+  }
+  const defined = Object.fromEntries(Object.entries(overrides).filter(([, value]) => value !== undefined));
+  return resolveRunnerConfig({ ...(fromFile as RunnerConfigInput), ...defined }, file);
+}

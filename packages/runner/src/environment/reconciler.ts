@@ -1,0 +1,348 @@
+// EnvironmentReconciler: compares an Environment's spec with what exists on the host and takes the next
+// step, writing status after each one (DESIGN.md "Control flow" 3; controller-runtime's Reconcile).
+import { type Condition, type Environment, type EnvironmentPhase, type EnvironmentStatus, type Progress, setCondition } from '@warren/api';
+import { type Logger, errorMessage, isAbortError, silentLogger } from '@warren/base';
+import {
+  type EnvironmentBackend,
+  type ObservedEnvironment,
+  type ResolvedEnvironment,
+  type StepContext,
+  TerminalEnvironmentError,
+} from './backend.js';
+
+/** Writes `status` for `environment` and returns the object as stored (PUT .../{id}/status). */
+export type StatusWriter = (environment: Environment, status: EnvironmentStatus) => Promise<Environment>;
+
+/** Options of {@link EnvironmentReconciler}. */
+export interface EnvironmentReconcilerOptions {
+  backend: EnvironmentBackend;
+  writeStatus: StatusWriter;
+  /** Seconds between SIGTERM and SIGKILL on stop. */
+  stopGraceSeconds: number;
+  logger?: Logger;
+  /** Minimum milliseconds between two progress-only status writes (default 500). */
+  progressIntervalMs?: number;
+}
+
+/** Condition types the reconciler maintains. */
+export const ConditionTypes = {
+  ContentReady: 'ContentReady',
+  ImageReady: 'ImageReady',
+  Running: 'Running',
+  LifecycleCommandsSucceeded: 'LifecycleCommandsSucceeded',
+  DevcontainerSupported: 'DevcontainerSupported',
+} as const;
+
+/**
+ * Reconciles one environment at a time (the work queue guarantees no two reconciles of one environment
+ * run together). Throwing from {@link reconcile} means "retry with backoff"; terminal problems are
+ * recorded in status (phase Failed) and the method returns normally.
+ */
+export class EnvironmentReconciler {
+  private readonly dependencies: RunDependencies;
+  private readonly logger: Logger;
+
+  constructor(options: EnvironmentReconcilerOptions) {
+    this.dependencies = {
+      backend: options.backend,
+      writeStatus: options.writeStatus,
+      stopGraceSeconds: options.stopGraceSeconds,
+      progressIntervalMs: options.progressIntervalMs ?? 500,
+    };
+    this.logger = (options.logger ?? silentLogger).child({ component: 'environment-reconciler' });
+  }
+
+  /**
+   * Takes `environment` to its desired phase, step by step, writing status after each step.
+   * @returns the environment as last written (or as given when nothing changed).
+   * @throws whatever a step threw for transient failures (the caller retries with backoff); an abort
+   *   of `signal` rejects with the signal's reason.
+   */
+  async reconcile(environment: Environment, signal: AbortSignal): Promise<Environment> {
+    const run = new Run(this.dependencies, environment, signal, this.logger.child({ environmentId: environment.metadata.id }));
+    try {
+      await run.execute();
+    } catch (error) {
+      if (isAbortError(error) || signal.aborted) throw error;
+      if (error instanceof TerminalEnvironmentError) {
+        run.logger.warn({ reason: error.reason, error: error.message }, 'environment failed');
+        await run.fail(error);
+      } else {
+        run.logger.warn({ error: errorMessage(error) }, 'reconcile step failed, will retry');
+        throw error;
+      }
+    }
+    return run.current;
+  }
+}
+
+interface RunDependencies {
+  backend: EnvironmentBackend;
+  writeStatus: StatusWriter;
+  stopGraceSeconds: number;
+  progressIntervalMs: number;
+}
+
+/** One reconcile pass: holds the latest written object and serialises status writes. */
+class Run {
+  current: Environment;
+  private readonly backend: EnvironmentBackend;
+  private writes: Promise<unknown> = Promise.resolve();
+  private lastProgressWrite = 0;
+  private progressPending: Progress | undefined;
+  private progressTimer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly dependencies: RunDependencies,
+    environment: Environment,
+    private readonly signal: AbortSignal,
+    readonly logger: Logger,
+  ) {
+    this.current = environment;
+    this.backend = dependencies.backend;
+  }
+
+  private get id(): string {
+    return this.current.metadata.id;
+  }
+
+  private context(): StepContext {
+    return { signal: this.signal, logger: this.logger, onProgress: (progress) => this.progress(progress) };
+  }
+
+  async execute(): Promise<void> {
+    const { spec, status, metadata } = this.current;
+    const observed = await this.backend.observe(this.id);
+    switch (spec.desiredPhase) {
+      case 'Deleted':
+        return this.delete(observed);
+      case 'Stopped':
+        return this.stop(observed);
+      case 'Running':
+        // A terminal failure is not retried until the spec changes (STYLE.md "Errors").
+        if (status.phase === 'Failed' && status.observedGeneration === metadata.generation) return;
+        return this.run(observed);
+    }
+  }
+
+  private async delete(observed: ObservedEnvironment): Promise<void> {
+    if (!observed.exists) {
+      if (this.current.status.phase !== 'Deleted') await this.write({ phase: 'Deleted' }, { clearProgress: true });
+      return;
+    }
+    await this.write({ phase: 'Deleting' });
+    await this.backend.remove(this.id, this.context());
+    await this.write({ phase: 'Deleted' }, {
+      clearProgress: true,
+      conditions: (conditions) => setCondition(conditions, ConditionTypes.Running, 'False', 'Deleted', 'The environment was deleted.'),
+    });
+    this.logger.info({}, 'environment deleted');
+  }
+
+  private async stop(observed: ObservedEnvironment): Promise<void> {
+    const state = observed.container.state;
+    if (state !== 'absent') {
+      await this.write({ phase: 'Stopping' });
+      await this.backend.stop(this.id, this.dependencies.stopGraceSeconds, this.context());
+      this.logger.info({}, 'environment stopped');
+    }
+    const phase = this.current.status.phase;
+    // A Failed environment that is stopped is simply Stopped: starting it again retries from where it failed.
+    if (phase !== 'Stopped' || state !== 'absent' || this.current.status.observedGeneration !== this.current.metadata.generation) {
+      await this.write({ phase: 'Stopped', message: undefined }, {
+        clearProgress: true,
+        conditions: (conditions) =>
+          setCondition(conditions, ConditionTypes.Running, 'False', 'Stopped', 'The environment is stopped; its disk state is kept.'),
+      });
+    }
+  }
+
+  private async run(observed: ObservedEnvironment): Promise<void> {
+    const context = this.context();
+    const firstStart = !observed.lifecycle.createDone;
+    const startingPhase: EnvironmentPhase = firstStart ? 'Creating' : 'Starting';
+
+    if (!observed.contentReady) {
+      await this.write({ phase: 'Creating', progress: { step: 'clone', message: `Cloning ${this.current.spec.source.git.url}` } });
+      const { commit } = await this.backend.prepareContent(this.current, context);
+      await this.write({ ...(commit ? { commit } : {}) }, {
+        conditions: (conditions) => setCondition(conditions, ConditionTypes.ContentReady, 'True', 'Cloned', 'The repository is cloned into the workspace folder.'),
+      });
+    } else if (observed.commit && this.current.status.commit !== observed.commit) {
+      await this.write({ commit: observed.commit });
+    }
+
+    let resolved = observed.resolved;
+    if (!resolved) {
+      await this.write({ phase: startingPhase, progress: { step: 'image', message: 'Resolving devcontainer.json and pulling the image' } });
+      resolved = await this.backend.resolve(this.current, context);
+    }
+    if (!sameResolvedStatus(this.current.status, resolved) || !isTrue(this.current.status.conditions, ConditionTypes.ImageReady)) {
+      await this.write(resolvedStatus(this.current.status, resolved), {
+        clearProgress: true,
+        conditions: (conditions) => resolvedConditions(conditions, resolved),
+      });
+    }
+
+    let container = observed.container;
+    if (container.state !== 'running') {
+      await this.write({ phase: startingPhase, progress: { step: 'start', message: 'Starting the container' } });
+      await this.backend.start(this.current, context);
+      container = (await this.backend.observe(this.id)).container;
+      if (container.state !== 'running') throw new Error(`container is ${container.state} right after start`);
+      await this.write({ ...(container.startedTime ? { startedTime: container.startedTime } : {}) }, {
+        conditions: (conditions) => setCondition(conditions, ConditionTypes.Running, 'True', 'ContainerRunning', 'The container is running.'),
+      });
+    }
+
+    let failure = observed.lifecycle.failure;
+    if (!observed.lifecycle.createDone) {
+      await this.write({ phase: startingPhase, progress: { step: 'lifecycle', message: 'Running onCreate, updateContent and postCreate commands' } });
+      const outcome = await this.backend.runLifecycle(this.current, 'create', context);
+      if (!outcome.succeeded) failure = outcome.message ?? 'a lifecycle command failed';
+    }
+    if (container.startId === undefined || observed.lifecycle.postStartDoneFor !== container.startId) {
+      await this.write({ phase: startingPhase, progress: { step: 'lifecycle', message: 'Running postStartCommand' } });
+      const outcome = await this.backend.runLifecycle(this.current, 'start', context);
+      if (!outcome.succeeded) failure = outcome.message ?? 'postStartCommand failed';
+    }
+
+    const status = this.current.status;
+    const needsWrite =
+      status.phase !== 'Running' ||
+      status.observedGeneration !== this.current.metadata.generation ||
+      status.progress !== undefined ||
+      !isTrue(status.conditions, ConditionTypes.Running) ||
+      lifecycleConditionDiffers(status.conditions, failure) ||
+      (container.startedTime !== undefined && status.startedTime !== container.startedTime);
+    if (!needsWrite) return;
+    await this.write(
+      { phase: 'Running', message: undefined, ...(container.startedTime ? { startedTime: container.startedTime } : {}) },
+      {
+        clearProgress: true,
+        conditions: (conditions) => {
+          let next = setCondition(conditions, ConditionTypes.Running, 'True', 'ContainerRunning', 'The container is running.');
+          // Like the reference CLI, a failing lifecycle command leaves the environment running: the user
+          // can inspect it (`warren env logs`) and fix it from inside.
+          next = failure
+            ? setCondition(next, ConditionTypes.LifecycleCommandsSucceeded, 'False', 'LifecycleCommandFailed', `${failure}; see \`warren env logs\`.`)
+            : setCondition(next, ConditionTypes.LifecycleCommandsSucceeded, 'True', 'Succeeded', 'All lifecycle commands succeeded.');
+          return next;
+        },
+      },
+    );
+    this.logger.info({}, 'environment running');
+  }
+
+  /** Records a terminal failure: phase Failed, condition False, observedGeneration = generation. */
+  async fail(error: TerminalEnvironmentError): Promise<void> {
+    this.cancelProgress();
+    await this.writes.catch(() => {});
+    await this.write({ phase: 'Failed', message: error.message }, {
+      clearProgress: true,
+      conditions: (conditions) => setCondition(conditions, error.conditionType, 'False', error.reason, error.message),
+    });
+  }
+
+  /**
+   * Writes the current status with `changes` applied; `observedGeneration` is set to the generation
+   * being acted on. Serialised with progress writes, and pending progress is dropped.
+   */
+  private async write(
+    changes: Partial<EnvironmentStatus>,
+    options: { clearProgress?: boolean; conditions?: (conditions: Condition[]) => Condition[] } = {},
+  ): Promise<void> {
+    this.cancelProgress();
+    const next = this.writes.then(async () => {
+      const base = this.current.status;
+      const status: EnvironmentStatus = {
+        ...base,
+        ...changes,
+        observedGeneration: this.current.metadata.generation,
+        conditions: options.conditions ? options.conditions(base.conditions) : base.conditions,
+      };
+      for (const key of Object.keys(changes) as Array<keyof EnvironmentStatus>) {
+        if (changes[key] === undefined) delete status[key];
+      }
+      if (options.clearProgress) delete status.progress;
+      this.current = await this.dependencies.writeStatus(this.current, status);
+    });
+    this.writes = next.catch(() => {});
+    await next;
+  }
+
+  /** Throttled progress: at most one write per interval, the latest value wins. */
+  private progress(progress: Progress): void {
+    this.progressPending = progress;
+    if (this.progressTimer) return;
+    const wait = Math.max(0, this.lastProgressWrite + this.dependencies.progressIntervalMs - Date.now());
+    this.progressTimer = setTimeout(() => {
+      this.progressTimer = undefined;
+      const pending = this.progressPending;
+      this.progressPending = undefined;
+      if (!pending || this.signal.aborted) return;
+      this.lastProgressWrite = Date.now();
+      const next = this.writes.then(async () => {
+        this.current = await this.dependencies.writeStatus(this.current, { ...this.current.status, progress: pending });
+      });
+      this.writes = next.catch((error: unknown) => this.logger.debug({ error: errorMessage(error) }, 'progress write failed'));
+    }, wait);
+  }
+
+  private cancelProgress(): void {
+    if (this.progressTimer) clearTimeout(this.progressTimer);
+    this.progressTimer = undefined;
+    this.progressPending = undefined;
+  }
+}
+
+function isTrue(conditions: readonly Condition[], type: string): boolean {
+  return conditions.some((condition) => condition.type === type && condition.status === 'True');
+}
+
+function lifecycleConditionDiffers(conditions: readonly Condition[], failure: string | undefined): boolean {
+  const condition = conditions.find((entry) => entry.type === ConditionTypes.LifecycleCommandsSucceeded);
+  if (!condition) return true;
+  return failure ? condition.status !== 'False' || !condition.message.startsWith(failure) : condition.status !== 'True';
+}
+
+function resolvedStatus(status: EnvironmentStatus, resolved: ResolvedEnvironment): Partial<EnvironmentStatus> {
+  return {
+    devcontainer: {
+      ...(resolved.configPath ? { configPath: resolved.configPath } : {}),
+      image: resolved.image,
+      ...(resolved.imageDigest ? { imageDigest: resolved.imageDigest } : {}),
+      remoteUser: resolved.remoteUser,
+      workspaceFolder: resolved.workspaceFolder,
+    },
+    ports: mergePorts(status.ports, resolved),
+  };
+}
+
+function mergePorts(existing: EnvironmentStatus['ports'], resolved: ResolvedEnvironment): EnvironmentStatus['ports'] {
+  const others = existing.filter((port) => port.source !== 'Devcontainer');
+  const fromConfig = resolved.ports
+    .filter((port) => !others.some((other) => other.port === port.port))
+    .map((port) => ({ port: port.port, visibility: 'Owner' as const, source: 'Devcontainer' as const, ...(port.label ? { label: port.label } : {}) }));
+  return [...others, ...fromConfig];
+}
+
+function sameResolvedStatus(status: EnvironmentStatus, resolved: ResolvedEnvironment): boolean {
+  const wanted = resolvedStatus(status, resolved);
+  return JSON.stringify(status.devcontainer) === JSON.stringify(wanted.devcontainer) && JSON.stringify(status.ports) === JSON.stringify(wanted.ports);
+}
+
+function resolvedConditions(conditions: Condition[], resolved: ResolvedEnvironment): Condition[] {
+  let next = setCondition(conditions, ConditionTypes.ImageReady, 'True', 'Pulled', `Image ${resolved.image} is ready.`);
+  next =
+    resolved.unsupported.length > 0
+      ? setCondition(
+          next,
+          ConditionTypes.DevcontainerSupported,
+          'False',
+          'UnsupportedProperties',
+          `Warren does not honour: ${resolved.unsupported.map((entry) => `${entry.property} (${entry.source}: ${entry.message})`).join('; ')}.`,
+        )
+      : setCondition(next, ConditionTypes.DevcontainerSupported, 'True', 'Supported', 'Every property of the devcontainer configuration is honoured.');
+  return next;
+}
