@@ -1,0 +1,390 @@
+// The OCI runtime adapter: runs environment containers with runc (or crun on pure cgroup v2 hosts)
+// through the exec seam, with a private state root so Warren's containers never mix with others.
+import type { ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdir, open, readFile, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { randomUUID } from 'node:crypto';
+import { type Logger, InvalidError, WarrenError, silentLogger } from '@warren/base';
+import { ExecError, exec, spawnLogged } from './exec.js';
+import type { OciConfig } from './oci-spec.js';
+
+/** Container status as reported by `runc state` (OCI runtime spec runtime.md "State"). */
+export type ContainerStatus = 'creating' | 'created' | 'running' | 'paused' | 'stopped';
+
+/** What {@link OciRuntime.state} returns: `pid` is the init process's host pid (0 once stopped). */
+export interface ContainerState {
+  id: string;
+  status: ContainerStatus;
+  pid: number;
+  /** Absolute bundle directory the container was created from. */
+  bundle: string;
+}
+
+/** Options of {@link OciRuntime.exec}: the process to start inside a running container. */
+export interface ContainerExecOptions {
+  args: string[];
+  /** `KEY=value` entries, added to (and overriding) the container's config.json `process.env`. */
+  env?: string[];
+  /** Absolute path inside the container; default the config's `process.cwd`. */
+  cwd?: string;
+  /** Default the config's user. */
+  uid?: number;
+  gid?: number;
+  additionalGids?: number[];
+  /** Allocate a terminal. Not supported by {@link OciRuntime.exec}: use {@link OciRuntime.execCommand} under a pty. */
+  tty?: boolean;
+}
+
+/** A prepared `runc exec` command line for a caller that spawns it itself (e.g. under node-pty). */
+export interface PreparedExec {
+  argv: string[];
+  /** Removes the process.json file; call after the process has exited. Safe to repeat. */
+  dispose(): Promise<void>;
+}
+
+/** A container runtime Warren drives. Ids should start with `warren-` so leaks can be found. */
+export interface OciRuntime {
+  /** Binary name (`runc` or `crun`). */
+  readonly name: string;
+  /** Creates the container (init waits for `start`). @returns the init process's host pid. */
+  create(bundleDir: string, id: string): Promise<number>;
+  /** Starts the user process of a created container. */
+  start(id: string): Promise<void>;
+  /** Creates and starts the container detached. @returns the init process's host pid. */
+  run(bundleDir: string, id: string): Promise<number>;
+  /** Starts a process inside the running container; stdout/stderr are separate pipes; exit code passed through. */
+  exec(id: string, options: ContainerExecOptions): Promise<ChildProcess>;
+  /** Writes a process.json and returns the argv to run it (for terminals spawned under a pty). */
+  execCommand(id: string, options: ContainerExecOptions): Promise<PreparedExec>;
+  /** Sends `signal` (e.g. `SIGTERM`) to init, or to every process of the container with `all`. */
+  kill(id: string, signal: string, options?: { all?: boolean }): Promise<void>;
+  /** Deletes the container; a missing container is fine. `force` kills a running one first. */
+  delete(id: string, options?: { force?: boolean }): Promise<void>;
+  /** @returns the container's state, or `undefined` when it does not exist. */
+  state(id: string): Promise<ContainerState | undefined>;
+  /** @returns the ids of all containers under this runtime's state root. */
+  list(): Promise<string[]>;
+  pause(id: string): Promise<void>;
+  resume(id: string): Promise<void>;
+}
+
+/** A container the operation needs does not exist (HTTP 404 semantics). */
+export class ContainerNotFoundError extends WarrenError {
+  constructor(readonly containerId: string, options?: { cause?: unknown }) {
+    super('ContainerNotFound', 404, `container "${containerId}" does not exist`, options);
+  }
+}
+
+/** Default private state root (`runc --root`): Warren's containers live apart from Docker's or others'. */
+export const DEFAULT_STATE_ROOT = '/run/warren/runc';
+
+const LOG_TAIL_BYTES = 2048;
+
+function isNotExist(error: unknown): boolean {
+  return error instanceof ExecError && /does not exist|not found|No such file/i.test(error.stderrTail);
+}
+
+/** Options of {@link CliOciRuntime}. */
+export interface CliOciRuntimeOptions {
+  /** Runtime binary: `runc` (default) or `crun`. */
+  binary?: string;
+  /** `--root` state directory; default {@link DEFAULT_STATE_ROOT} (`/run/warren/crun` for crun). */
+  stateRoot?: string;
+  logger?: Logger;
+}
+
+/**
+ * An {@link OciRuntime} driving a runc-compatible CLI (runc 1.1 / crun ≥ 1.8 share these commands and
+ * flags: `create --bundle --pid-file`, `start`, `run -d`, `exec --process`, `kill [--all]`,
+ * `delete [--force]`, `state`, `list --format json`, `pause`, `resume`; see runc(8)).
+ */
+export class CliOciRuntime implements OciRuntime {
+  readonly name: string;
+  readonly stateRoot: string;
+  private readonly logger: Logger;
+
+  constructor(options: CliOciRuntimeOptions = {}) {
+    this.name = options.binary ?? 'runc';
+    this.stateRoot = options.stateRoot ?? (this.name === 'runc' ? DEFAULT_STATE_ROOT : `/run/warren/${this.name}`);
+    this.logger = (options.logger ?? silentLogger).child({ component: 'oci-runtime', runtime: this.name });
+  }
+
+  private argv(...args: string[]): string[] {
+    return [this.name, '--root', this.stateRoot, ...args];
+  }
+
+  /**
+   * Runs a runtime command whose container inherits its stdio (create/run): stdout/stderr go to
+   * `<bundle>/warren-init.log` instead of pipes, because a detached container keeps inherited pipes open.
+   */
+  private async runDetached(args: string[], bundleDir: string): Promise<void> {
+    await mkdir(this.stateRoot, { recursive: true, mode: 0o700 });
+    const logPath = join(bundleDir, 'warren-init.log');
+    const log = await open(logPath, 'a');
+    const argv = this.argv(...args);
+    try {
+      const child = spawnLogged(argv, { cwd: bundleDir, stdio: ['ignore', log.fd, log.fd], logger: this.logger });
+      const code = await new Promise<number | null>((resolve, reject) => {
+        child.once('error', reject);
+        child.once('exit', (exitCode) => resolve(exitCode));
+      });
+      if (code !== 0) {
+        const text = await readFile(logPath, 'utf8').catch(() => '');
+        throw new ExecError(argv, code, text.slice(-LOG_TAIL_BYTES), '');
+      }
+    } finally {
+      await log.close();
+    }
+  }
+
+  /** @throws {ExecError} when runc fails (stderr tail from `<bundle>/warren-init.log`). */
+  async create(bundleDir: string, id: string): Promise<number> {
+    await this.runDetached(['create', '--bundle', bundleDir, id], bundleDir);
+    return this.requirePid(id);
+  }
+
+  /** @throws {ExecError} when the container is not in the `created` state. */
+  async start(id: string): Promise<void> {
+    await exec(this.argv('start', id), { logger: this.logger });
+  }
+
+  /** @throws {ExecError} when runc fails (stderr tail from `<bundle>/warren-init.log`). */
+  async run(bundleDir: string, id: string): Promise<number> {
+    await this.runDetached(['run', '--detach', '--bundle', bundleDir, id], bundleDir);
+    return this.requirePid(id);
+  }
+
+  private async requirePid(id: string): Promise<number> {
+    const state = await this.state(id);
+    if (!state) throw new ContainerNotFoundError(id);
+    return state.pid;
+  }
+
+  /**
+   * Builds the exec'd process from the container's own config.json `process` (capabilities, rlimits,
+   * env, user) with the given overrides. Like Docker, a non-root user gets no effective, permitted or
+   * ambient capabilities (only the bounding set, so setuid programs such as sudo still work).
+   */
+  private async execProcess(id: string, options: ContainerExecOptions): Promise<OciConfig['process']> {
+    if (options.args.length === 0) throw new InvalidError('exec needs a command', [{ field: 'args', message: 'must not be empty' }]);
+    const state = await this.state(id);
+    if (!state) throw new ContainerNotFoundError(id);
+    const config = JSON.parse(await readFile(join(state.bundle, 'config.json'), 'utf8')) as OciConfig;
+    const base = config.process;
+    const env = new Map<string, string>();
+    for (const entry of [...base.env, ...(options.env ?? [])]) {
+      const separator = entry.indexOf('=');
+      if (separator <= 0) throw new InvalidError('invalid environment entry', [{ field: 'env', message: `"${entry}" is not KEY=value` }]);
+      env.set(entry.slice(0, separator), entry);
+    }
+    const uid = options.uid ?? base.user.uid;
+    const gid = options.gid ?? base.user.gid;
+    const user: OciConfig['process']['user'] = { uid, gid };
+    const additionalGids = options.additionalGids ?? (options.uid === undefined ? base.user.additionalGids : undefined);
+    if (additionalGids && additionalGids.length > 0) user.additionalGids = additionalGids;
+    const bounding = base.capabilities.bounding;
+    return {
+      ...base,
+      terminal: options.tty ?? false,
+      user,
+      args: [...options.args],
+      env: [...env.values()],
+      cwd: options.cwd ?? base.cwd,
+      capabilities:
+        uid === 0
+          ? base.capabilities
+          : { bounding: [...bounding], effective: [], permitted: [], inheritable: [], ambient: [] },
+    };
+  }
+
+  /**
+   * Starts `options.args` in the running container through `runc exec --process <file>` (see
+   * {@link execCommand}); the file is removed when runc exits. (`/dev/fd/N` cannot carry it: Node's extra
+   * stdio "pipes" are sockets, which open(2) on /dev/fd refuses with ENXIO.)
+   * @returns the runc child: `stdout`/`stderr` are separate streams, `stdin` is writable, and its exit
+   *   code is the process's exit code (runc passes it through; 255 when runc itself fails).
+   * @throws {InvalidError} for `tty: true` (runc needs a terminal on its stdin; use {@link execCommand}
+   *   under node-pty) or an empty `args`.
+   * @throws {ContainerNotFoundError} when the container does not exist.
+   */
+  async exec(id: string, options: ContainerExecOptions): Promise<ChildProcess> {
+    if (options.tty) {
+      throw new InvalidError('exec with a terminal must run under a pty; use execCommand', [{ field: 'tty', message: 'not supported by exec' }]);
+    }
+    const prepared = await this.execCommand(id, options);
+    const child = spawnLogged(prepared.argv, { stdio: ['pipe', 'pipe', 'pipe'], logger: this.logger });
+    const dispose = (): void => {
+      prepared.dispose().catch((error: unknown) => this.logger.warn({ error: String(error) }, 'removing exec process file failed'));
+    };
+    child.once('exit', dispose);
+    child.once('error', dispose);
+    return child;
+  }
+
+  /**
+   * Writes the process description to `<stateRoot>-exec/<uuid>.json` (mode 0600) and returns the argv
+   * `runc --root … exec --process <file> <id>`. With `tty: true` runc needs a terminal on its stdin, so
+   * spawn the argv under a pty (node-pty); runc then relays between that pty and the container's.
+   * @throws {ContainerNotFoundError} when the container does not exist.
+   */
+  async execCommand(id: string, options: ContainerExecOptions): Promise<PreparedExec> {
+    const process = await this.execProcess(id, options);
+    const dir = `${this.stateRoot}-exec`;
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    const file = join(dir, `${randomUUID()}.json`);
+    await writeFile(file, JSON.stringify(process), { mode: 0o600 });
+    return {
+      argv: this.argv('exec', '--process', file, id),
+      dispose: () => rm(file, { force: true }),
+    };
+  }
+
+  /**
+   * @param signal a signal name (`SIGTERM`, `TERM`) or number, per runc-kill(8).
+   * @throws {ContainerNotFoundError} when the container does not exist.
+   * @throws {ExecError} for other failures (e.g. the container is not running).
+   */
+  async kill(id: string, signal: string, options: { all?: boolean } = {}): Promise<void> {
+    try {
+      await exec(this.argv('kill', ...(options.all ? ['--all'] : []), id, signal), { logger: this.logger });
+    } catch (error) {
+      if (isNotExist(error)) throw new ContainerNotFoundError(id, { cause: error });
+      throw error;
+    }
+  }
+
+  /** Idempotent: deleting a missing container succeeds. @throws {ExecError} e.g. when running without `force`. */
+  async delete(id: string, options: { force?: boolean } = {}): Promise<void> {
+    try {
+      await exec(this.argv('delete', ...(options.force ? ['--force'] : []), id), { logger: this.logger });
+    } catch (error) {
+      if (isNotExist(error)) return;
+      throw error;
+    }
+  }
+
+  /** @returns the container's state (`runc state` JSON), or `undefined` when it does not exist. */
+  async state(id: string): Promise<ContainerState | undefined> {
+    try {
+      const result = await exec(this.argv('state', id), { logger: this.logger });
+      const parsed = JSON.parse(result.stdout) as { id: string; status: ContainerStatus; pid: number; bundle: string };
+      return { id: parsed.id, status: parsed.status, pid: parsed.pid, bundle: parsed.bundle };
+    } catch (error) {
+      if (isNotExist(error)) return undefined;
+      throw error;
+    }
+  }
+
+  /** @returns container ids under the state root (empty when the root does not exist yet). */
+  async list(): Promise<string[]> {
+    if (!existsSync(this.stateRoot)) return [];
+    const result = await exec(this.argv('list', '--format', 'json'), { logger: this.logger });
+    const parsed = JSON.parse(result.stdout.trim() || 'null') as Array<{ id: string }> | null;
+    return (parsed ?? []).map((entry) => entry.id);
+  }
+
+  /** Freezes every process of the container (cgroup freezer). @throws {ExecError} unless running. */
+  async pause(id: string): Promise<void> {
+    await exec(this.argv('pause', id), { logger: this.logger });
+  }
+
+  /** Thaws a paused container. @throws {ExecError} unless paused. */
+  async resume(id: string): Promise<void> {
+    await exec(this.argv('resume', id), { logger: this.logger });
+  }
+
+  /** SIGTERM, up to `graceSeconds` of waiting, SIGKILL, delete: see {@link stopContainer}. */
+  async stop(id: string, graceSeconds: number, options: { pollMs?: number; signal?: AbortSignal } = {}): Promise<void> {
+    await stopContainer(this, id, graceSeconds, options);
+  }
+}
+
+/** runc 1.1 (works on cgroup v1, hybrid and v2 hosts). */
+export class RuncRuntime extends CliOciRuntime {
+  constructor(options: Omit<CliOciRuntimeOptions, 'binary'> = {}) {
+    super({ ...options, binary: 'runc' });
+  }
+}
+
+/**
+ * crun (faster start). Usable only where crun accepts the cgroup layout: it refuses "hybrid" hosts
+ * (v1 hierarchies plus a v2 mount that owns a controller), see docs host-feasibility §2a.
+ * Not exercised by the tests on the hybrid CI host.
+ */
+export class CrunRuntime extends CliOciRuntime {
+  constructor(options: Omit<CliOciRuntimeOptions, 'binary'> = {}) {
+    super({ ...options, binary: 'crun' });
+  }
+}
+
+/**
+ * Whether the host has a pure cgroup v2 hierarchy: `cgroup.controllers` at the mount root
+ * (cgroups(7), "cgroups version 2"). On v1 and hybrid hosts that file is absent at /sys/fs/cgroup.
+ */
+export function isPureCgroupV2(cgroupRoot = '/sys/fs/cgroup'): boolean {
+  return existsSync(join(cgroupRoot, 'cgroup.controllers'));
+}
+
+/**
+ * Picks the runtime for this host: crun on a pure cgroup v2 host when `crun` runs, otherwise runc.
+ * @param options.prefer force one runtime (e.g. from configuration).
+ */
+export async function selectOciRuntime(options: Omit<CliOciRuntimeOptions, 'binary'> & { prefer?: 'runc' | 'crun' } = {}): Promise<OciRuntime> {
+  const { prefer, ...rest } = options;
+  if (prefer === 'runc') return new RuncRuntime(rest);
+  if (prefer === 'crun') return new CrunRuntime(rest);
+  if (isPureCgroupV2()) {
+    const usable = await exec(['crun', '--version'], { logger: rest.logger }).then(() => true, () => false);
+    if (usable) return new CrunRuntime(rest);
+  }
+  return new RuncRuntime(rest);
+}
+
+/**
+ * Stops a container gracefully and deletes it: SIGTERM to all its processes (`kill --all`), wait up to
+ * `graceSeconds` for it to stop, then SIGKILL to all, wait, and `delete --force`. A paused container is
+ * resumed first (frozen processes cannot act on signals). A missing container is fine (idempotent).
+ * @param graceSeconds seconds to wait after SIGTERM (0 = kill at once).
+ * @param options.pollMs state polling interval, default 100 ms.
+ * @throws {ExecError} when the runtime fails other than for a missing or already stopped container.
+ */
+export async function stopContainer(
+  runtime: OciRuntime,
+  id: string,
+  graceSeconds: number,
+  options: { pollMs?: number; signal?: AbortSignal } = {},
+): Promise<void> {
+  const pollMs = options.pollMs ?? 100;
+  const waitStopped = async (timeoutMs: number): Promise<boolean> => {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const state = await runtime.state(id);
+      if (!state || state.status === 'stopped') return true;
+      if (Date.now() >= deadline) return false;
+      options.signal?.throwIfAborted();
+      await new Promise((resolve) => setTimeout(resolve, pollMs));
+    }
+  };
+  const signalAll = async (signal: string): Promise<void> => {
+    try {
+      await runtime.kill(id, signal, { all: true });
+    } catch (error) {
+      // Racing with the container's own exit is normal: it may be gone or stopped by now.
+      const state = await runtime.state(id);
+      if (state && state.status !== 'stopped' && state.status !== 'created') throw error;
+    }
+  };
+
+  const state = await runtime.state(id);
+  if (!state) return;
+  if (state.status === 'paused') await runtime.resume(id);
+  if (state.status === 'running' || state.status === 'paused') {
+    await signalAll('SIGTERM');
+    if (!(await waitStopped(graceSeconds * 1000))) {
+      await signalAll('SIGKILL');
+      await waitStopped(10_000);
+    }
+  }
+  await runtime.delete(id, { force: true });
+}
