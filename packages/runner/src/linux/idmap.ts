@@ -106,10 +106,11 @@ export async function unmountRecursive(path: string, options: { detach?: boolean
 /**
  * Locates idmap-helper.c next to this module: `src/linux/` when running from sources (vitest, tsx),
  * `../../src/linux/` relative to `dist/linux/` when running compiled.
+ * @param moduleDir the directory of the running module (default: this module's; a parameter for tests).
  * @throws {IdmapHelperError} when neither exists (a package shipped without `src/`).
  */
-export function idmapHelperSourcePath(): string {
-  const here = dirname(fileURLToPath(import.meta.url));
+export function idmapHelperSourcePath(moduleDir: string = dirname(fileURLToPath(import.meta.url))): string {
+  const here = moduleDir;
   const candidates = [join(here, 'idmap-helper.c'), join(here, '..', '..', 'src', 'linux', 'idmap-helper.c')];
   const found = candidates.find((candidate) => existsSync(candidate));
   if (!found) throw new IdmapHelperError(`idmap-helper.c not found (looked in ${candidates.join(', ')})`);
