@@ -70,7 +70,7 @@ describe('buildOciConfig', () => {
   it('has the standard mounts then the caller bind mounts', () => {
     const { mounts } = buildOciConfig(input());
     expect(mounts.map((mount) => mount.destination)).toEqual([
-      '/proc', '/dev', '/dev/pts', '/dev/shm', '/dev/mqueue', '/sys', '/workspaces/repo', '/etc/resolv.conf',
+      '/proc', '/dev', '/dev/pts', '/dev/shm', '/dev/mqueue', '/sys', '/sys/fs/cgroup', '/workspaces/repo', '/etc/resolv.conf',
     ]);
     expect(mounts.find((mount) => mount.destination === '/dev/pts')?.options).toContain('newinstance');
     expect(mounts.find((mount) => mount.destination === '/sys')).toMatchObject({ type: 'sysfs', options: expect.arrayContaining(['ro']) as unknown });

@@ -143,6 +143,9 @@ describe('RuncRuntime with an idmapped overlay rootfs', () => {
     // The netns is owned by the container's user namespace, so sysfs mounts and CAP_NET_RAW applies (ping).
     expect((await run(['grep', ' /sys ', '/proc/self/mounts'])).stdout).toMatch(/^sysfs \/sys sysfs ro,/);
     expect((await run(['ping', '-c', '1', '-W', '5', '127.0.0.1'])).code).toBe(0);
+    // Its own cgroups are visible read-only.
+    expect((await run(['sh', '-c', 'cat /sys/fs/cgroup/pids/pids.max /sys/fs/cgroup/memory/memory.limit_in_bytes'])).code).toBe(0);
+    expect((await run(['mkdir', '/sys/fs/cgroup/pids/x'])).code).not.toBe(0);
   });
 
   it('stores files written by container root in the upper dir as the mapped host root', async () => {
@@ -189,6 +192,18 @@ describe('RuncRuntime with an idmapped overlay rootfs', () => {
     await expect(runtime.exec('warren-missing', { args: ['true'] })).rejects.toThrow(/does not exist/);
     await expect(runtime.exec(containerId, { args: ['true'], tty: true })).rejects.toThrow(/pty/);
     expect(await runtime.state('warren-missing')).toBeUndefined();
+  });
+
+  it('runs a terminal exec when its argv is spawned under a pty (script(1) stands in for node-pty)', async () => {
+    const prepared = await runtime.execCommand(containerId, { args: ['sh', '-c', 'tty; echo "term=$TERM"; exit 4'], env: ['TERM=xterm'], tty: true });
+    try {
+      const result = await exec(['script', '--quiet', '--return', '--command', prepared.argv.join(' '), '/dev/null'], { okCodes: [4] });
+      expect(result.stdout).toMatch(/\/dev\/pts\/\d+\r\n/); // \r\n: the pty's onlcr shows it was a terminal
+      expect(result.stdout).toMatch(/^term=xterm\r?$/m);
+    } finally {
+      await prepared.dispose();
+    }
+    expect(existsSync(prepared.argv[prepared.argv.indexOf('--process') + 1]!)).toBe(false);
   });
 
   it('pauses and resumes', async () => {
