@@ -58,6 +58,10 @@ export interface ResolvedManifest {
   /** Digest of the platform's image manifest (equals `digest` when there is no index). */
   manifestDigest: string;
   manifest: ImageManifest;
+  /** The platform manifest's bytes as served (they hash to `manifestDigest`). */
+  manifestBytes: Buffer;
+  /** The index's bytes as served when the reference names an index (they hash to `digest`). */
+  indexBytes?: Buffer;
   /** The endpoint that served the manifest; blobs are tried there first. */
   endpoint: RegistryEndpoint;
 }
@@ -226,12 +230,12 @@ export class RegistryClient {
     return this.tryEndpoints(reference, this.endpoints(reference), async (endpoint) => {
       const top = await this.fetchManifest(reference, endpoint, reference.digest ?? reference.tag ?? 'latest', reference.digest, options.signal);
       const document = parseManifest(text, top.bytes, top.contentType);
-      if (document.kind === 'manifest') return { digest: top.digest, manifestDigest: top.digest, manifest: document, endpoint };
+      if (document.kind === 'manifest') return { digest: top.digest, manifestDigest: top.digest, manifest: document, manifestBytes: top.bytes, endpoint };
       const chosen = selectPlatform(text, document.manifests, options.platform);
       const platformManifest = await this.fetchManifest(reference, endpoint, chosen.digest, chosen.digest, options.signal);
       const manifest = parseManifest(text, platformManifest.bytes, platformManifest.contentType);
       if (manifest.kind !== 'manifest') throw new InvalidImageError(text, `index entry ${chosen.digest} is not an image manifest`);
-      return { digest: top.digest, manifestDigest: chosen.digest, manifest, endpoint };
+      return { digest: top.digest, manifestDigest: chosen.digest, manifest, manifestBytes: platformManifest.bytes, indexBytes: top.bytes, endpoint };
     });
   }
 
