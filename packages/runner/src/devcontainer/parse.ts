@@ -282,7 +282,7 @@ function validateEntry(value: Record<string, unknown>, source: string): { parsed
     if (IGNORED_PROPERTIES.has(key)) continue;
     warnings.push(`${source}: unknown property "${key}" was ignored`);
   }
-  return { parsed: { source, config: config as DevcontainerConfig, unsupported, warnings }, issues };
+  return { parsed: { source, config, unsupported, warnings }, issues };
 }
 
 /** `"init": false`, `"privileged": false`, `[]` and `{}` ask for nothing, so they are not reported. */
@@ -348,21 +348,17 @@ function lineColumn(text: string, offset: number): { line: number; column: numbe
 
 /** Converts a jsonc-parser tree to a plain value; for duplicate keys the last wins, as in JSON.parse. */
 function nodeValue(node: JsonNode): unknown {
-  switch (node.type) {
-    case 'object': {
-      const result: Record<string, unknown> = {};
-      for (const property of node.children ?? []) {
-        const [keyNode, valueNode] = property.children ?? [];
-        // defineProperty, so a "__proto__" key is an ordinary property and cannot change the prototype
-        if (keyNode && valueNode) {
-          Object.defineProperty(result, keyNode.value as string, { value: nodeValue(valueNode), enumerable: true, writable: true, configurable: true });
-        }
+  if (node.type === 'object') {
+    const result: Record<string, unknown> = {};
+    for (const property of node.children ?? []) {
+      const [keyNode, valueNode] = property.children ?? [];
+      // defineProperty, so a "__proto__" key is an ordinary property and cannot change the prototype
+      if (keyNode && valueNode) {
+        Object.defineProperty(result, keyNode.value as string, { value: nodeValue(valueNode), enumerable: true, writable: true, configurable: true });
       }
-      return result;
     }
-    case 'array':
-      return (node.children ?? []).map(nodeValue);
-    default:
-      return node.value as unknown;
+    return result;
   }
+  if (node.type === 'array') return (node.children ?? []).map(nodeValue);
+  return node.value as unknown;
 }

@@ -174,7 +174,7 @@ export function substituteConfig(
       warnings.push(`${source}: ${variable} cannot be used in "${property}" and was left as written`),
     );
   }
-  return { config: result as DevcontainerConfig, warnings };
+  return { config: result, warnings };
 }
 
 /** The id label Warren derives `${devcontainerId}` from. */

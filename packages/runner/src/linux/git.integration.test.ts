@@ -46,7 +46,13 @@ beforeAll(async () => {
   commits.main = await commitFile('main.txt', 'main');
   await git(['checkout', '-q', '-b', 'feature'], sourceDir);
   commits.feature = await commitFile('feature.txt', 'feature');
+  await git(['checkout', '-q', '-b', 'pull-1'], sourceDir);
+  commits.pull = await commitFile('pull.txt', 'pull');
+  await git(['update-ref', 'refs/pull/1/head', 'HEAD'], sourceDir);
+  await git(['checkout', '-q', '-b', 'gone', 'main'], sourceDir);
+  commits.unreachable = await commitFile('gone.txt', 'gone');
   await git(['checkout', '-q', 'main'], sourceDir);
+  await git(['branch', '-q', '-D', 'pull-1', 'gone'], sourceDir);
   sourceUrl = `file://${sourceDir}`;
 });
 
@@ -102,6 +108,21 @@ describe('cloneRepository', () => {
       commit: commits.first,
       refKind: 'commit',
     });
+  });
+
+  it('checks out a ref outside heads and tags (a pull request head)', async () => {
+    const targetDir = target();
+    expect(await cloneRepository({ url: sourceUrl, ref: 'refs/pull/1/head', targetDir, allowFileUrls: true })).toEqual({ commit: commits.pull, refKind: 'ref' });
+    expect(await readFile(path.join(targetDir, 'pull.txt'), 'utf8')).toBe('pull');
+  });
+
+  it('fetches a full sha that no branch or tag contains (protocol v2 serves any object)', async () => {
+    const targetDir = target();
+    expect(await cloneRepository({ url: sourceUrl, ref: commits.unreachable!, targetDir, allowFileUrls: true })).toEqual({
+      commit: commits.unreachable,
+      refKind: 'commit',
+    });
+    expect(await readFile(path.join(targetDir, 'gone.txt'), 'utf8')).toBe('gone');
   });
 
   it('clones into an existing empty directory but not a non-empty one', async () => {
@@ -187,6 +208,24 @@ describe('cloneRepository over HTTP', () => {
     await expect(clone).rejects.toBeInstanceOf(RepositoryAuthRequiredError);
     await expect(clone).rejects.toThrow(/requires credentials.*add a credential/);
     await expectNothingLeft(targetDir);
+  });
+
+  it('never runs an askpass program from the runner environment', async () => {
+    const marker = path.join(root, 'askpass-ran');
+    const askpass = path.join(root, 'askpass.sh');
+    await writeFile(askpass, `#!/bin/sh\ntouch '${marker}'\necho secret\n`, { mode: 0o755 });
+    const saved = { GIT_ASKPASS: process.env.GIT_ASKPASS, SSH_ASKPASS: process.env.SSH_ASKPASS };
+    process.env.GIT_ASKPASS = askpass;
+    process.env.SSH_ASKPASS = askpass;
+    try {
+      await expect(cloneRepository({ url: `${baseUrl}/private/repo.git`, targetDir: target() })).rejects.toBeInstanceOf(RepositoryAuthRequiredError);
+    } finally {
+      for (const [key, value] of Object.entries(saved)) {
+        if (value === undefined) delete process.env[key];
+        else process.env[key] = value;
+      }
+    }
+    await expect(readFile(marker)).rejects.toMatchObject({ code: 'ENOENT' });
   });
 
   it('sends credentials as a basic auth header and reports their rejection', async () => {
