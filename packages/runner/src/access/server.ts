@@ -1,0 +1,302 @@
+// The runner's access API (node:http + ws): exec over a WebSocket and lifecycle logs over HTTP, both
+// authorised by a server-issued access token (packages/api/src/access.ts describes the protocol).
+import { open, stat } from 'node:fs/promises';
+import { type IncomingMessage, type ServerResponse, createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { ExecChannel, ExecStartSchema, type ExecControl, makeStatus } from '@warren/api';
+import { type Logger, WarrenError, errorMessage, silentLogger, sleep } from '@warren/base';
+import { type RawData, WebSocket, WebSocketServer } from 'ws';
+import type { EnvironmentBackend, ExecSession } from '../environment/backend.js';
+import type { AccessVerifier } from './auth.js';
+
+/** Options of {@link startAccessServer}. */
+export interface AccessServerOptions {
+  host: string;
+  /** TCP port; 0 picks a free one. */
+  port: number;
+  backend: EnvironmentBackend;
+  verify: AccessVerifier;
+  logger?: Logger;
+  /** Milliseconds between checks for appended log data when following (default 200). */
+  followIntervalMs?: number;
+}
+
+/** A listening access server. */
+export interface AccessServer {
+  /** Base URL, e.g. `http://127.0.0.1:7081` (from the bound address). */
+  url: string;
+  port: number;
+  /** Closes the listener and every open exec (their processes are killed) and log stream. */
+  close(): Promise<void>;
+}
+
+const PATH = /^\/v1\/environments\/([A-Za-z0-9._-]{1,128})\/(exec|logs)$/;
+/** Frames sent but not yet flushed before stdout/stderr are paused (backpressure). */
+const MAX_PENDING_FRAMES = 32;
+
+function tokenOf(request: IncomingMessage, url: URL): string | undefined {
+  const header = request.headers.authorization;
+  if (header?.startsWith('Bearer ')) return header.slice('Bearer '.length).trim();
+  return url.searchParams.get('token') ?? undefined;
+}
+
+function statusOf(error: unknown) {
+  if (error instanceof WarrenError) return makeStatus(error.reason, error.message, error.causes, error.code);
+  return makeStatus('InternalError', errorMessage(error));
+}
+
+function sendStatus(response: ServerResponse, error: unknown): void {
+  const status = statusOf(error);
+  if (response.headersSent) {
+    response.end();
+    return;
+  }
+  response.writeHead(status.code, { 'content-type': 'application/json' });
+  response.end(JSON.stringify(status));
+}
+
+/** Rejects an upgrade with a Status envelope as a plain HTTP response on the raw socket. */
+function rejectUpgrade(socket: Duplex, error: unknown): void {
+  const status = statusOf(error);
+  const body = JSON.stringify(status);
+  socket.end(
+    `HTTP/1.1 ${status.code} ${status.reason}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+  );
+}
+
+/**
+ * Starts the access API on `host:port`:
+ * - `GET /v1/environments/{id}/exec` (WebSocket upgrade): the exec protocol of `@warren/api` access.ts;
+ * - `GET /v1/environments/{id}/logs[?follow=true]`: `text/plain` of the lifecycle log; with follow, appended
+ *   data is streamed until the client disconnects.
+ * Every error is a Status envelope (401 bad/expired token, 403 other environment, 404 unknown path,
+ * 409 environment not running).
+ * @throws {Error} (errno, e.g. EADDRINUSE) when the port cannot be bound.
+ */
+export async function startAccessServer(options: AccessServerOptions): Promise<AccessServer> {
+  const logger = (options.logger ?? silentLogger).child({ component: 'access' });
+  const { backend, verify } = options;
+  const followIntervalMs = options.followIntervalMs ?? 200;
+  const closing = new AbortController();
+  const sessions = new Set<ExecSession>();
+
+  const server = createServer((request, response) => {
+    void handleHttp(request, response).catch((error: unknown) => sendStatus(response, error));
+  });
+  const sockets = new WebSocketServer({ noServer: true, maxPayload: 1024 * 1024 });
+
+  async function handleHttp(request: IncomingMessage, response: ServerResponse): Promise<void> {
+    const url = new URL(request.url ?? '/', 'http://runner');
+    const match = PATH.exec(url.pathname);
+    if (!match || match[2] !== 'logs') throw new WarrenError('NotFound', 404, `no route for ${request.method} ${url.pathname}`);
+    if (request.method !== 'GET') throw new WarrenError('MethodNotAllowed', 405, `${request.method} is not allowed on ${url.pathname}`);
+    const environmentId = match[1]!;
+    await verify(tokenOf(request, url), environmentId);
+    const follow = url.searchParams.get('follow') === 'true';
+    const path = backend.lifecycleLogPath(environmentId);
+    const stop = new AbortController();
+    const abort = () => stop.abort();
+    response.on('close', abort);
+    closing.signal.addEventListener('abort', abort, { once: true });
+    response.writeHead(200, { 'content-type': 'text/plain; charset=utf-8', 'cache-control': 'no-store' });
+    try {
+      await streamFile(path, follow, followIntervalMs, stop.signal, (chunk) => response.write(chunk));
+    } finally {
+      closing.signal.removeEventListener('abort', abort);
+      response.end();
+    }
+  }
+
+  server.on('upgrade', (request: IncomingMessage, socket: Duplex, head: Buffer) => {
+    socket.on('error', () => {});
+    const url = new URL(request.url ?? '/', 'http://runner');
+    const match = PATH.exec(url.pathname);
+    if (!match || match[2] !== 'exec') {
+      rejectUpgrade(socket, new WarrenError('NotFound', 404, `no WebSocket route at ${url.pathname}`));
+      return;
+    }
+    const environmentId = match[1]!;
+    verify(tokenOf(request, url), environmentId).then(
+      (claims) =>
+        sockets.handleUpgrade(request, socket, head, (websocket) => {
+          const log = logger.child({ environmentId, userId: claims.userId });
+          handleExec(websocket, environmentId, log);
+        }),
+      (error: unknown) => rejectUpgrade(socket, error),
+    );
+  });
+
+  function handleExec(websocket: WebSocket, environmentId: string, log: Logger): void {
+    let session: ExecSession | undefined;
+    let starting = false;
+    // stdin that arrives while the process is being started is held until it exists.
+    const early: Buffer[] = [];
+    let earlyEof = false;
+    const sendControl = (control: ExecControl) => {
+      if (websocket.readyState === WebSocket.OPEN) websocket.send(JSON.stringify(control));
+    };
+    const fail = (error: unknown) => {
+      const status = statusOf(error);
+      sendControl({ type: 'error', reason: status.reason, message: status.message });
+      websocket.close(1011, status.reason.slice(0, 100));
+    };
+    websocket.on('message', (data: RawData, isBinary: boolean) => {
+      const bytes = Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data as ArrayBuffer);
+      if (isBinary) {
+        if (bytes[0] !== ExecChannel.stdin) return;
+        if (!session) early.push(bytes.subarray(1));
+        else if (!session.stdin.writableEnded) session.stdin.write(bytes.subarray(1));
+        return;
+      }
+      let message: unknown;
+      try {
+        message = JSON.parse(bytes.toString('utf8'));
+      } catch {
+        fail(new WarrenError('BadRequest', 400, 'text frames must be JSON'));
+        return;
+      }
+      const type = (message as { type?: unknown }).type;
+      if (!session && !starting) {
+        const parsed = ExecStartSchema.safeParse(message);
+        if (!parsed.success) {
+          fail(new WarrenError('BadRequest', 400, `the first frame must be an exec start message: ${parsed.error.issues.map((issue) => `${issue.path.join('.')}: ${issue.message}`).join('; ')}`));
+          return;
+        }
+        starting = true;
+        const start = parsed.data;
+        backend
+          .exec(
+            environmentId,
+            {
+              argv: start.argv,
+              tty: start.tty,
+              ...(start.cols ? { cols: start.cols } : {}),
+              ...(start.rows ? { rows: start.rows } : {}),
+              ...(start.env ? { env: start.env } : {}),
+              ...(start.cwd ? { cwd: start.cwd } : {}),
+              ...(start.user ? { user: start.user } : {}),
+            },
+            log,
+          )
+          .then((started) => {
+            session = started;
+            sessions.add(started);
+            if (websocket.readyState !== WebSocket.OPEN) {
+              started.kill();
+              return;
+            }
+            log.info({ argv0: start.argv[0], tty: start.tty }, 'exec started');
+            started.stdin.on('error', () => {});
+            for (const chunk of early.splice(0)) started.stdin.write(chunk);
+            if (earlyEof) started.stdin.end();
+            pump(started);
+          }, fail);
+        return;
+      }
+      if (type === 'stdin-eof') {
+        if (session) session.stdin.end();
+        else earlyEof = true;
+      }
+      else if (type === 'resize') {
+        const { cols, rows } = message as { cols?: unknown; rows?: unknown };
+        if (typeof cols === 'number' && typeof rows === 'number') session?.resize?.(cols, rows);
+      }
+    });
+    websocket.on('close', () => {
+      if (session) {
+        session.kill();
+        sessions.delete(session);
+      }
+    });
+    websocket.on('error', (error) => log.debug({ error: error.message }, 'exec socket error'));
+
+    function pump(started: ExecSession): void {
+      let pending = 0;
+      const streams = [
+        [started.stdout, ExecChannel.stdout],
+        ...(started.stderr ? [[started.stderr, ExecChannel.stderr] as const] : []),
+      ] as const;
+      const ended = streams.map(
+        ([stream, channel]) =>
+          new Promise<void>((resolve) => {
+            stream.on('data', (chunk: Buffer) => {
+              if (websocket.readyState !== WebSocket.OPEN) return;
+              pending++;
+              if (pending >= MAX_PENDING_FRAMES) for (const [other] of streams) other.pause();
+              websocket.send(Buffer.concat([Buffer.of(channel), chunk]), () => {
+                pending--;
+                if (pending < MAX_PENDING_FRAMES / 2) for (const [other] of streams) other.resume();
+              });
+            });
+            stream.on('end', resolve);
+            stream.on('close', resolve);
+            stream.on('error', resolve);
+          }),
+      );
+      void Promise.all([started.exit, ...ended]).then(([code]) => {
+        sessions.delete(started);
+        sendControl({ type: 'exit', code });
+        websocket.close(1000);
+      }, fail);
+    }
+  }
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.port, options.host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const address = server.address() as AddressInfo;
+  const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+  const url = `http://${host}:${address.port}`;
+  logger.info({ url }, 'access API listening');
+
+  return {
+    url,
+    port: address.port,
+    async close() {
+      closing.abort();
+      for (const session of sessions) session.kill();
+      for (const client of sockets.clients) client.terminate();
+      sockets.close();
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
+
+/**
+ * Writes the file at `path` through `write`, then, when `follow`, keeps polling for appended bytes
+ * (and for the file to appear) until `signal` aborts. A missing file without follow writes nothing.
+ */
+async function streamFile(path: string, follow: boolean, intervalMs: number, signal: AbortSignal, write: (chunk: Buffer) => void): Promise<void> {
+  let offset = 0;
+  const buffer = Buffer.alloc(64 * 1024);
+  while (!signal.aborted) {
+    let size = -1;
+    try {
+      size = (await stat(path)).size;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+    }
+    if (size >= 0 && size < offset) offset = 0; // truncated or replaced: start over
+    if (size > offset) {
+      const handle = await open(path, 'r');
+      try {
+        while (offset < size) {
+          const { bytesRead } = await handle.read(buffer, 0, Math.min(buffer.length, size - offset), offset);
+          if (bytesRead === 0) break;
+          offset += bytesRead;
+          write(Buffer.from(buffer.subarray(0, bytesRead)));
+        }
+      } finally {
+        await handle.close();
+      }
+    }
+    if (!follow) return;
+    await sleep(intervalMs, signal).catch(() => {});
+  }
+}
