@@ -3,7 +3,7 @@
 import type { ChildProcess } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { exec, spawnLogged } from './exec.js';
-import { hostIPv4Addresses, inspectNetwork, listNetworkObjects, setupNetwork, teardownNetwork } from './network.js';
+import { environmentDns, hostIPv4Addresses, inspectNetwork, listNetworkObjects, setupNetwork, teardownNetwork } from './network.js';
 import { applyFirewall, firewallRuleset, listWarrenTables, removeFirewall } from './nft.js';
 import { slotInfo } from './slots.js';
 
@@ -177,6 +177,15 @@ describe('environment network and firewall (root, real ip/nft)', () => {
     expect(await connect(env1.netnsName, hostExternalAddress, 53)).toBe('dns');
     expect(await connect(env1.netnsName, hostExternalAddress, HOST_PORT)).toBeUndefined();
     expect(firewallRuleset({ hostDnsAddresses: [hostExternalAddress] })).toContain('dport 53');
+  });
+
+  it("derives the environment resolv.conf from this host's resolver configuration", async () => {
+    const dns = await environmentDns();
+    const hostAddresses = await hostIPv4Addresses();
+    for (const address of dns.nameservers) expect(address.startsWith('127.')).toBe(false);
+    expect(dns.hostDnsAddresses.every((address) => hostAddresses.includes(address))).toBe(true);
+    if (dns.source === 'none') expect(dns.warning).toBeDefined();
+    else expect(dns.resolvConf).toContain(`nameserver ${dns.nameservers[0]}`);
   });
 
   it('tears down idempotently', async () => {
