@@ -1,5 +1,5 @@
 // Public API of the runner's devcontainer module: locate, parse, substitute and merge devcontainer.json.
-export { locateDevcontainerConfig } from './locate.js';
+export { loadDevcontainerConfig, locateDevcontainerConfig } from './locate.js';
 export type { LocatedDevcontainerConfig } from './locate.js';
 export { INVALID_DEVCONTAINER_CONFIG, parseDevcontainerConfig, parseImageMetadata, readDevcontainerConfig } from './parse.js';
 export type {

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { InvalidError } from '@warren/base';
-import { locateDevcontainerConfig } from './locate.js';
+import { loadDevcontainerConfig, locateDevcontainerConfig } from './locate.js';
 
 let repo: string;
 
@@ -69,5 +69,20 @@ describe('locateDevcontainerConfig', () => {
     } finally {
       await rm(outside, { recursive: true, force: true });
     }
+  });
+});
+
+describe('loadDevcontainerConfig', () => {
+  it('parses the located file and names it by its repository-relative path', async () => {
+    expect(await loadDevcontainerConfig(repo)).toBeUndefined();
+    await put('.devcontainer/devcontainer.json', '{\n  // dev\n  "image": "node:20",\n}');
+    expect(await loadDevcontainerConfig(repo)).toEqual({
+      source: '.devcontainer/devcontainer.json',
+      config: { image: 'node:20' },
+      unsupported: [],
+      warnings: [],
+    });
+    await put('.devcontainer/devcontainer.json', '{"image": 1}');
+    await expect(loadDevcontainerConfig(repo)).rejects.toThrow('.devcontainer/devcontainer.json:1:11: image:');
   });
 });

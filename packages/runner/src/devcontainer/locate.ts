@@ -2,6 +2,7 @@
 import { readdir, realpath, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { InvalidError } from '@warren/base';
+import { type ParsedDevcontainerConfig, readDevcontainerConfig } from './parse.js';
 
 /** Where a repository's devcontainer.json was found. */
 export interface LocatedDevcontainerConfig {
@@ -93,4 +94,16 @@ async function isFileInside(root: string, file: string): Promise<boolean> {
   } catch {
     return false;
   }
+}
+
+/**
+ * Locates ({@link locateDevcontainerConfig}) and parses (`readDevcontainerConfig`) the repository's
+ * devcontainer.json.
+ * @returns the parsed config with `source` set to its repository-relative path, or `undefined` when
+ *   the repository has none.
+ * @throws {InvalidError} reason `InvalidDevcontainerConfig` as both steps do.
+ */
+export async function loadDevcontainerConfig(repositoryDir: string, configPath?: string): Promise<ParsedDevcontainerConfig | undefined> {
+  const located = await locateDevcontainerConfig(repositoryDir, configPath);
+  return located === undefined ? undefined : readDevcontainerConfig(located.path, located.relativePath);
 }

@@ -65,6 +65,15 @@ describe('parseDevcontainerConfig', () => {
     expect(error.message).toMatch(/3 invalid properties/);
   });
 
+  it('explains what a lifecycle command or port may be', () => {
+    const error = parseError('{"forwardPorts": [true], "postCreateCommand": 5, "remoteEnv": {"A": 1}}');
+    expect(error.causes.map((cause) => cause.message.replace(/^.*?: /, ''))).toEqual([
+      'forwardPorts[0]: expected a port number or a "host:port" string',
+      'postCreateCommand: expected a command string, an array of strings, or an object of named commands',
+      'remoteEnv.A: expected a string, or null to unset the variable',
+    ]);
+  });
+
   it('rejects null values in containerEnv (only remoteEnv may unset)', () => {
     expect(parseError('{"containerEnv": {"A": null}}').causes[0]?.field).toBe('containerEnv.A');
   });

@@ -17,16 +17,19 @@ export const INVALID_DEVCONTAINER_CONFIG = 'InvalidDevcontainerConfig';
 const stringRecord = z.record(z.string(), z.string());
 
 /** `onCreateCommand` & co.: a shell string, an argv array, or named commands run in parallel. */
-const lifecycleCommand = z.union([
-  z.string(),
-  z.array(z.string()),
-  z.record(z.string(), z.union([z.string(), z.array(z.string())])),
-]);
+const lifecycleCommand = z.union(
+  [
+    z.string(),
+    z.array(z.string()),
+    z.record(z.string(), z.union([z.string(), z.array(z.string())], { error: 'expected a string or an array of strings' })),
+  ],
+  { error: 'expected a command string, an array of strings, or an object of named commands' },
+);
 
-const forwardPort = z.union([
-  z.number().int().min(1).max(65535),
-  z.string().regex(/^[A-Za-z0-9_.-]+:\d{1,5}$/, 'expected a "host:port" string'),
-]);
+const forwardPort = z.union(
+  [z.number().int().min(1).max(65535), z.string().regex(/^[A-Za-z0-9_.-]+:\d{1,5}$/, 'expected a "host:port" string')],
+  { error: 'expected a port number or a "host:port" string' },
+);
 
 const portAttributes = z.looseObject({
   label: z.string().optional(),
@@ -61,10 +64,10 @@ const honouredProperties = {
   dockerFile: z.string().min(1),
   /** Legacy spelling of `build.context`. */
   context: z.string(),
-  features: z.record(z.string(), z.union([z.looseObject({}), z.string(), z.boolean()])),
+  features: z.record(z.string(), z.union([z.looseObject({}), z.string(), z.boolean()], { error: 'expected an options object, a version string or a boolean' })),
   overrideFeatureInstallOrder: z.array(z.string()),
   containerEnv: stringRecord,
-  remoteEnv: z.record(z.string(), z.union([z.string(), z.null()])),
+  remoteEnv: z.record(z.string(), z.union([z.string(), z.null()], { error: 'expected a string, or null to unset the variable' })),
   containerUser: z.string().min(1),
   remoteUser: z.string().min(1),
   workspaceFolder: z.string().min(1),

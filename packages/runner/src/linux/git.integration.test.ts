@@ -171,6 +171,14 @@ describe('cloneRepository', () => {
     await expect(cloneRepository({ url: 'ext::sh -c id', targetDir: target() })).rejects.toMatchObject({ reason: 'InvalidGitUrl' });
   });
 
+  it('removes a temporary directory a crashed clone left for the same target', async () => {
+    const targetDir = target();
+    const stale = path.join(path.dirname(targetDir), '.workspace.clone-abc123');
+    await mkdir(path.join(stale, '.git'), { recursive: true });
+    await cloneRepository({ url: sourceUrl, targetDir, allowFileUrls: true });
+    expect(await readdir(path.dirname(targetDir))).toEqual(['workspace']);
+  });
+
   it('cleans up when cancelled', async () => {
     const targetDir = target();
     const controller = new AbortController();

@@ -137,7 +137,9 @@ const DEFAULT_COMMAND_TIMEOUT_MS = 2 * 60_000;
  * ssh in `BatchMode`; only the https/http/ssh/git (and, if allowed, file) transports
  * (git-config(1) `protocol.allow`). The repository is first listed with `git ls-remote` (which also
  * tells a branch from a tag from a commit), then cloned into a temporary directory next to
- * `targetDir` and renamed into place, so a failed or cancelled clone leaves nothing behind.
+ * `targetDir` and renamed into place, so a failed or cancelled clone leaves nothing behind (and
+ * temporary directories a crashed runner left for the same target are removed first; callers must not
+ * clone into one target concurrently).
  * For a commit sha the full history is cloned and the commit checked out detached; a full sha that
  * is not reachable from any ref is fetched explicitly (servers may refuse that).
  *
@@ -168,8 +170,14 @@ export async function cloneRepository(options: CloneRepositoryOptions): Promise<
     throw new GitCommandError(`cannot clone into ${targetDir}: the directory exists and is not empty`);
   }
 
+  // A runner that crashed mid-clone left a temporary directory; the reconciler clones one target at a
+  // time, so any sibling with our prefix is stale.
+  const prefix = `.${path.basename(targetDir)}.clone-`;
+  for (const entry of await readdir(parent)) {
+    if (entry.startsWith(prefix)) await rm(path.join(parent, entry), { recursive: true, force: true });
+  }
   const secrets = await prepareCredentials(options.credentials, url, scheme, options.sshKnownHostsFile);
-  const temporary = await mkdtemp(path.join(parent, `.${path.basename(targetDir)}.clone-`));
+  const temporary = await mkdtemp(path.join(parent, prefix));
   const git = new GitRunner(secrets.env, scheme === 'file', options, logger);
   try {
     const refs = await git.lsRemote(url);
