@@ -38,6 +38,11 @@ export type Mutation<K extends Kind> = (current: ResourceByKind[K]) => ResourceB
 /** A lease held by one process; see {@link ResourceStore.tryAcquireLease}. */
 export interface Lease {
   readonly name: string;
+  /**
+   * Aborted when the lease ends: released, or lost (PostgreSQL: its connection failed, so the advisory lock
+   * is gone and another process may take it). A holder must stop acting as leader when this fires.
+   */
+  readonly signal: AbortSignal;
   /** Releases the lease (idempotent). */
   release(): Promise<void>;
 }

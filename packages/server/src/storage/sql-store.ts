@@ -1,0 +1,770 @@
+// The Kysely implementation of ResourceStore for PGlite and PostgreSQL: objects, gap-free watch history,
+// in-process watch fan-out with LISTEN/NOTIFY across processes, advisory-lock leases, settings.
+import { createHash } from 'node:crypto';
+import { API_VERSION, type Kind, type Resource, type ResourceByKind, type WatchEvent } from '@warren/api';
+import { ConflictError, InvalidError, NotFoundError, WarrenError, errorMessage, type Logger } from '@warren/base';
+import { sql, type ExpressionBuilder, type Kysely, type Selectable, type Transaction } from 'kysely';
+import pg from 'pg';
+import { openDatabase, type Database, type EventsTable, type ObjectsTable, type OpenDatabase } from './database.js';
+import { GoneError } from './errors.js';
+import { EventHub, type EventRecord, type HubSubscriber } from './event-hub.js';
+import { newObjectId } from './ids.js';
+import type { PGlite } from '@electric-sql/pglite';
+import type { Lease, Mutation, NewObject, ObjectFilter, ResourceStore, UpdateOptions } from './store.js';
+
+/** Options of {@link openStore}. */
+export interface OpenStoreOptions {
+  /** Data directory; PGlite keeps its files in `<dataDir>/db`. Without it and without a URL, PGlite runs in memory. */
+  dataDir?: string;
+  /** `postgres://...`: use PostgreSQL (several server processes may share it) instead of PGlite. */
+  databaseUrl?: string;
+  logger: Logger;
+  /** Schema holding the tables (default `public`); tests use one schema per test. */
+  schema?: string;
+  /** Share an open PGlite instance (tests); it is not closed by {@link SqlStore.close}. */
+  pglite?: PGlite;
+  /** PostgreSQL pool size (default 10). */
+  poolSize?: number;
+  /** Events kept for resuming watches (default 10 000); older resourceVersions get 410 Gone. */
+  eventHistoryLimit?: number;
+  /** Events a watcher may have queued before it is ended with 410 Gone (default 4 096). */
+  watchBufferSize?: number;
+  /** Interval of history pruning in ms (default 30 000). */
+  pruneIntervalMs?: number;
+  /** PostgreSQL: interval of the safety-net poll for events of other processes in ms (default 5 000). */
+  pollIntervalMs?: number;
+  /** PostgreSQL: interval of the lease connection's liveness query in ms (default 5 000). */
+  leaseKeepaliveMs?: number;
+  /** Clock for createdTime (tests). */
+  now?: () => Date;
+}
+
+const DEFAULT_HISTORY = 10_000;
+const DEFAULT_WATCH_BUFFER = 4_096;
+const HISTORY_PAGE = 500;
+
+/**
+ * Opens the store: PGlite (files under `<dataDir>/db`) by default, PostgreSQL (a `pg` pool) when
+ * `databaseUrl` is set; applies migrations and starts the watch machinery.
+ * @throws when the database cannot be opened or migrated (the driver's error, or an Error with `cause`).
+ */
+export async function openStore(options: OpenStoreOptions): Promise<SqlStore> {
+  const database = await openDatabase(options);
+  try {
+    const store = new SqlStore(database, options);
+    await store.start();
+    return store;
+  } catch (error) {
+    await database.close().catch(() => {});
+    throw error;
+  }
+}
+
+/** PostgreSQL unique_violation (Appendix A, "PostgreSQL Error Codes"). */
+const UNIQUE_VIOLATION = '23505';
+
+/**
+ * {@link ResourceStore} over Kysely. See store.ts for the contract. Implementation notes:
+ * - Every write runs in a transaction that first takes `pg_advisory_xact_lock(<store key>)` and then sets
+ *   resourceVersion = max(events.resource_version) + 1. The lock is held until commit, so writers of every
+ *   server process commit one at a time in resourceVersion order: a watcher that has seen N can never later
+ *   find an N' < N appear. A PostgreSQL SEQUENCE alone would not give this (nextval is handed out before commit
+ *   and is not rolled back, so a later number can commit first and a reader would skip the earlier one).
+ *   The write rate is bounded by one lock; for a control plane of environments this is far from the limit.
+ * - Each write inserts its event in the same transaction and issues `pg_notify(<channel>, rv)`; the
+ *   committing process hands the event to its {@link EventHub} right after commit (no round trip), other
+ *   processes learn of it through LISTEN and read it from `events`.
+ */
+export class SqlStore implements ResourceStore {
+  /** Which engine backs this store. */
+  readonly engine: 'pglite' | 'postgres';
+  private readonly db: Kysely<Database>;
+  private readonly logger: Logger;
+  private readonly writeLockKey: string;
+  private readonly channel: string;
+  private readonly historyLimit: number;
+  private readonly watchBufferSize: number;
+  private readonly now: () => Date;
+  private hub!: EventHub;
+  private readonly timers: NodeJS.Timeout[] = [];
+  private readonly leases = new Set<Lease>();
+  private stopListening: (() => Promise<void>) | undefined;
+  private closed = false;
+
+  /** Use {@link openStore}. */
+  constructor(
+    private readonly database: OpenDatabase,
+    private readonly options: OpenStoreOptions,
+  ) {
+    this.engine = database.kind;
+    this.db = database.db;
+    this.logger = options.logger.child({ component: 'store' });
+    this.writeLockKey = advisoryKey(`warren:${database.schema}:write`);
+    this.channel = `warren_events_${database.schema}`;
+    this.historyLimit = options.eventHistoryLimit ?? DEFAULT_HISTORY;
+    this.watchBufferSize = options.watchBufferSize ?? DEFAULT_WATCH_BUFFER;
+    this.now = options.now ?? (() => new Date());
+  }
+
+  /** Starts the hub, LISTEN and the background timers. Called by {@link openStore}. */
+  async start(): Promise<void> {
+    const head = await this.currentResourceVersion(this.db);
+    this.hub = new EventHub((after, limit) => this.readEvents(after, limit), head, this.logger);
+    await this.listen();
+    const prune = setInterval(() => {
+      this.pruneEvents().catch((error: unknown) => this.logger.warn({ error: errorMessage(error) }, 'pruning watch events failed'));
+    }, this.options.pruneIntervalMs ?? 30_000);
+    prune.unref();
+    this.timers.push(prune);
+    if (this.engine === 'postgres') {
+      // Safety net for a lost NOTIFY (e.g. while the LISTEN connection was reconnecting).
+      const poll = setInterval(() => this.hub.requestFetch(), this.options.pollIntervalMs ?? 5_000);
+      poll.unref();
+      this.timers.push(poll);
+    }
+  }
+
+  async create<K extends Kind>(kind: K, object: NewObject<K>): Promise<ResourceByKind[K]> {
+    const id = object.id ?? newObjectId(kind);
+    const nameScope = kind === 'Environment' ? object.ownerId : '';
+    try {
+      const created = await this.write(async (trx, resourceVersion) => {
+        const existing = await trx
+          .selectFrom('objects')
+          .select('id')
+          .where('kind', '=', kind)
+          .where('name_scope', '=', nameScope)
+          .where('name', '=', object.name)
+          .executeTakeFirst();
+        if (existing) throw alreadyExists(kind, object.name);
+        const createdTime = this.now().toISOString();
+        const resource = normalize({
+          kind,
+          apiVersion: API_VERSION,
+          metadata: {
+            id,
+            name: object.name,
+            generation: 1,
+            resourceVersion: String(resourceVersion),
+            createdTime,
+            labels: object.labels ?? {},
+            ownerId: object.ownerId,
+          },
+          spec: object.spec,
+          status: object.status,
+        }) as Resource;
+        await trx
+          .insertInto('objects')
+          .values({
+            kind,
+            id,
+            name: object.name,
+            name_scope: nameScope,
+            owner_id: object.ownerId,
+            generation: 1,
+            resource_version: resourceVersion,
+            created_time: createdTime,
+            deletion_time: null,
+            labels: JSON.stringify(resource.metadata.labels),
+            spec: JSON.stringify(resource.spec),
+            status: JSON.stringify(resource.status),
+          })
+          .execute();
+        return { result: resource, record: { resourceVersion, kind, type: 'ADDED', object: resource } };
+      });
+      return structuredClone(created) as ResourceByKind[K];
+    } catch (error) {
+      if (isUniqueViolation(error)) throw alreadyExists(kind, object.name, error);
+      throw error;
+    }
+  }
+
+  async get<K extends Kind>(kind: K, id: string): Promise<ResourceByKind[K] | undefined> {
+    const row = await this.db.selectFrom('objects').selectAll().where('kind', '=', kind).where('id', '=', id).executeTakeFirst();
+    return row ? (rowToResource(row) as ResourceByKind[K]) : undefined;
+  }
+
+  async getByName<K extends Kind>(kind: K, name: string, filter?: ObjectFilter): Promise<ResourceByKind[K][]> {
+    const rows = await this.db
+      .selectFrom('objects')
+      .selectAll()
+      .where('kind', '=', kind)
+      .where('name', '=', name)
+      .where((eb) => filterExpression(eb, filter))
+      .orderBy('created_time')
+      .orderBy('id')
+      .execute();
+    return rows.map((row) => rowToResource(row) as ResourceByKind[K]);
+  }
+
+  async list<K extends Kind>(kind: K, filter?: ObjectFilter): Promise<{ items: ResourceByKind[K][]; resourceVersion: string }> {
+    // One snapshot for the items and the resourceVersion, so a watch from that resourceVersion misses nothing.
+    return this.db
+      .transaction()
+      .setIsolationLevel('repeatable read')
+      .execute(async (trx) => {
+        const resourceVersion = await this.currentResourceVersion(trx);
+        const rows = await trx
+          .selectFrom('objects')
+          .selectAll()
+          .where('kind', '=', kind)
+          .where((eb) => filterExpression(eb, filter))
+          .orderBy('created_time')
+          .orderBy('id')
+          .execute();
+        return { items: rows.map((row) => rowToResource(row) as ResourceByKind[K]), resourceVersion: String(resourceVersion) };
+      });
+  }
+
+  async update<K extends Kind>(kind: K, id: string, mutation: Mutation<K>, options?: UpdateOptions): Promise<ResourceByKind[K]> {
+    const updated = await this.write(async (trx, resourceVersion) => {
+      const row = await trx.selectFrom('objects').selectAll().where('kind', '=', kind).where('id', '=', id).executeTakeFirst();
+      if (!row) throw new NotFoundError(kind, id);
+      const current = rowToResource(row) as ResourceByKind[K];
+      checkResourceVersion(kind, id, current, options);
+      const proposed = mutation(structuredClone(current));
+      if (proposed === undefined) return { result: current };
+      const next = normalize({
+        labels: proposed.metadata.labels ?? {},
+        deletionTime: proposed.metadata.deletionTime,
+        spec: proposed.spec,
+        status: proposed.status,
+      }) as { labels: Record<string, string>; deletionTime?: string; spec: unknown; status: unknown };
+      const specChanged = !jsonEqual(current.spec, next.spec);
+      const changed =
+        specChanged ||
+        !jsonEqual(current.status, next.status) ||
+        !jsonEqual(current.metadata.labels, next.labels) ||
+        current.metadata.deletionTime !== next.deletionTime;
+      // A write that changes nothing is not a write: no new resourceVersion, no event (as in Kubernetes).
+      if (!changed) return { result: current };
+      const generation = current.metadata.generation + (specChanged ? 1 : 0);
+      const metadata = { ...current.metadata, labels: next.labels, generation, resourceVersion: String(resourceVersion) };
+      if (next.deletionTime === undefined) delete metadata.deletionTime;
+      else metadata.deletionTime = next.deletionTime;
+      const resource = { ...current, metadata, spec: next.spec, status: next.status } as Resource;
+      await trx
+        .updateTable('objects')
+        .set({
+          generation,
+          resource_version: resourceVersion,
+          deletion_time: next.deletionTime ?? null,
+          labels: JSON.stringify(next.labels),
+          spec: JSON.stringify(next.spec),
+          status: JSON.stringify(next.status),
+        })
+        .where('id', '=', id)
+        .execute();
+      const record: EventRecord = {
+        resourceVersion,
+        kind,
+        type: 'MODIFIED',
+        object: resource,
+        previousRunnerId: row.runner_id ?? undefined,
+        previousLabels: current.metadata.labels,
+      };
+      return { result: resource, record };
+    });
+    return structuredClone(updated) as ResourceByKind[K];
+  }
+
+  async delete<K extends Kind>(kind: K, id: string, options?: UpdateOptions): Promise<ResourceByKind[K]> {
+    const deleted = await this.write(async (trx, resourceVersion) => {
+      const row = await trx.selectFrom('objects').selectAll().where('kind', '=', kind).where('id', '=', id).executeTakeFirst();
+      if (!row) throw new NotFoundError(kind, id);
+      const current = rowToResource(row);
+      checkResourceVersion(kind, id, current, options);
+      await trx.deleteFrom('objects').where('id', '=', id).execute();
+      const resource = { ...current, metadata: { ...current.metadata, resourceVersion: String(resourceVersion) } } as Resource;
+      return { result: resource, record: { resourceVersion, kind, type: 'DELETED', object: resource } };
+    });
+    return structuredClone(deleted) as ResourceByKind[K];
+  }
+
+  async *watch<K extends Kind>(
+    kind: K,
+    options: { fromResourceVersion?: string; filter?: ObjectFilter; signal: AbortSignal },
+  ): AsyncIterable<WatchEvent<ResourceByKind[K]>> {
+    const { signal, filter } = options;
+    if (this.closed) throw new WarrenError('ServiceUnavailable', 503, 'the store is closed');
+    let from: number | undefined;
+    if (options.fromResourceVersion !== undefined) {
+      if (!/^\d+$/.test(options.fromResourceVersion)) {
+        throw new InvalidError('resourceVersion must be a decimal number', [{ field: 'resourceVersion', message: 'must be a decimal number' }], 'BadRequest', 400);
+      }
+      from = Number(options.fromResourceVersion);
+    }
+    // Subscribe before reading the list or history: what the read misses, the queue has (duplicates are skipped by rv).
+    const queue = new WatchQueue(this.watchBufferSize, (record) => record.kind === kind && toWatchEvent(record, filter) !== undefined);
+    const unsubscribe = this.hub.subscribe(queue);
+    try {
+      let last: number;
+      if (from === undefined) {
+        const listed = await this.list(kind, filter);
+        last = Number(listed.resourceVersion);
+        for (const item of listed.items) {
+          if (signal.aborted) return;
+          yield { type: 'ADDED', object: item };
+        }
+      } else {
+        last = from;
+        for (;;) {
+          const records = await this.readEvents(last, HISTORY_PAGE);
+          const first = records[0];
+          if (!first) break;
+          // The history is gap-free, so a missing successor means it was pruned.
+          if (first.resourceVersion !== last + 1) {
+            throw new GoneError(`resourceVersion ${last} is too old: the oldest kept event is ${first.resourceVersion}; list again`);
+          }
+          for (const record of records) {
+            last = record.resourceVersion;
+            if (record.kind !== kind) continue;
+            const event = toWatchEvent(record, filter);
+            if (event) {
+              if (signal.aborted) return;
+              yield event as WatchEvent<ResourceByKind[K]>;
+            }
+          }
+          if (records.length < HISTORY_PAGE) break;
+        }
+      }
+      for (;;) {
+        const record = await queue.next(signal);
+        if (record === undefined) return;
+        if (record.resourceVersion <= last) continue;
+        last = record.resourceVersion;
+        const event = toWatchEvent(record, filter);
+        if (event) yield event as WatchEvent<ResourceByKind[K]>;
+      }
+    } finally {
+      unsubscribe();
+    }
+  }
+
+  async setTokenSecretHash(tokenId: string, secretHash: string): Promise<void> {
+    try {
+      const result = await this.db
+        .updateTable('objects')
+        .set({ secret_hash: secretHash })
+        .where('kind', '=', 'Token')
+        .where('id', '=', tokenId)
+        .executeTakeFirst();
+      if (Number(result.numUpdatedRows) === 0) throw new NotFoundError('Token', tokenId);
+    } catch (error) {
+      if (isUniqueViolation(error)) throw new ConflictError('a token with this secret already exists', 'AlreadyExists');
+      throw error;
+    }
+  }
+
+  async findTokenBySecretHash(secretHash: string): Promise<ResourceByKind['Token'] | undefined> {
+    const row = await this.db.selectFrom('objects').selectAll().where('kind', '=', 'Token').where('secret_hash', '=', secretHash).executeTakeFirst();
+    return row ? (rowToResource(row) as ResourceByKind['Token']) : undefined;
+  }
+
+  async tryAcquireLease(name: string): Promise<Lease | undefined> {
+    if (this.closed) throw new WarrenError('ServiceUnavailable', 503, 'the store is closed');
+    const lease = this.engine === 'postgres' ? await this.acquirePostgresLease(name) : this.acquirePgliteLease(name);
+    if (lease) {
+      this.leases.add(lease);
+      lease.signal.addEventListener('abort', () => this.leases.delete(lease), { once: true });
+    }
+    return lease;
+  }
+
+  async getSetting<T>(key: string): Promise<T | undefined> {
+    const row = await this.db.selectFrom('settings').select('value').where('key', '=', key).executeTakeFirst();
+    return row ? (row.value as T) : undefined;
+  }
+
+  async setSetting(key: string, value: unknown): Promise<void> {
+    const json = JSON.stringify(value);
+    const updatedTime = this.now().toISOString();
+    await this.db
+      .insertInto('settings')
+      .values({ key, value: json, updated_time: updatedTime })
+      .onConflict((conflict) => conflict.column('key').doUpdateSet({ value: json, updated_time: updatedTime }))
+      .execute();
+  }
+
+  /**
+   * Deletes watch events older than the newest `eventHistoryLimit` ones (runs in the background too).
+   * @returns the number of events deleted.
+   */
+  async pruneEvents(): Promise<number> {
+    const head = await this.currentResourceVersion(this.db);
+    const result = await this.db.deleteFrom('events').where('resource_version', '<=', head - this.historyLimit).executeTakeFirst();
+    return Number(result.numDeletedRows);
+  }
+
+  /** The newest committed resourceVersion seen by this process's watch hub. */
+  get resourceVersion(): string {
+    return String(this.hub.resourceVersion);
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    for (const timer of this.timers) clearInterval(timer);
+    this.hub.close();
+    await Promise.allSettled([...this.leases].map((lease) => lease.release()));
+    await this.stopListening?.().catch(() => {});
+    await this.database.close();
+  }
+
+  // ------------------------------------------------------------------ internals
+
+  /** Runs `work` as one serialized write; see the class comment. Publishes the event after commit. */
+  private async write<T>(
+    work: (trx: Transaction<Database>, resourceVersion: number) => Promise<{ result: T; record?: EventRecord }>,
+  ): Promise<T> {
+    if (this.closed) throw new WarrenError('ServiceUnavailable', 503, 'the store is closed');
+    const { result, record } = await this.db.transaction().execute(async (trx) => {
+      await sql`select pg_advisory_xact_lock(${this.writeLockKey}::bigint)`.execute(trx);
+      // READ COMMITTED: this statement's snapshot is taken after the lock, so it sees the previous writer's commit.
+      const resourceVersion = (await this.currentResourceVersion(trx)) + 1;
+      const outcome = await work(trx, resourceVersion);
+      if (outcome.record) {
+        const { record: event } = outcome;
+        await trx
+          .insertInto('events')
+          .values({
+            resource_version: event.resourceVersion,
+            kind: event.kind,
+            object_id: event.object.metadata.id,
+            type: event.type,
+            object: JSON.stringify(event.object),
+            owner_id: event.object.metadata.ownerId,
+            runner_id: runnerIdOf(event.object) ?? null,
+            previous_runner_id: event.previousRunnerId ?? null,
+            previous_labels: event.previousLabels === undefined ? null : JSON.stringify(event.previousLabels),
+          })
+          .execute();
+        await sql`select pg_notify(${this.channel}, ${String(resourceVersion)})`.execute(trx);
+      }
+      return outcome;
+    });
+    if (record) this.hub.publish(record);
+    return result;
+  }
+
+  private async currentResourceVersion(db: Kysely<Database>): Promise<number> {
+    const row = await db
+      .selectFrom('events')
+      .select((eb) => eb.fn.max('resource_version').as('head'))
+      .executeTakeFirst();
+    return row?.head == null ? 0 : Number(row.head);
+  }
+
+  private async readEvents(after: number, limit: number): Promise<EventRecord[]> {
+    const rows = await this.db.selectFrom('events').selectAll().where('resource_version', '>', after).orderBy('resource_version').limit(limit).execute();
+    return rows.map(rowToRecord);
+  }
+
+  private async listen(): Promise<void> {
+    const onPayload = (payload: string | undefined) => {
+      const resourceVersion = Number(payload);
+      if (Number.isFinite(resourceVersion)) this.hub.notify(resourceVersion);
+    };
+    if (this.database.kind === 'pglite') {
+      const pglite = this.database.pglite!;
+      this.stopListening = await pglite.listen(this.channel, onPayload);
+      return;
+    }
+    const listener = new PostgresListener(this.database.connectionString!, this.channel, onPayload, () => this.hub.requestFetch(), this.logger);
+    await listener.start();
+    this.stopListening = () => listener.stop();
+  }
+
+  private acquirePgliteLease(name: string): Lease | undefined {
+    // PGlite is one process; leases are exclusive among the stores sharing the PGlite instance.
+    const pglite = this.database.pglite!;
+    const held = pgliteLeases.get(pglite) ?? new Set<string>();
+    pgliteLeases.set(pglite, held);
+    const key = `${this.database.schema}:${name}`;
+    if (held.has(key)) return undefined;
+    held.add(key);
+    const controller = new AbortController();
+    return {
+      name,
+      signal: controller.signal,
+      release: () => {
+        if (!controller.signal.aborted) {
+          held.delete(key);
+          controller.abort(new Error(`lease ${name} released`));
+        }
+        return Promise.resolve();
+      },
+    };
+  }
+
+  private async acquirePostgresLease(name: string): Promise<Lease | undefined> {
+    const key = advisoryKey(`warren:${this.database.schema}:lease:${name}`);
+    // application_name shows the holder in pg_stat_activity.
+    const applicationName = `warren-lease:${this.database.schema}:${name}`.slice(0, 63);
+    const client = new pg.Client({ connectionString: this.database.connectionString, keepAlive: true, application_name: applicationName });
+    const controller = new AbortController();
+    const logger = this.logger.child({ lease: name });
+    let keepalive: NodeJS.Timeout | undefined;
+    const lose = (reason: string) => {
+      if (controller.signal.aborted) return;
+      clearInterval(keepalive);
+      logger.warn({ reason }, 'lease lost');
+      controller.abort(new Error(`lease ${name} lost: ${reason}`));
+      client.end().catch(() => {});
+    };
+    client.on('error', (error) => lose(error.message));
+    client.on('end', () => lose('connection closed'));
+    await client.connect();
+    let granted: boolean;
+    try {
+      const result = await client.query<{ granted: boolean }>('select pg_try_advisory_lock($1::bigint) as granted', [key]);
+      granted = result.rows[0]?.granted === true;
+    } catch (error) {
+      controller.abort();
+      await client.end().catch(() => {});
+      throw error;
+    }
+    if (!granted) {
+      controller.abort();
+      await client.end().catch(() => {});
+      return undefined;
+    }
+    // A session-level advisory lock lives as long as this connection; the query proves the connection is alive.
+    keepalive = setInterval(() => {
+      client.query('select 1').catch((error: unknown) => lose(errorMessage(error)));
+    }, this.options.leaseKeepaliveMs ?? 5_000);
+    keepalive.unref();
+    return {
+      name,
+      signal: controller.signal,
+      release: async () => {
+        if (controller.signal.aborted) return;
+        clearInterval(keepalive);
+        controller.abort(new Error(`lease ${name} released`));
+        await client.query('select pg_advisory_unlock($1::bigint)', [key]).catch(() => {});
+        await client.end().catch(() => {});
+      },
+    };
+  }
+}
+
+/** Leases held per PGlite instance (one process), keyed `<schema>:<name>`. */
+const pgliteLeases = new WeakMap<PGlite, Set<string>>();
+
+/** LISTEN on a dedicated connection, reconnecting with a delay; `onReconnect` lets the hub catch up. */
+class PostgresListener {
+  private client: pg.Client | undefined;
+  private stopped = false;
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly connectionString: string,
+    private readonly channel: string,
+    private readonly onPayload: (payload: string | undefined) => void,
+    private readonly onReconnect: () => void,
+    private readonly logger: Logger,
+  ) {}
+
+  async start(): Promise<void> {
+    const client = new pg.Client({ connectionString: this.connectionString, keepAlive: true });
+    let failed = false;
+    const fail = (reason: string) => {
+      if (failed || this.stopped) return;
+      failed = true;
+      this.logger.warn({ reason }, 'watch notification connection lost; reconnecting');
+      client.end().catch(() => {});
+      this.timer = setTimeout(() => {
+        this.start().then(this.onReconnect, () => fail('reconnect failed'));
+      }, 1_000);
+      this.timer.unref();
+    };
+    client.on('error', (error) => fail(error.message));
+    client.on('end', () => fail('connection closed'));
+    client.on('notification', (message) => {
+      if (message.channel === this.channel) this.onPayload(message.payload);
+    });
+    await client.connect();
+    await client.query(`listen ${client.escapeIdentifier(this.channel)}`);
+    this.client = client;
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearTimeout(this.timer);
+    await this.client?.end().catch(() => {});
+  }
+}
+
+/** A watcher's bounded queue: overflow ends the watch with 410 Gone instead of blocking writers. */
+class WatchQueue implements HubSubscriber {
+  private items: EventRecord[] = [];
+  private head = 0;
+  private error: Error | undefined;
+  private wake: (() => void) | undefined;
+
+  constructor(
+    private readonly limit: number,
+    private readonly relevant: (record: EventRecord) => boolean,
+  ) {}
+
+  push(record: EventRecord): void {
+    if (this.error || !this.relevant(record)) return;
+    if (this.items.length - this.head >= this.limit) {
+      this.fail(new GoneError(`the watcher fell more than ${this.limit} events behind; list again`));
+      return;
+    }
+    this.items.push(record);
+    this.signal();
+  }
+
+  fail(error: Error): void {
+    this.error ??= error;
+    this.items = [];
+    this.head = 0;
+    this.signal();
+  }
+
+  /** @returns the next record, or undefined when `signal` aborted. @throws the error the queue failed with. */
+  async next(signal: AbortSignal): Promise<EventRecord | undefined> {
+    for (;;) {
+      if (this.error) throw this.error;
+      if (signal.aborted) return undefined;
+      if (this.head < this.items.length) {
+        const record = this.items[this.head++]!;
+        if (this.head > 1024 && this.head * 2 > this.items.length) {
+          this.items = this.items.slice(this.head);
+          this.head = 0;
+        }
+        return record;
+      }
+      await new Promise<void>((resolve) => {
+        const onAbort = () => resolve();
+        signal.addEventListener('abort', onAbort, { once: true });
+        this.wake = () => {
+          signal.removeEventListener('abort', onAbort);
+          resolve();
+        };
+      });
+      this.wake = undefined;
+    }
+  }
+
+  private signal(): void {
+    this.wake?.();
+  }
+}
+
+// ------------------------------------------------------------------ helpers
+
+/** A 64-bit advisory lock key (decimal string) for `name`: the first 8 bytes of its SHA-256, signed. */
+function advisoryKey(name: string): string {
+  const digest = createHash('sha256').update(name).digest();
+  return digest.readBigInt64BE(0).toString();
+}
+
+function alreadyExists(kind: Kind, name: string, cause?: unknown): ConflictError {
+  const error = new ConflictError(`${kind} "${name}" already exists`, 'AlreadyExists', [{ field: 'metadata.name', message: 'already exists' }]);
+  if (cause !== undefined) Object.defineProperty(error, 'cause', { value: cause });
+  return error;
+}
+
+function isUniqueViolation(error: unknown): boolean {
+  return typeof error === 'object' && error !== null && (error as { code?: unknown }).code === UNIQUE_VIOLATION;
+}
+
+function checkResourceVersion(kind: Kind, id: string, current: Resource, options: UpdateOptions | undefined): void {
+  const expected = options?.expectedResourceVersion;
+  if (expected !== undefined && expected !== current.metadata.resourceVersion) {
+    throw new ConflictError(
+      `${kind} "${id}" was modified (resourceVersion ${current.metadata.resourceVersion}, expected ${expected}); get it again and retry`,
+      'Conflict',
+      [{ field: 'metadata.resourceVersion', message: 'does not match the stored resourceVersion' }],
+    );
+  }
+}
+
+function rowToResource(row: Selectable<ObjectsTable>): Resource {
+  const metadata: Resource['metadata'] = {
+    id: row.id,
+    name: row.name,
+    generation: row.generation,
+    resourceVersion: String(row.resource_version),
+    createdTime: new Date(row.created_time).toISOString(),
+    labels: row.labels as Record<string, string>,
+    ownerId: row.owner_id,
+  };
+  if (row.deletion_time) metadata.deletionTime = new Date(row.deletion_time).toISOString();
+  return { kind: row.kind, apiVersion: API_VERSION, metadata, spec: row.spec, status: row.status } as Resource;
+}
+
+function rowToRecord(row: Selectable<EventsTable>): EventRecord {
+  return {
+    resourceVersion: Number(row.resource_version),
+    kind: row.kind as Kind,
+    type: row.type as EventRecord['type'],
+    object: row.object as Resource,
+    previousRunnerId: row.previous_runner_id ?? undefined,
+    previousLabels: (row.previous_labels as Record<string, string> | null) ?? undefined,
+  };
+}
+
+function runnerIdOf(object: Resource): string | undefined {
+  const runnerId = (object.status as { runnerId?: unknown }).runnerId;
+  return typeof runnerId === 'string' ? runnerId : undefined;
+}
+
+function filterExpression(eb: ExpressionBuilder<Database, 'objects'>, filter: ObjectFilter | undefined) {
+  const conditions = [];
+  if (filter?.ownerId !== undefined) conditions.push(eb('owner_id', '=', filter.ownerId));
+  if (filter?.runnerId !== undefined) conditions.push(eb('runner_id', '=', filter.runnerId));
+  if (filter?.labels && Object.keys(filter.labels).length > 0) {
+    conditions.push(eb(sql.ref('labels'), '@>', sql<unknown>`cast(${JSON.stringify(filter.labels)} as jsonb)`));
+  }
+  return eb.and(conditions);
+}
+
+interface FilterView {
+  ownerId: string;
+  runnerId: string | undefined;
+  labels: Record<string, string>;
+}
+
+function matches(view: FilterView, filter: ObjectFilter | undefined): boolean {
+  if (!filter) return true;
+  if (filter.ownerId !== undefined && view.ownerId !== filter.ownerId) return false;
+  if (filter.runnerId !== undefined && view.runnerId !== filter.runnerId) return false;
+  for (const [key, value] of Object.entries(filter.labels ?? {})) if (view.labels[key] !== value) return false;
+  return true;
+}
+
+/**
+ * The event a watcher with `filter` sees for `record`, or undefined. An object that starts matching arrives
+ * as ADDED and one that stops matching as DELETED (Kubernetes "watch" semantics for selectors).
+ */
+function toWatchEvent(record: EventRecord, filter: ObjectFilter | undefined): WatchEvent<Resource> | undefined {
+  const now: FilterView = { ownerId: record.object.metadata.ownerId, runnerId: runnerIdOf(record.object), labels: record.object.metadata.labels };
+  const matchesNow = matches(now, filter);
+  if (record.type !== 'MODIFIED') return matchesNow ? { type: record.type, object: record.object } : undefined;
+  const before: FilterView = { ...now, runnerId: record.previousRunnerId, labels: record.previousLabels ?? now.labels };
+  const matchedBefore = matches(before, filter);
+  if (matchesNow) return { type: matchedBefore ? 'MODIFIED' : 'ADDED', object: record.object };
+  return matchedBefore ? { type: 'DELETED', object: record.object } : undefined;
+}
+
+/** Drops `undefined` members the way JSON storage does, so what we return equals what a later get returns. */
+function normalize(value: unknown): unknown {
+  return JSON.parse(JSON.stringify(value)) as unknown;
+}
+
+/** Deep equality of JSON values, ignoring object key order (jsonb does not keep it). */
+function jsonEqual(a: unknown, b: unknown): boolean {
+  if (a === b) return true;
+  if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null) return false;
+  if (Array.isArray(a) !== Array.isArray(b)) return false;
+  if (Array.isArray(a) && Array.isArray(b)) return a.length === b.length && a.every((item, index) => jsonEqual(item, b[index]));
+  const aRecord = a as Record<string, unknown>;
+  const bRecord = b as Record<string, unknown>;
+  const aKeys = Object.keys(aRecord);
+  if (aKeys.length !== Object.keys(bRecord).length) return false;
+  return aKeys.every((key) => Object.hasOwn(bRecord, key) && jsonEqual(aRecord[key], bRecord[key]));
+}
