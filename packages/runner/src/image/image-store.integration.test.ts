@@ -119,6 +119,10 @@ describe('ImageStore.pull', () => {
     expect((await stat(join(image.layers[0]!, 'etc/motd'))).isCharacterDevice()).toBe(true);
     const home = await stat(join(image.layers[1]!, 'home/dev'));
     expect([home.uid, home.gid, home.mode & 0o777]).toEqual([1000, 1000, 0o750]);
+    for (const layer of image.layers) {
+      const layerRoot = await stat(layer);
+      expect([layerRoot.uid, layerRoot.gid, layerRoot.mode & 0o7777]).toEqual([0, 0, 0o755]);
+    }
     const total = app.layers.reduce((sum, layer) => sum + layer.bytes.length, 0);
     expect(progress.at(-1)).toEqual([total, total]);
     expect(progress.every(([, t]) => t === total)).toBe(true);
@@ -191,6 +195,16 @@ describe('ImageStore.pull', () => {
     expect(logger.records.filter((record) => record.message === 'layer unpacked')).toHaveLength(2);
     expect(progressA.length).toBeGreaterThan(0);
     expect(progressB.at(-1)).toBe(progressA.at(-1));
+  });
+
+  it('unpacks a base layer once when two images sharing it are pulled at the same time', async () => {
+    const logger = recordingLogger();
+    const store = new ImageStore(root, {}, logger, { platform: AMD64 });
+    const [a, b] = await Promise.all([store.pull(`${registry.host}/test/app:v1`), store.pull(`${registry.host}/test/other:v1`)]);
+    expect(a.layers[1]).toBe(b.layers[1]);
+    const unpacked = logger.records.filter((record) => record.message === 'layer unpacked').map((record) => String(record.fields.diffId));
+    expect(unpacked.filter((diffId) => diffId === base.layers[0]!.diffId)).toHaveLength(1);
+    expect(unpacked).toHaveLength(3);
   });
 
   it('names the image in errors for an unknown image and an unreachable registry', async () => {
@@ -296,6 +310,55 @@ describe('ImageStore against fake registries', () => {
   });
 });
 
+describe('ImageStore cancellation', () => {
+  it('keeps a shared pull going when one caller aborts, and stops it when the last one does', async () => {
+    let release!: () => void;
+    const blobGate = new Promise<void>((resolve) => (release = resolve));
+    const blobs = new Map<string, Buffer>([[base.config.digest, base.config.bytes]]);
+    for (const layer of base.layers) blobs.set(layer.digest, layer.bytes);
+    const gated = new Set(base.layers.map((layer) => layer.digest));
+    const fake = await startFakeRegistry({ manifests: new Map([['test/base/v1', base.manifest]]), blobs, blobGate: { until: blobGate, digests: gated } });
+    try {
+      const store = new ImageStore(root, {}, recordingLogger(), { platform: AMD64 });
+      const first = new AbortController();
+      const second = new AbortController();
+      const reference = `${fake.host}/test/base:v1`;
+      const a = store.pull(reference, { signal: first.signal });
+      const b = store.pull(reference, { signal: second.signal });
+      await waitFor(() => fake.requests.some((request) => request.includes(base.layers[0]!.digest)));
+      first.abort(new Error('first caller gone'));
+      await expect(a).rejects.toThrow('first caller gone');
+      release();
+      expect((await b).digest).toBe(base.manifest.digest);
+      expect(fake.aborted).toEqual([]);
+    } finally {
+      release();
+      await fake.close();
+    }
+  });
+
+  it('aborts the download when its only caller aborts and leaves no layer or scratch behind', async () => {
+    const blobs = new Map<string, Buffer>([[base.config.digest, base.config.bytes]]);
+    for (const layer of base.layers) blobs.set(layer.digest, layer.bytes);
+    const gated = new Set(base.layers.map((layer) => layer.digest));
+    const fake = await startFakeRegistry({ manifests: new Map([['test/base/v1', base.manifest]]), blobs, blobGate: { until: new Promise<void>(() => {}), digests: gated } });
+    try {
+      const store = new ImageStore(root, {}, recordingLogger(), { platform: AMD64 });
+      const controller = new AbortController();
+      const pull = store.pull(`${fake.host}/test/base:v1`, { signal: controller.signal });
+      await waitFor(() => fake.requests.some((request) => request.includes(base.layers[0]!.digest)));
+      controller.abort(new Error('user cancelled'));
+      await expect(pull).rejects.toThrow('user cancelled');
+      // The shared download saw the abort: the client dropped the blob request.
+      await waitFor(() => fake.aborted!.length > 0);
+      expect(fake.aborted).toEqual([`/v2/test/base/blobs/${base.layers[0]!.digest}`]);
+      expect(await readdir(join(root, 'layers'))).toEqual([]);
+    } finally {
+      await fake.close();
+    }
+  });
+});
+
 describe('ImageStore.prune', () => {
   it('removes images not in use and their unshared layers and blobs', async () => {
     const store = new ImageStore(root, {}, recordingLogger(), { platform: AMD64 });
@@ -361,3 +424,9 @@ describe('ImageStore.importDockerArchive', () => {
     }
   });
 });
+
+/** Polls `condition` every 10 ms (up to 10 s); no assertion on time, only a bound on waiting. */
+async function waitFor(condition: () => boolean): Promise<void> {
+  for (let i = 0; i < 1000 && !condition(); i++) await new Promise((resolve) => setTimeout(resolve, 10));
+  if (!condition()) throw new Error('condition not reached');
+}

@@ -9,7 +9,7 @@
 //   tmp/                    unpack and download scratch space, emptied on first use
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdir, mkdtemp, readFile, readdir, realpath, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readFile, readdir, realpath, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join, sep } from 'node:path';
 import { type Logger, errorMessage, isAbortError } from '@warren/base';
 import { exec } from '../linux/exec.js';
@@ -300,6 +300,11 @@ export class ImageStore {
   /** One pull: resolve, fetch config, ensure every layer, write records. */
   private async pullOnce(reference: ImageReference, signal: AbortSignal, progress: (done: number, total: number) => void): Promise<ImageInfo> {
     const text = formatReference(reference);
+    if (reference.digest !== undefined) {
+      // Content named by digest cannot change: no need to ask the registry again.
+      const stored = await this.get(text);
+      if (stored) return stored;
+    }
     const started = performance.now();
     const resolved = await this.client.resolve(reference, { signal, ...(this.options.platform ? { platform: this.options.platform } : {}) });
     const { manifest, endpoint } = resolved;
@@ -334,12 +339,14 @@ export class ImageStore {
           let counted = 0;
           await this.layerFlights.run(id, signal, (layerSignal) =>
             this.downloadAndUnpack(reference, descriptor, diffId, endpoint, layerSignal, (bytes) => {
-              counted += bytes;
-              done += bytes;
+              // A download retried from another endpoint counts its layer at most once.
+              const add = Math.min(bytes, descriptor.size - counted);
+              counted += add;
+              done += add;
               progress(done, total);
             }),
           );
-          // A layer fetched by another pull (or re-fetched from another endpoint) still counts once.
+          // A layer fetched by another pull in the meantime still counts.
           done += descriptor.size - counted;
           progress(done, total);
         }
@@ -411,6 +418,8 @@ export class ImageStore {
     if (await exists(target)) return id;
     const scratch = await mkdtemp(join(this.root, 'tmp', `l-${id}-`));
     try {
+      // mkdtemp makes 0700; a layer root is 0755 like containerd's unless the tar has a `./` entry.
+      await chmod(scratch, 0o755);
       const started = performance.now();
       const result = await unpackLayer(file, scratch, { logger: this.logger, signal });
       if (result.diffId !== diffId) throw new DigestMismatchError(text, diffId, result.diffId, 'layer DiffID');
@@ -438,8 +447,9 @@ export class ImageStore {
     this.prepared ??= (async () => {
       await rm(join(this.root, 'tmp'), { recursive: true, force: true });
       for (const dir of ['blobs/sha256', 'layers', 'images', 'tmp']) await mkdir(join(this.root, dir), { recursive: true, mode: 0o700 });
-      // Layer dirs are overlay lower dirs read through idmapped mounts: the path to them must be traversable.
-      await exec(['chmod', '0711', this.root, join(this.root, 'layers')]);
+      // Layer dirs are overlay lower dirs: the path to them must be traversable, their listing need not be readable.
+      await chmod(this.root, 0o711);
+      await chmod(join(this.root, 'layers'), 0o711);
     })();
     const prepared = this.prepared;
     prepared.catch(() => {

@@ -75,9 +75,9 @@ describe('RegistryClient.endpoints', () => {
 describe('RegistryClient transport', () => {
   it('uses HTTPS for remote registries and HTTP for loopback and insecure ones, and Docker Hub\'s API host', async () => {
     const urls: string[] = [];
-    const fake = (async (url: string | URL | Request) => {
-      urls.push(String(url));
-      return new Response('{}', { status: 404 });
+    const fake = ((url: string | URL | Request) => {
+      urls.push(typeof url === 'string' ? url : url instanceof URL ? url.href : url.url);
+      return Promise.resolve(new Response('{}', { status: 404 }));
     }) as typeof fetch;
     const client = new RegistryClient({ insecureRegistries: ['registry.lan:5000'] }, silentLogger, { fetch: fake });
     for (const text of ['ubuntu', 'ghcr.io/a/b', '127.0.0.1:5000/a', 'registry.lan:5000/a', 'localhost/a']) {
@@ -94,11 +94,11 @@ describe('RegistryClient transport', () => {
 
   it('sends configured Basic credentials when the registry asks for Basic auth', async () => {
     const seen: (string | null)[] = [];
-    const fake = (async (_url: string | URL | Request, init?: RequestInit) => {
+    const fake = ((_url: string | URL | Request, init?: RequestInit) => {
       const auth = new Headers(init?.headers).get('authorization');
       seen.push(auth);
-      if (!auth) return new Response('', { status: 401, headers: { 'www-authenticate': 'Basic realm="r"' } });
-      return new Response('', { status: 404 });
+      if (!auth) return Promise.resolve(new Response('', { status: 401, headers: { 'www-authenticate': 'Basic realm="r"' } }));
+      return Promise.resolve(new Response('', { status: 404 }));
     }) as typeof fetch;
     const client = new RegistryClient({ credentials: { 'r.example': { username: 'u', password: 'p' } } }, silentLogger, { fetch: fake });
     await expect(client.resolve(parseReference('r.example/a:1'))).rejects.toThrow('not found');
@@ -106,7 +106,7 @@ describe('RegistryClient transport', () => {
   });
 
   it('refuses to send credentials to a plain-HTTP token realm of a remote registry', async () => {
-    const fake = (async () => new Response('', { status: 401, headers: { 'www-authenticate': 'Bearer realm="http://auth.example/token",service="s"' } })) as typeof fetch;
+    const fake = (() => Promise.resolve(new Response('', { status: 401, headers: { 'www-authenticate': 'Bearer realm="http://auth.example/token",service="s"' } }))) as typeof fetch;
     const client = new RegistryClient({ credentials: { 'r.example': { username: 'u', password: 'p' } } }, silentLogger, { fetch: fake });
     await expect(client.resolve(parseReference('r.example/a:1'))).rejects.toThrow('token realm http://auth.example is not HTTPS');
   });

@@ -51,12 +51,12 @@ export class SharedFlight<T> {
           signal?.removeEventListener('abort', onAbort);
           resolve(value);
         },
-        (error: unknown) => {
+        (error: Error) => {
           if (settled) return;
           settled = true;
           joined.waiters--;
           signal?.removeEventListener('abort', onAbort);
-          reject(error as Error);
+          reject(error);
         },
       );
     });

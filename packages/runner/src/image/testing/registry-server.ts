@@ -97,12 +97,16 @@ export interface FakeRegistryOptions {
   blobs: Map<string, Buffer>;
   /** When set, requests need `Bearer <token>`; 401s point at this realm, service and scope. */
   bearer?: { realm: string; service: string; token: string };
+  /** When set, responses for these blob digests wait for `until` (to test cancellation mid-download). */
+  blobGate?: { until: Promise<void>; digests: Set<string> };
 }
 
-/** A fake registry: its host, the requests it saw (`METHOD path`), and close. */
+/** A fake server: its host, the requests it saw (`METHOD path`), and close. */
 export interface FakeServer {
   host: string;
   requests: string[];
+  /** Paths whose response the client abandoned before it was sent in full. */
+  aborted?: string[];
   close(): Promise<void>;
 }
 
@@ -125,6 +129,7 @@ function closer(server: Server): () => Promise<void> {
 /** Starts a minimal read-only registry in Node that serves exactly what `options` holds, verbatim. */
 export async function startFakeRegistry(options: FakeRegistryOptions): Promise<FakeServer> {
   const requests: string[] = [];
+  const aborted: string[] = [];
   const { server, host } = await listen((request, response) => {
     const path = request.url ?? '/';
     requests.push(`${request.method} ${path}`);
@@ -158,9 +163,14 @@ export async function startFakeRegistry(options: FakeRegistryOptions): Promise<F
       response.writeHead(404, { 'content-type': 'application/json' }).end(JSON.stringify({ errors: [{ code: 'BLOB_UNKNOWN', message: 'blob unknown' }] }));
       return;
     }
-    response.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': bytes.length }).end(bytes);
+    const send = () => response.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': bytes.length }).end(bytes);
+    response.on('close', () => {
+      if (!response.writableFinished) aborted.push(path);
+    });
+    if (options.blobGate?.digests.has(blob![2]!)) void options.blobGate.until.then(send);
+    else send();
   });
-  return { host, requests, close: closer(server) };
+  return { host, requests, aborted, close: closer(server) };
 }
 
 /**
