@@ -586,20 +586,18 @@ function checkEnvironmentUpdate(current: Environment, spec: Environment['spec'])
 
 /**
  * The status to store for a `PUT .../status`. A runner cannot move an environment to another runner (the
- * scheduler owns `status.runnerId`), and `lastActivityTime` never goes back, so a status written from a stale
+ * scheduler owns `status.runnerId`), an omitted runnerId keeps the current one, and `lastActivityTime` never goes back, so a status written from a stale
  * read does not undo a keepalive.
  * @throws {ForbiddenError} when a runner sets another runnerId.
  */
 function mergeStatus(principal: Principal, current: AnyObject, next: AnyObject['status']): AnyObject['status'] {
   if (current.kind !== 'Environment') return next;
   const status = { ...(next as Environment['status']) };
-  if (principal.kind === 'Runner') {
-    if (status.runnerId !== undefined && status.runnerId !== current.status.runnerId) {
-      throw new ForbiddenError('runners cannot change status.runnerId');
-    }
-    if (current.status.runnerId === undefined) delete status.runnerId;
-    else status.runnerId = current.status.runnerId;
+  if (principal.kind === 'Runner' && status.runnerId !== undefined && status.runnerId !== current.status.runnerId) {
+    throw new ForbiddenError('runners cannot change status.runnerId');
   }
+  // An omitted runnerId keeps the current one: a status written without it must not unschedule the environment.
+  if (status.runnerId === undefined && current.status.runnerId !== undefined) status.runnerId = current.status.runnerId;
   const previous = current.status.lastActivityTime;
   if (previous !== undefined && (status.lastActivityTime === undefined || Date.parse(status.lastActivityTime) < Date.parse(previous))) {
     status.lastActivityTime = previous;
