@@ -107,6 +107,35 @@ describe('unpackLayer', () => {
     expect(await readFile(join(merged, 'same/file'), 'utf8')).toBe('same layer');
   });
 
+  it('never converts a whiteout through a symlink planted by the layer', async () => {
+    const outside = join(dir, 'outside');
+    await mkdir(outside);
+    await writeFile(join(outside, 'victim'), 'host file');
+    const inside = await buildLayer(
+      [
+        { name: 'sub/', type: 'directory' },
+        { name: 'link', type: 'symlink', linkname: 'sub' },
+        { name: 'link/.wh.x' },
+      ],
+      'none',
+    );
+    const { target, result } = await unpack('inside', inside);
+    expect(result.whiteouts).toEqual([]);
+    expect(await readdir(join(target, 'sub'))).toEqual(['.wh.x']);
+
+    const escaping = await buildLayer(
+      [
+        { name: 'out', type: 'symlink', linkname: outside },
+        { name: 'out/.wh.victim' },
+        { name: 'out/.wh.new' },
+      ],
+      'none',
+    );
+    await unpack('escaping', escaping).catch(() => undefined);
+    expect((await readdir(outside)).sort()).toEqual(['victim']);
+    expect(await readFile(join(outside, 'victim'), 'utf8')).toBe('host file');
+  });
+
   it('fails with the tool error on a corrupt blob', async () => {
     const layer = await buildLayer([{ name: 'a', content: 'a'.repeat(10000) }], 'gzip');
     const corrupt = Buffer.from(layer.bytes);

@@ -2,6 +2,7 @@
 // numeric owners, modes and xattrs, and converts OCI whiteouts into overlayfs whiteouts so that layer
 // directories can be stacked as overlay lower dirs (OCI image spec layer.md "Whiteouts";
 // kernel Documentation/filesystems/overlayfs.rst "whiteouts and opaque directories").
+import type { ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { lstat, open, rm } from 'node:fs/promises';
@@ -74,10 +75,12 @@ export async function unpackLayer(
   const markers: string[] = [];
 
   const children: Promise<void>[] = [];
+  const processes: ChildProcess[] = [];
   let source: Readable;
   if (compression === 'zstd') {
     const argv = ['zstd', '-dc', '-q', '--', blobPath];
     const child = spawnLogged(argv, { stdio: ['ignore', 'pipe', 'pipe'], logger, signal: options.signal });
+    processes.push(child);
     children.push(waitChild(argv, child, options.signal));
     source = child.stdout!;
   } else if (compression === 'gzip') {
@@ -88,6 +91,7 @@ export async function unpackLayer(
 
   const tarArgv = ['tar', '-x', '-f', '-', '-C', target, ...TAR_EXTRACT, '--xattrs', '--xattrs-include=*', '--xattrs-exclude=trusted.*', '--xattrs-exclude=security.selinux'];
   const tar = spawnLogged(tarArgv, { stdio: ['pipe', 'ignore', 'pipe'], logger, signal: options.signal });
+  processes.push(tar);
   children.push(waitChild(tarArgv, tar, options.signal));
 
   // The same bytes go to tar and to a header parser that records whiteout markers and hashes the DiffID.
@@ -121,7 +125,7 @@ export async function unpackLayer(
     await Promise.all([streamed, parsed, ...children]);
   } catch (error) {
     source.destroy();
-    tar.kill('SIGKILL');
+    for (const child of processes) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
     if (options.signal?.aborted) throw options.signal.reason;
     throw error;
   }
@@ -152,14 +156,23 @@ async function convertWhiteouts(
   const opaque = new Set<string>();
   const whiteouts: string[] = [];
   const directories = new Map<string, { mode: number; uid: number; gid: number; mtime: Date }>();
+  const safe: string[] = [];
   for (const marker of markers) {
+    // Never act through a symlink the layer planted (tar itself refuses to extract through one).
+    if (!(await isRealDirectoryPath(root, posix.dirname(marker)))) {
+      logger.warn({ path: marker }, 'whiteout ignored: its directory is not a real directory in the layer');
+      continue;
+    }
+    safe.push(marker);
+  }
+  for (const marker of safe) {
     const directory = posix.dirname(marker);
     if (!directories.has(directory)) {
       const stat = await lstat(posix.join(root, directory));
       directories.set(directory, { mode: stat.mode & 0o7777, uid: stat.uid, gid: stat.gid, mtime: stat.mtime });
     }
   }
-  for (const marker of markers) {
+  for (const marker of safe) {
     const directory = posix.dirname(marker);
     const base = posix.basename(marker);
     await rm(posix.join(root, marker), { force: true, recursive: true });
@@ -199,8 +212,19 @@ async function convertWhiteouts(
   return { whiteouts, opaqueDirectories: [...opaque] };
 }
 
+/** True when every component of `relative` under `root` is a directory, not a symlink. */
+async function isRealDirectoryPath(root: string, relative: string): Promise<boolean> {
+  let path = root;
+  for (const component of relative === '.' ? [] : relative.split('/')) {
+    path = posix.join(path, component);
+    const stat = await lstat(path).catch(() => undefined);
+    if (!stat?.isDirectory()) return false;
+  }
+  return true;
+}
+
 /** Resolves when `child` exits 0; rejects with an {@link ExecError} carrying its stderr tail otherwise. */
-function waitChild(argv: readonly string[], child: import('node:child_process').ChildProcess, signal: AbortSignal | undefined): Promise<void> {
+function waitChild(argv: readonly string[], child: ChildProcess, signal: AbortSignal | undefined): Promise<void> {
   let stderr = '';
   child.stderr?.on('data', (chunk: Buffer) => {
     stderr = (stderr + chunk.toString('utf8')).slice(-2048);
