@@ -1,1 +1,34 @@
-export { exec, spawnLogged, ExecError } from "./linux/exec.js"; export type { ExecOptions, ExecResult } from "./linux/exec.js";
+// @warren/runner: the host daemon (agent, environment reconciler, Linux backend, access API) and the
+// access client helpers the CLI uses.
+export { exec, spawnLogged, ExecError } from './linux/exec.js';
+export type { ExecOptions, ExecResult } from './linux/exec.js';
+export { startRunner } from './runner.js';
+export type { StartRunnerOptions, RunningRunner } from './runner.js';
+export { DEFAULT_IMAGE, RunnerConfigSchema, loadRunnerConfig, resolveRunnerConfig } from './config.js';
+export type { RunnerConfig, RunnerConfigInput } from './config.js';
+export { RunnerAgent, RUNNER_VERSION } from './agent/agent.js';
+export type { RunnerAgentOptions } from './agent/agent.js';
+export { WorkQueue } from './agent/work-queue.js';
+export type { WorkQueueOptions } from './agent/work-queue.js';
+export { EnvironmentReconciler, ConditionTypes } from './environment/reconciler.js';
+export type { EnvironmentReconcilerOptions, StatusWriter } from './environment/reconciler.js';
+export { TerminalEnvironmentError, EnvironmentNotRunningError } from './environment/backend.js';
+export type {
+  EnvironmentBackend,
+  ObservedEnvironment,
+  ResolvedEnvironment,
+  StepContext,
+  LifecycleOutcome,
+  ExecRequest,
+  ExecSession,
+  ContainerState,
+} from './environment/backend.js';
+export { LinuxBackend, KEEP_ALIVE_COMMAND } from './environment/linux-backend.js';
+export type { LinuxBackendOptions } from './environment/linux-backend.js';
+export { FakeBackend } from './environment/fake-backend.js';
+export { startAccessServer } from './access/server.js';
+export type { AccessServer, AccessServerOptions } from './access/server.js';
+export { createAccessVerifier, AccessDeniedError } from './access/auth.js';
+export type { AccessVerifier, AccessClaims } from './access/auth.js';
+export { execInEnvironment, followLogs } from './access/client.js';
+export type { ExecInEnvironmentOptions, FollowLogsOptions } from './access/client.js';

@@ -1,0 +1,741 @@
+// The Linux EnvironmentBackend: composes git clone, devcontainer resolution, the image store, idmapped
+// overlay root filesystems, user + network namespaces, cgroups and runc into environments.
+// Every step is idempotent and every observation comes from the host (mounts, runc state, files).
+//
+// Layout under `<dataDir>`:
+//   images/                     ImageStore root (shared, read-only layers)
+//   bin/                        the compiled idmap helper
+//   slots/                      slot claims (uid range, subnet, kernel object names per environment)
+//   environments/<id>/
+//     workspace/                the clone, bind-mounted at workspaceFolder
+//     upper/ work/ lower/<i>/   overlay upper and work dirs, idmapped views of the image layers
+//     rootfs/                   overlay mount point (the OCI root.path)
+//     bundle/config.json        the OCI config
+//     resolv.conf hosts hostname
+//     logs/lifecycle.log        lifecycle command output (`warren env logs`)
+//     state.json                resolved devcontainer, image, lifecycle markers
+import type { ChildProcess } from 'node:child_process';
+import { open as openFile, readFile as readFileSync } from 'node:fs/promises';
+import { appendFile, mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Environment, EnvironmentClassSpec } from '@warren/api';
+import { repositoryBasename } from '@warren/api';
+import { InvalidError, type Logger, WarrenError, errorMessage, silentLogger } from '@warren/base';
+import type { RunnerConfig } from '../config.js';
+import { loadDevcontainerConfig } from '../devcontainer/locate.js';
+import { type LifecycleCommand, type LifecycleStep, type ResolvedDevcontainer, resolveDevcontainer, resolveRemoteEnv } from '../devcontainer/merge.js';
+import { INVALID_DEVCONTAINER_CONFIG } from '../devcontainer/parse.js';
+import {
+  ImageNotFoundError,
+  InvalidReferenceError,
+  NoMatchingPlatformError,
+  RegistryUnauthorizedError,
+} from '../image/errors.js';
+import { ImageStore } from '../image/image-store.js';
+import { type CgroupLimits, CgroupManager, ociLinuxResources } from '../linux/cgroups.js';
+import { exec } from '../linux/exec.js';
+import { GitError, cloneRepository } from '../linux/git.js';
+import { createEnvironmentNamespaces, deleteEnvironmentNamespaces, ensureIdmapHelper, readMountInfo, unmountRecursive } from '../linux/idmap.js';
+import { listNetworkObjects, setupNetwork, teardownNetwork, environmentDns, type EnvironmentDns } from '../linux/network.js';
+import { applyFirewall } from '../linux/nft.js';
+import { buildOciConfig } from '../linux/oci-spec.js';
+import { mountRootfs, unmountRootfs } from '../linux/overlay.js';
+import { type ContainerState as RuntimeState, type OciRuntime, RuncRuntime, stopContainer } from '../linux/runtime.js';
+import { KERNEL_OBJECT_PREFIX, SlotAllocator, slotInfo, type SlotInfo } from '../linux/slots.js';
+import {
+  type ContainerState,
+  type EnvironmentBackend,
+  EnvironmentNotRunningError,
+  type ExecRequest,
+  type ExecSession,
+  type LifecycleOutcome,
+  type ObservedEnvironment,
+  type ResolvedEnvironment,
+  type StepContext,
+  TerminalEnvironmentError,
+} from './backend.js';
+import { type ContainerUser, resolveUserInRootfs } from './users.js';
+
+/** The keep-alive process of `overrideCommand: true`: a PID-1-safe loop that exits 0 on SIGTERM. */
+export const KEEP_ALIVE_COMMAND = ['/bin/sh', '-c', 'trap "exit 0" TERM INT; while :; do sleep 1000 & wait $!; done'];
+
+/** Prefix of container ids; the rest is the environment id (so a restarted runner can map them back). */
+export const CONTAINER_PREFIX = `${KERNEL_OBJECT_PREFIX}-`;
+
+const STATE_FILE = 'state.json';
+const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+
+/** What the backend persists per environment (`state.json`). */
+interface EnvironmentStateFile {
+  version: 1;
+  environmentId: string;
+  commit?: string;
+  resolved?: {
+    devcontainer: ResolvedDevcontainer;
+    summary: ResolvedEnvironment;
+    image: { reference: string; digest: string; layers: string[]; env: string[]; entrypoint: string[]; cmd: string[] };
+  };
+  /** Host uid:gid the workspace was chowned to (the remote user shifted into the environment's range). */
+  workspaceOwner?: string;
+  lifecycle: { createDone: boolean; postStartDoneFor?: string; failure?: string };
+  container?: { startId: string; startedTime: string };
+}
+
+/** Options of {@link LinuxBackend.create}. */
+export interface LinuxBackendOptions {
+  dataDir: string;
+  config: RunnerConfig;
+  logger?: Logger;
+  /** Looks up an EnvironmentClass's limits by name (from the server); `undefined` = no limits. */
+  environmentClass?: (name: string) => Promise<EnvironmentClassSpec | undefined>;
+  /** OCI runtime; default runc with state root `/run/warren/runc`. */
+  runtime?: OciRuntime;
+  /** cgroup manager; default detected for the host, parent `warren`. */
+  cgroups?: CgroupManager;
+  /** Allow `file://` repository URLs (tests, single-user hosts); default false. */
+  allowFileUrls?: boolean;
+  /** Apply the nftables firewall at start (default true). */
+  firewall?: boolean;
+  /** Directory of the persistent user namespaces (default `/run/warren/userns`). */
+  userNamespaceDir?: string;
+}
+
+/** The Linux host backend (runc, overlayfs with idmapped layers, user + network namespaces, cgroups). */
+export class LinuxBackend implements EnvironmentBackend {
+  readonly dataDir: string;
+  readonly images: ImageStore;
+  private readonly slots: SlotAllocator;
+  private readonly logger: Logger;
+
+  private constructor(
+    private readonly options: LinuxBackendOptions,
+    private readonly runtime: OciRuntime,
+    private readonly cgroups: CgroupManager,
+    private readonly helperPath: string,
+    private readonly dns: EnvironmentDns,
+  ) {
+    this.dataDir = options.dataDir;
+    this.logger = (options.logger ?? silentLogger).child({ component: 'linux-backend' });
+    this.images = new ImageStore(
+      join(this.dataDir, 'images'),
+      {
+        mirrors: options.config.mirrors,
+        credentials: options.config.credentials,
+        insecureRegistries: options.config.insecureRegistries,
+      },
+      this.logger,
+    );
+    this.slots = new SlotAllocator(this.dataDir, { logger: this.logger });
+  }
+
+  /**
+   * Prepares the host: data directories, the idmap helper (compiled on first use), cgroup detection,
+   * the environments' DNS configuration and the nftables firewall.
+   * @throws {IdmapHelperError} without a C compiler; {@link CgroupError} without cgroups; {ExecError}
+   *   when nft fails.
+   */
+  static async create(options: LinuxBackendOptions): Promise<LinuxBackend> {
+    const logger = options.logger ?? silentLogger;
+    await mkdir(join(options.dataDir, 'environments'), { recursive: true });
+    const helperPath = await ensureIdmapHelper(join(options.dataDir, 'bin'), { logger });
+    const cgroups = options.cgroups ?? (await CgroupManager.detect({}));
+    const runtime = options.runtime ?? new RuncRuntime({ logger });
+    const dns = await environmentDns({ logger });
+    if (dns.warning) logger.warn({ warning: dns.warning }, 'environments get no DNS resolver');
+    if (options.firewall !== false) await applyFirewall({ hostDnsAddresses: dns.hostDnsAddresses, logger });
+    return new LinuxBackend(options, runtime, cgroups, helperPath, dns);
+  }
+
+  // ------------------------------------------------------------------ paths and state
+
+  private environmentDir(id: string): string {
+    assertEnvironmentId(id);
+    return join(this.dataDir, 'environments', id);
+  }
+
+  private paths(id: string) {
+    const dir = this.environmentDir(id);
+    return {
+      dir,
+      workspace: join(dir, 'workspace'),
+      upper: join(dir, 'upper'),
+      work: join(dir, 'work'),
+      lower: join(dir, 'lower'),
+      rootfs: join(dir, 'rootfs'),
+      bundle: join(dir, 'bundle'),
+      resolvConf: join(dir, 'resolv.conf'),
+      hosts: join(dir, 'hosts'),
+      hostname: join(dir, 'hostname'),
+      logs: join(dir, 'logs'),
+      lifecycleLog: join(dir, 'logs', 'lifecycle.log'),
+      state: join(dir, STATE_FILE),
+    };
+  }
+
+  private containerId(id: string): string {
+    return `${CONTAINER_PREFIX}${id}`;
+  }
+
+  private namespacePaths(slot: SlotInfo) {
+    return {
+      userNamespacePath: join(this.options.userNamespaceDir ?? '/run/warren/userns', slot.netnsName),
+      networkNamespacePath: slot.netnsPath,
+    };
+  }
+
+  private async readState(id: string): Promise<EnvironmentStateFile | undefined> {
+    try {
+      return JSON.parse(await readFile(this.paths(id).state, 'utf8')) as EnvironmentStateFile;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw error;
+    }
+  }
+
+  private async updateState(id: string, change: (state: EnvironmentStateFile) => void): Promise<EnvironmentStateFile> {
+    const state = (await this.readState(id)) ?? { version: 1, environmentId: id, lifecycle: { createDone: false } };
+    change(state);
+    const file = this.paths(id).state;
+    await mkdir(this.paths(id).dir, { recursive: true });
+    const temporary = `${file}.tmp-${process.pid}`;
+    await writeFile(temporary, JSON.stringify(state, null, 2));
+    await rename(temporary, file);
+    return state;
+  }
+
+  /** `<pid>-<starttime>` of init: unique per container start (proc(5) /proc/pid/stat field 22). */
+  private async startIdOf(state: RuntimeState): Promise<string | undefined> {
+    if (state.pid <= 0) return undefined;
+    try {
+      const text = await readFileSync(`/proc/${state.pid}/stat`, 'utf8');
+      const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
+      return `${state.pid}-${fields[19] ?? '0'}`;
+    } catch {
+      return undefined;
+    }
+  }
+
+  // ------------------------------------------------------------------ observe
+
+  async observe(environmentId: string): Promise<ObservedEnvironment> {
+    const paths = this.paths(environmentId);
+    const [dirExists, slot, runtimeState, state] = await Promise.all([
+      exists(paths.dir),
+      this.slots.lookup(environmentId),
+      this.runtime.state(this.containerId(environmentId)),
+      this.readState(environmentId),
+    ]);
+    const contentReady = await exists(join(paths.workspace, '.git'));
+    let container: ObservedEnvironment['container'] = { state: 'absent' };
+    if (runtimeState) {
+      const mapped: ContainerState =
+        runtimeState.status === 'creating' ? 'created' : runtimeState.status;
+      const startId = mapped === 'running' || mapped === 'paused' ? await this.startIdOf(runtimeState) : undefined;
+      container = {
+        state: mapped,
+        ...(startId ? { startId } : {}),
+        ...(startId && state?.container?.startId === startId ? { startedTime: state.container.startedTime } : {}),
+      };
+    }
+    return {
+      exists: dirExists || slot !== undefined || runtimeState !== undefined,
+      contentReady,
+      ...(state?.commit ? { commit: state.commit } : {}),
+      ...(state?.resolved ? { resolved: state.resolved.summary } : {}),
+      container,
+      lifecycle: {
+        createDone: state?.lifecycle.createDone ?? false,
+        ...(state?.lifecycle.postStartDoneFor ? { postStartDoneFor: state.lifecycle.postStartDoneFor } : {}),
+        ...(state?.lifecycle.failure ? { failure: state.lifecycle.failure } : {}),
+      },
+    };
+  }
+
+  async listEnvironments(): Promise<string[]> {
+    const fromDirs = await readdir(join(this.dataDir, 'environments')).catch(() => [] as string[]);
+    const fromSlots = [...(await this.slots.list()).values()];
+    return [...new Set([...fromDirs.filter(isEnvironmentId), ...fromSlots])].sort();
+  }
+
+  lifecycleLogPath(environmentId: string): string {
+    return this.paths(environmentId).lifecycleLog;
+  }
+
+  // ------------------------------------------------------------------ content
+
+  async prepareContent(environment: Environment, context: StepContext): Promise<{ commit?: string }> {
+    const id = environment.metadata.id;
+    const paths = this.paths(id);
+    await mkdir(paths.dir, { recursive: true, mode: 0o711 });
+    const { url, ref } = environment.spec.source.git;
+    try {
+      const result = await cloneRepository({
+        url,
+        ...(ref ? { ref } : {}),
+        targetDir: paths.workspace,
+        allowFileUrls: this.options.allowFileUrls ?? false,
+        signal: context.signal,
+        logger: context.logger,
+        onProgress: (progress) => context.onProgress({ step: 'clone', message: progress.line }),
+      });
+      await this.updateState(id, (state) => {
+        if (result.commit) state.commit = result.commit;
+      });
+      return result.commit ? { commit: result.commit } : {};
+    } catch (error) {
+      if (error instanceof GitError && !error.retryable) {
+        throw new TerminalEnvironmentError('ContentReady', error.reason, error.message, { cause: error, code: error.code });
+      }
+      throw error;
+    }
+  }
+
+  // ------------------------------------------------------------------ devcontainer + image
+
+  async resolve(environment: Environment, context: StepContext): Promise<ResolvedEnvironment> {
+    const id = environment.metadata.id;
+    const paths = this.paths(id);
+    const repositoryName = repositoryBasename(environment.spec.source.git.url);
+    const base = { defaultImage: this.options.config.defaultImage, repositoryDir: paths.workspace, repositoryName, environmentId: id };
+    let first: ResolvedDevcontainer;
+    let parsed;
+    try {
+      parsed = await loadDevcontainerConfig(paths.workspace, environment.spec.devcontainer.path);
+      first = resolveDevcontainer({ ...base, ...(parsed ? { config: parsed } : {}) });
+    } catch (error) {
+      if (error instanceof InvalidError) {
+        throw new TerminalEnvironmentError('DevcontainerSupported', error.reason || INVALID_DEVCONTAINER_CONFIG, error.message, { cause: error });
+      }
+      throw error;
+    }
+    if (first.build) {
+      // Builds (Dockerfile, features) need the builder backend (issue 3 §7), which this runner lacks.
+      const what = first.build.dockerfile ? `a Dockerfile build (${first.build.dockerfile})` : `features (${Object.keys(first.build.features).join(', ')})`;
+      throw new TerminalEnvironmentError(
+        'DevcontainerSupported',
+        'BuildNotSupported',
+        `${first.configFile ?? 'devcontainer.json'} needs ${what}, which needs the image builder; this runner has none. Use "image" with a prebuilt image.`,
+      );
+    }
+    const reference = first.image ?? this.options.config.defaultImage;
+    context.onProgress({ step: 'image', message: `Pulling ${reference}` });
+    let image;
+    try {
+      image = await this.images.pull(reference, {
+        signal: context.signal,
+        onProgress: (bytesDone, bytesTotal) => context.onProgress({ step: 'image', message: `Pulling ${reference}`, bytesDone, bytesTotal }),
+      });
+    } catch (error) {
+      if (
+        error instanceof ImageNotFoundError ||
+        error instanceof InvalidReferenceError ||
+        error instanceof RegistryUnauthorizedError ||
+        error instanceof NoMatchingPlatformError
+      ) {
+        throw new TerminalEnvironmentError('ImageReady', (error as WarrenError).reason, (error as Error).message, { cause: error });
+      }
+      throw error;
+    }
+    const devcontainer = resolveDevcontainer({
+      ...base,
+      ...(parsed ? { config: parsed } : {}),
+      image: { reference, metadataLabel: image.config.labels['devcontainer.metadata'], user: image.config.user },
+    });
+    const summary: ResolvedEnvironment = {
+      ...(devcontainer.configFile ? { configPath: devcontainer.configFile } : {}),
+      image: reference,
+      imageDigest: image.digest,
+      remoteUser: devcontainer.remoteUser,
+      containerUser: devcontainer.containerUser,
+      workspaceFolder: devcontainer.workspaceFolder,
+      ports: devcontainer.forwardPorts.map((port) => {
+        const label = devcontainer.portsAttributes[String(port)]?.label;
+        return { port, ...(label ? { label } : {}) };
+      }),
+      unsupported: devcontainer.unsupported.map((entry) => ({ property: entry.property, message: entry.message, source: entry.source })),
+    };
+    await this.updateState(id, (state) => {
+      state.resolved = {
+        devcontainer,
+        summary,
+        image: {
+          reference,
+          digest: image.digest,
+          layers: image.layers,
+          env: image.config.env,
+          entrypoint: image.config.entrypoint,
+          cmd: image.config.cmd,
+        },
+      };
+    });
+    for (const warning of devcontainer.warnings) context.logger.info({ warning }, 'devcontainer warning');
+    return summary;
+  }
+
+  // ------------------------------------------------------------------ start
+
+  private async limits(environment: Environment, logger: Logger): Promise<CgroupLimits> {
+    if (!this.options.environmentClass) return {};
+    const spec = await this.options.environmentClass(environment.spec.className);
+    if (!spec) {
+      logger.warn({ className: environment.spec.className }, 'environment class not found; no resource limits');
+      return {};
+    }
+    return {
+      cpuMillicores: spec.cpuMillicores,
+      memoryBytes: spec.memoryBytes,
+      ...(spec.swapBytes ? { swapBytes: spec.swapBytes } : { swapBytes: 0 }),
+      pids: spec.pids,
+    };
+  }
+
+  async start(environment: Environment, context: StepContext): Promise<void> {
+    const id = environment.metadata.id;
+    const paths = this.paths(id);
+    const containerId = this.containerId(id);
+    const current = await this.runtime.state(containerId);
+    if (current?.status === 'running') return;
+    if (current?.status === 'paused') {
+      await this.runtime.resume(containerId);
+      return;
+    }
+    // A created or stopped container (crash mid-start, or the process exited): remove it and start anew.
+    if (current) await this.runtime.delete(containerId, { force: true });
+
+    const state = await this.readState(id);
+    if (!state?.resolved) throw new WarrenError('NotResolved', 500, `environment ${id} has no resolved configuration yet`);
+    const { devcontainer, image } = state.resolved;
+    const slot = slotInfo(await this.slots.allocate(id));
+    const idMapping = { hostId: slot.uidBase, size: slot.idCount };
+
+    await mountRootfs(
+      { lowerDirs: image.layers, lowerMountDir: paths.lower, upperDir: paths.upper, workDir: paths.work, target: paths.rootfs, idMapping },
+      this.helperPath,
+      { logger: context.logger },
+    );
+    const containerUser = await this.userOf(paths.rootfs, devcontainer.containerUser);
+    const remoteUser = await this.userOf(paths.rootfs, devcontainer.remoteUser);
+
+    // The workspace belongs to the remote user (as with the reference CLI's updateRemoteUserUID): its
+    // host owner is that uid shifted into the environment's range.
+    const owner = `${slot.uidBase + remoteUser.uid}:${slot.gidBase + remoteUser.gid}`;
+    if (state.workspaceOwner !== owner) {
+      await exec(['chown', '-R', '--no-dereference', owner, paths.workspace], { logger: context.logger });
+      await this.updateState(id, (next) => void (next.workspaceOwner = owner));
+    }
+
+    const namespaces = this.namespacePaths(slot);
+    await createEnvironmentNamespaces(this.helperPath, idMapping, namespaces, { logger: context.logger });
+    await setupNetwork(slot.slot, { logger: context.logger });
+
+    const hostname = environment.metadata.name.slice(0, 63);
+    await writeFile(paths.resolvConf, this.dns.resolvConf);
+    await writeFile(paths.hosts, `127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n${slot.environmentAddress}\t${hostname}\n`);
+    await writeFile(paths.hostname, `${hostname}\n`);
+    await mkdir(paths.logs, { recursive: true });
+
+    const limits = await this.limits(environment, context.logger);
+    const args = devcontainer.overrideCommand ? KEEP_ALIVE_COMMAND : [...image.entrypoint, ...image.cmd];
+    if (args.length === 0) {
+      throw new TerminalEnvironmentError('Running', 'NoCommand', `image ${image.reference} has no entrypoint or command and overrideCommand is false`);
+    }
+    const config = buildOciConfig({
+      rootfsPath: paths.rootfs,
+      hostname,
+      process: {
+        args,
+        env: mergeEnv(image.env, devcontainer.containerEnv),
+        cwd: devcontainer.workspaceFolder,
+        uid: containerUser.uid,
+        gid: containerUser.gid,
+        additionalGids: containerUser.additionalGids,
+      },
+      idMapping,
+      ...namespaces,
+      cgroupsPath: this.cgroups.cgroupsPath(id),
+      resources: ociLinuxResources(limits) as Record<string, unknown>,
+      mounts: [
+        { source: paths.workspace, destination: devcontainer.workspaceFolder },
+        { source: paths.resolvConf, destination: '/etc/resolv.conf', readonly: true },
+        { source: paths.hosts, destination: '/etc/hosts', readonly: true },
+        { source: paths.hostname, destination: '/etc/hostname', readonly: true },
+      ],
+    });
+    await mkdir(paths.bundle, { recursive: true });
+    await writeFile(join(paths.bundle, 'config.json'), JSON.stringify(config, null, 2));
+    const startedTime = new Date().toISOString();
+    await this.runtime.run(paths.bundle, containerId);
+    const started = await this.runtime.state(containerId);
+    const startId = started ? await this.startIdOf(started) : undefined;
+    if (startId) await this.updateState(id, (next) => void (next.container = { startId, startedTime }));
+    context.logger.info({ containerId, slot: slot.slot }, 'container started');
+  }
+
+  private async userOf(rootfs: string, spec: string): Promise<ContainerUser> {
+    try {
+      return await resolveUserInRootfs(rootfs, spec);
+    } catch (error) {
+      if (error instanceof InvalidError) throw new TerminalEnvironmentError('Running', error.reason, error.message, { cause: error });
+      throw error;
+    }
+  }
+
+  // ------------------------------------------------------------------ exec and lifecycle
+
+  async exec(environmentId: string, request: ExecRequest, logger: Logger): Promise<ExecSession> {
+    const containerId = this.containerId(environmentId);
+    const runtimeState = await this.runtime.state(containerId);
+    const state = await this.readState(environmentId);
+    if (runtimeState?.status !== 'running' || !state?.resolved) throw new EnvironmentNotRunningError(environmentId);
+    if (request.tty) {
+      // runc needs a terminal on its stdin for --tty; without a pty library the runner cannot provide one.
+      throw new WarrenError('TerminalNotSupported', 501, 'interactive terminals (tty) are not supported by this runner yet; run without a tty');
+    }
+    const { devcontainer, image } = state.resolved;
+    const paths = this.paths(environmentId);
+    const user = await resolveUserInRootfs(paths.rootfs, request.user ?? devcontainer.remoteUser);
+    const child = await this.runtime.exec(containerId, {
+      args: request.argv,
+      env: this.execEnv(devcontainer, image.env, user, request.env ?? []),
+      cwd: request.cwd ?? devcontainer.workspaceFolder,
+      uid: user.uid,
+      gid: user.gid,
+      additionalGids: user.additionalGids,
+    });
+    logger.debug({ environmentId, user: user.name }, 'exec started');
+    return sessionOf(child);
+  }
+
+  /**
+   * Environment of tool processes: image Env, then containerEnv, then remoteEnv (with `${containerEnv:X}`
+   * substituted; `null` unsets), then the request's entries; HOME and USER of the user unless set.
+   */
+  private execEnv(devcontainer: ResolvedDevcontainer, imageEnv: string[], user: ContainerUser, extra: string[]): string[] {
+    const base = envMap(mergeEnv(imageEnv, devcontainer.containerEnv));
+    const variables = new Map<string, string>([['HOME', user.home], ['USER', user.name], ...base]);
+    if (!variables.has('PATH')) variables.set('PATH', DEFAULT_PATH);
+    if (base.has('HOME') && user.uid !== 0 && base.get('HOME') === '/root') variables.set('HOME', user.home);
+    const remote = resolveRemoteEnv(devcontainer.remoteEnv, Object.fromEntries(variables));
+    for (const [name, value] of Object.entries(remote)) {
+      if (value === null) variables.delete(name);
+      else variables.set(name, value);
+    }
+    for (const [name, value] of envMap(extra)) variables.set(name, value);
+    return [...variables].map(([name, value]) => `${name}=${value}`);
+  }
+
+  async runLifecycle(environment: Environment, stage: 'create' | 'start', context: StepContext): Promise<LifecycleOutcome> {
+    const id = environment.metadata.id;
+    const state = await this.readState(id);
+    if (!state?.resolved) throw new WarrenError('NotResolved', 500, `environment ${id} has no resolved configuration yet`);
+    const { lifecycle } = state.resolved.devcontainer;
+    const hooks: Array<[string, LifecycleStep[]]> =
+      stage === 'create'
+        ? [['onCreateCommand', lifecycle.onCreate], ['updateContentCommand', lifecycle.updateContent], ['postCreateCommand', lifecycle.postCreate]]
+        : [['postStartCommand', lifecycle.postStart]];
+    const runtimeState = await this.runtime.state(this.containerId(id));
+    const startId = runtimeState ? await this.startIdOf(runtimeState) : undefined;
+    if (stage === 'start' && !startId) throw new EnvironmentNotRunningError(id);
+
+    let outcome: LifecycleOutcome = { succeeded: true };
+    // Like the reference CLI, the first failing hook stops the hooks after it.
+    hooks: for (const [hook, steps] of hooks) {
+      for (const step of steps) {
+        context.onProgress({ step: 'lifecycle', message: `Running ${hook}` });
+        const results = await Promise.all(step.commands.map((command) => this.runLifecycleCommand(id, hook, step, command, context)));
+        const failed = results.find((result) => result.code !== 0);
+        if (failed) {
+          outcome = { succeeded: false, message: `${hook}${failed.name ? ` "${failed.name}"` : ''} exited with code ${failed.code}` };
+          break hooks;
+        }
+      }
+    }
+    await this.updateState(id, (next) => {
+      if (stage === 'create') next.lifecycle.createDone = true;
+      else if (startId) next.lifecycle.postStartDoneFor = startId;
+      if (!outcome.succeeded) next.lifecycle.failure = outcome.message;
+      else if (stage === 'create') delete next.lifecycle.failure;
+    });
+    return outcome;
+  }
+
+  /** Runs one lifecycle command as remoteUser in the workspace folder, appending its output to the log. */
+  private async runLifecycleCommand(
+    id: string,
+    hook: string,
+    step: LifecycleStep,
+    command: LifecycleCommand,
+    context: StepContext,
+  ): Promise<{ code: number; name?: string }> {
+    const paths = this.paths(id);
+    await mkdir(paths.logs, { recursive: true });
+    const argv = command.kind === 'shell' ? ['/bin/sh', '-c', command.shell] : command.argv;
+    const label = `${hook}${command.name ? ` "${command.name}"` : ''} from ${step.source}`;
+    await appendFile(paths.lifecycleLog, `\n=== ${label}: ${command.kind === 'shell' ? command.shell : JSON.stringify(command.argv)} ===\n`);
+    const log = await openFile(paths.lifecycleLog, 'a');
+    let code: number;
+    try {
+      const session = await this.exec(id, { argv, tty: false }, context.logger);
+      session.stdin.end();
+      const write = (chunk: Buffer) => void log.write(chunk).catch(() => {});
+      session.stdout.on('data', write);
+      session.stderr?.on('data', write);
+      const onAbort = () => session.kill();
+      context.signal.addEventListener('abort', onAbort, { once: true });
+      try {
+        code = await session.exit;
+      } finally {
+        context.signal.removeEventListener('abort', onAbort);
+      }
+      context.signal.throwIfAborted();
+    } finally {
+      await log.close();
+    }
+    await appendFile(paths.lifecycleLog, `=== ${label} exited with code ${code} ===\n`);
+    context.logger.info({ hook, name: command.name, code }, 'lifecycle command finished');
+    return { code, ...(command.name ? { name: command.name } : {}) };
+  }
+
+  // ------------------------------------------------------------------ stop and remove
+
+  /** Stops the container and releases every kernel object except the slot claim (the uid range stays). */
+  async stop(environmentId: string, graceSeconds: number, context: StepContext): Promise<void> {
+    await stopContainer(this.runtime, this.containerId(environmentId), graceSeconds, { signal: context.signal });
+    await this.releaseKernelObjects(environmentId, context.logger);
+  }
+
+  private async releaseKernelObjects(environmentId: string, logger: Logger): Promise<void> {
+    const paths = this.paths(environmentId);
+    await this.cgroups.remove(environmentId).catch((error: unknown) => logger.warn({ error: errorMessage(error) }, 'cgroup removal failed'));
+    const slot = await this.slots.lookup(environmentId);
+    if (slot !== undefined) {
+      const info = slotInfo(slot);
+      await teardownNetwork(slot, { logger });
+      await deleteEnvironmentNamespaces(this.namespacePaths(info), { logger });
+    }
+    await unmountRootfs({ lowerMountDir: paths.lower, target: paths.rootfs }, { detach: true, logger });
+    await unmountRecursive(paths.dir, { detach: true, logger });
+  }
+
+  async remove(environmentId: string, context: StepContext): Promise<void> {
+    await stopContainer(this.runtime, this.containerId(environmentId), 0, { signal: context.signal });
+    await this.releaseKernelObjects(environmentId, context.logger);
+    // Nothing may be mounted below the directory before it is deleted (rm would cross into mounts).
+    const stillMounted = (await readMountInfo()).some((entry) => entry.mountPoint.startsWith(`${this.paths(environmentId).dir}/`));
+    if (stillMounted) throw new WarrenError('MountBusy', 500, `mounts remain below ${this.paths(environmentId).dir}`);
+    await rm(this.paths(environmentId).dir, { recursive: true, force: true });
+    const slot = await this.slots.lookup(environmentId);
+    if (slot !== undefined) await this.slots.release(slot);
+    context.logger.info({ environmentId }, 'environment removed from host');
+  }
+
+  async cleanupOrphans(knownIds: ReadonlySet<string>, context: StepContext): Promise<string[]> {
+    const removed: string[] = [];
+    const logger = context.logger;
+    // Whole environments this runner has state for.
+    for (const id of await this.listEnvironments()) {
+      if (knownIds.has(id)) continue;
+      await this.remove(id, context);
+      removed.push(id);
+    }
+    // Containers under our state root whose environment is unknown.
+    for (const containerId of await this.runtime.list()) {
+      if (!containerId.startsWith(CONTAINER_PREFIX)) continue;
+      const id = containerId.slice(CONTAINER_PREFIX.length);
+      if (knownIds.has(id)) continue;
+      await this.runtime.delete(containerId, { force: true });
+      removed.push(containerId);
+    }
+    // cgroups named after unknown environments.
+    for (const name of await this.cgroups.list()) {
+      if (knownIds.has(name) || !isEnvironmentId(name)) continue;
+      await this.cgroups.remove(name).then(
+        () => removed.push(`cgroup:${name}`),
+        (error: unknown) => logger.warn({ name, error: errorMessage(error) }, 'orphaned cgroup not removed'),
+      );
+    }
+    // Network namespaces and links of slots no known environment holds.
+    const claimed = new Set<number>();
+    for (const [slot, id] of await this.slots.list()) if (knownIds.has(id)) claimed.add(slot);
+    const objects = await listNetworkObjects({ logger });
+    const slotsSeen = new Set<number>();
+    for (const name of [...objects.netns, ...objects.links]) {
+      const match = /^warren-?(\d+)[hc]?$/.exec(name);
+      if (match) slotsSeen.add(Number(match[1]));
+    }
+    for (const slot of slotsSeen) {
+      if (claimed.has(slot)) continue;
+      await teardownNetwork(slot, { logger });
+      await deleteEnvironmentNamespaces(this.namespacePaths(slotInfo(slot)), { logger });
+      removed.push(`network:${slot}`);
+    }
+    return removed;
+  }
+}
+
+// ------------------------------------------------------------------ helpers
+
+const ENVIRONMENT_ID = /^[a-z0-9][a-z0-9._-]{0,127}$/;
+
+function isEnvironmentId(id: string): boolean {
+  return ENVIRONMENT_ID.test(id);
+}
+
+/** Environment ids become path components and container ids; reject anything else. */
+function assertEnvironmentId(id: string): void {
+  if (!isEnvironmentId(id)) throw new InvalidError(`invalid environment id "${id}"`, [{ field: 'metadata.id', message: 'not a valid id' }]);
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await stat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function envMap(entries: readonly string[]): Map<string, string> {
+  const map = new Map<string, string>();
+  for (const entry of entries) {
+    const separator = entry.indexOf('=');
+    if (separator > 0) map.set(entry.slice(0, separator), entry.slice(separator + 1));
+  }
+  return map;
+}
+
+/** Image `Env` entries with `containerEnv` applied on top (per variable last wins). */
+function mergeEnv(imageEnv: readonly string[], containerEnv: Readonly<Record<string, string>>): string[] {
+  const map = envMap(imageEnv);
+  if (!map.has('PATH')) map.set('PATH', DEFAULT_PATH);
+  for (const [name, value] of Object.entries(containerEnv)) map.set(name, value);
+  return [...map].map(([name, value]) => `${name}=${value}`);
+}
+
+/** Wraps a `runc exec` child as an ExecSession; the exit code is the process's (128 + n for signal n). */
+function sessionOf(child: ChildProcess): ExecSession {
+  const exit = new Promise<number>((resolve) => {
+    child.once('error', () => resolve(255));
+    child.once('close', (code, signal) => resolve(code ?? 128 + signalNumber(signal)));
+  });
+  return {
+    stdin: child.stdin!,
+    stdout: child.stdout!,
+    stderr: child.stderr!,
+    exit,
+    kill: () => {
+      // runc forwards SIGTERM to the process; SIGKILL would only kill runc and orphan the process.
+      if (child.exitCode === null && child.signalCode === null) {
+        child.kill('SIGTERM');
+        setTimeout(() => {
+          if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+        }, 2_000).unref();
+      }
+    },
+  };
+}
+
+function signalNumber(signal: NodeJS.Signals | null): number {
+  const numbers: Partial<Record<NodeJS.Signals, number>> = { SIGHUP: 1, SIGINT: 2, SIGQUIT: 3, SIGKILL: 9, SIGTERM: 15, SIGPIPE: 13 };
+  return (signal && numbers[signal]) ?? 0;
+}

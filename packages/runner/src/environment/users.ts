@@ -1,0 +1,94 @@
+// Resolves user specs (`vscode`, `1000`, `1000:1000`, `vscode:staff`) against a root filesystem's
+// /etc/passwd and /etc/group, as the OCI runtime itself does not (it needs numeric ids).
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { InvalidError } from '@warren/base';
+
+/** A user resolved inside a container: numeric ids, supplementary groups and home directory. */
+export interface ContainerUser {
+  name: string;
+  uid: number;
+  gid: number;
+  /** Supplementary groups from /etc/group (the primary group excluded). */
+  additionalGids: number[];
+  /** Home directory from /etc/passwd; `/` when unknown (as runc and Docker do). */
+  home: string;
+}
+
+interface PasswdEntry {
+  name: string;
+  uid: number;
+  gid: number;
+  home: string;
+}
+
+interface GroupEntry {
+  name: string;
+  gid: number;
+  members: string[];
+}
+
+/** Parses passwd(5) text; malformed lines are skipped. */
+export function parsePasswd(text: string): PasswdEntry[] {
+  return text.split('\n').flatMap((line) => {
+    const fields = line.split(':');
+    if (fields.length < 7 || line.startsWith('#')) return [];
+    const uid = Number(fields[2]);
+    const gid = Number(fields[3]);
+    if (!Number.isInteger(uid) || !Number.isInteger(gid)) return [];
+    return [{ name: fields[0]!, uid, gid, home: fields[5] || '/' }];
+  });
+}
+
+/** Parses group(5) text; malformed lines are skipped. */
+export function parseGroup(text: string): GroupEntry[] {
+  return text.split('\n').flatMap((line) => {
+    const fields = line.split(':');
+    if (fields.length < 4 || line.startsWith('#')) return [];
+    const gid = Number(fields[2]);
+    if (!Number.isInteger(gid)) return [];
+    return [{ name: fields[0]!, gid, members: (fields[3] ?? '').split(',').filter(Boolean) }];
+  });
+}
+
+/**
+ * Resolves `spec` (`user`, `uid`, `user:group`, `uid:gid`) like `docker run --user` does
+ * (moby `getUser`, opencontainers/runc libcontainer/user `GetExecUser`): names are looked up in the
+ * given passwd/group text, numbers need no entry; the default group is the user's primary group.
+ * @throws {InvalidError} reason `UnknownContainerUser` when a name is not in the files.
+ */
+export function resolveUser(spec: string, passwdText: string, groupText: string): ContainerUser {
+  const passwd = parsePasswd(passwdText);
+  const groups = parseGroup(groupText);
+  const [userPart = '', groupPart] = spec.split(':', 2);
+  const numeric = /^\d+$/.test(userPart);
+  const entry = numeric ? passwd.find((candidate) => candidate.uid === Number(userPart)) : passwd.find((candidate) => candidate.name === userPart);
+  if (!entry && !numeric) {
+    throw new InvalidError(`user "${userPart}" does not exist in the image's /etc/passwd`, [{ field: 'user', message: 'unknown user' }], 'UnknownContainerUser');
+  }
+  const uid = entry?.uid ?? Number(userPart);
+  let gid = entry?.gid ?? 0;
+  if (groupPart !== undefined && groupPart !== '') {
+    if (/^\d+$/.test(groupPart)) gid = Number(groupPart);
+    else {
+      const group = groups.find((candidate) => candidate.name === groupPart);
+      if (!group) throw new InvalidError(`group "${groupPart}" does not exist in the image's /etc/group`, [{ field: 'user', message: 'unknown group' }], 'UnknownContainerUser');
+      gid = group.gid;
+    }
+  }
+  const name = entry?.name ?? userPart;
+  const additionalGids = [...new Set(groups.filter((group) => group.members.includes(name) && group.gid !== gid).map((group) => group.gid))];
+  return { name, uid, gid, additionalGids, home: entry?.home ?? '/' };
+}
+
+/**
+ * Resolves `spec` against `<rootfs>/etc/passwd` and `<rootfs>/etc/group` (missing files count as empty).
+ * Reads the files from the host side of a mounted root filesystem; symlinks are not followed out of it
+ * because the paths are fixed and images control only their content.
+ * @throws {InvalidError} reason `UnknownContainerUser` (see {@link resolveUser}).
+ */
+export async function resolveUserInRootfs(rootfs: string, spec: string): Promise<ContainerUser> {
+  const read = (file: string) => readFile(join(rootfs, 'etc', file), 'utf8').catch(() => '');
+  const [passwd, group] = await Promise.all([read('passwd'), read('group')]);
+  return resolveUser(spec, passwd, group);
+}

@@ -1,0 +1,95 @@
+// Entry point of the runner daemon: loads config, prepares the host backend, serves the access API and
+// runs the agent (register, heartbeat, watch, reconcile).
+import { WarrenClient } from '@warren/api';
+import { type Logger, silentLogger } from '@warren/base';
+import { RunnerAgent } from './agent/agent.js';
+import { createAccessVerifier } from './access/auth.js';
+import { type AccessServer, startAccessServer } from './access/server.js';
+import { type RunnerConfig, type RunnerConfigInput, loadRunnerConfig } from './config.js';
+import type { EnvironmentBackend } from './environment/backend.js';
+import { LinuxBackend } from './environment/linux-backend.js';
+
+/** Options of {@link startRunner}. */
+export interface StartRunnerOptions {
+  /** Server base URL, e.g. `http://127.0.0.1:7080`. */
+  server: string;
+  /** Runner token (Token of type Runner). */
+  token: string;
+  /** Runner name (DNS label); an existing Runner of that name is reused. */
+  name: string;
+  /** Data directory (`WARREN_DATA_DIR`): `runner.json`, `images/`, `environments/`, `slots/`. */
+  dataDir: string;
+  /** Where the access API listens; port 0 picks a free port. */
+  accessListen: { host: string; port: number };
+  /** URL clients use to reach the access API when it differs from the bound address (NAT, 0.0.0.0). */
+  advertiseUrl?: string;
+  /** Overrides of `<dataDir>/runner.json`. */
+  config?: RunnerConfigInput;
+  logger?: Logger;
+  /** The host backend; default the Linux backend (runc, overlayfs, netns, cgroups). Tests pass a fake. */
+  backend?: EnvironmentBackend;
+  /** Injected fetch for the API client (tests). */
+  fetch?: typeof fetch;
+}
+
+/** A running runner daemon. */
+export interface RunningRunner {
+  runnerId: string;
+  /** Base URL of the access API as published in the Runner's status. */
+  accessUrl: string;
+  config: RunnerConfig;
+  /** Resolves once the first list of environments has been queued. */
+  synced: Promise<void>;
+  /** Resolves when no reconcile is queued or running (tests). */
+  idle(): Promise<void>;
+  /** Stops the agent and the access API. Environments keep running; a restarted runner adopts them. */
+  close(): Promise<void>;
+}
+
+/**
+ * Starts the runner: loads the config, prepares the backend, starts the access API, registers with the
+ * server (retrying while it is unreachable) and starts reconciling the environments scheduled to it.
+ * @throws {InvalidError} reason `InvalidRunnerConfig` for a bad runner.json.
+ * @throws {ApiError} when the server refuses the token (401/403).
+ * @throws {Error} (errno) when the access port cannot be bound.
+ */
+export async function startRunner(options: StartRunnerOptions): Promise<RunningRunner> {
+  const logger = (options.logger ?? silentLogger).child({ component: 'runner', runner: options.name });
+  const config = await loadRunnerConfig(options.dataDir, options.config ?? {});
+  const backend = options.backend ?? (await LinuxBackend.create({ dataDir: options.dataDir, config, logger: options.logger ?? silentLogger }));
+  const client = new WarrenClient({ server: options.server, token: options.token, ...(options.fetch ? { fetch: options.fetch } : {}) });
+
+  let agent: RunnerAgent | undefined;
+  let access: AccessServer | undefined;
+  try {
+    access = await startAccessServer({
+      host: options.accessListen.host,
+      port: options.accessListen.port,
+      backend,
+      logger: options.logger ?? silentLogger,
+      verify: createAccessVerifier({ server: options.server, runnerId: () => agent?.runnerId ?? '' }),
+    });
+    const accessUrl = options.advertiseUrl ?? access.url;
+    agent = new RunnerAgent({ client, name: options.name, config, backend, accessUrl, logger: options.logger ?? silentLogger });
+    await agent.start();
+    logger.info({ runnerId: agent.runnerId, accessUrl }, 'runner started');
+    const started = agent;
+    const server = access;
+    return {
+      runnerId: started.runnerId,
+      accessUrl,
+      config,
+      synced: started.synced,
+      idle: () => started.idle(),
+      async close() {
+        await started.close();
+        await server.close();
+        logger.info({}, 'runner stopped');
+      },
+    };
+  } catch (error) {
+    await agent?.close().catch(() => {});
+    await access?.close().catch(() => {});
+    throw error;
+  }
+}
