@@ -1,6 +1,6 @@
 // Entry point of the runner daemon: loads config, prepares the host backend, serves the access API and
 // runs the agent (register, heartbeat, watch, reconcile).
-import { WarrenClient } from '@warren/api';
+import { ApiError, WarrenClient } from '@warren/api';
 import { type Logger, silentLogger } from '@warren/base';
 import { RunnerAgent } from './agent/agent.js';
 import { createAccessVerifier } from './access/auth.js';
@@ -56,8 +56,22 @@ export interface RunningRunner {
 export async function startRunner(options: StartRunnerOptions): Promise<RunningRunner> {
   const logger = (options.logger ?? silentLogger).child({ component: 'runner', runner: options.name });
   const config = await loadRunnerConfig(options.dataDir, options.config ?? {});
-  const backend = options.backend ?? (await LinuxBackend.create({ dataDir: options.dataDir, config, logger: options.logger ?? silentLogger }));
   const client = new WarrenClient({ server: options.server, token: options.token, ...(options.fetch ? { fetch: options.fetch } : {}) });
+  const backend =
+    options.backend ??
+    (await LinuxBackend.create({
+      dataDir: options.dataDir,
+      config,
+      logger: options.logger ?? silentLogger,
+      environmentClass: async (name) => {
+        try {
+          return (await client.get('EnvironmentClass', name)).spec;
+        } catch (error) {
+          if (error instanceof ApiError && error.code === 404) return undefined;
+          throw error;
+        }
+      },
+    }));
 
   let agent: RunnerAgent | undefined;
   let access: AccessServer | undefined;

@@ -16,7 +16,7 @@
 //     state.json                resolved devcontainer, image, lifecycle markers
 import type { ChildProcess } from 'node:child_process';
 import { open as openFile, readFile as readFileSync } from 'node:fs/promises';
-import { appendFile, mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { appendFile, chmod, mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Environment, EnvironmentClassSpec } from '@warren/api';
 import { repositoryBasename } from '@warren/api';
@@ -129,14 +129,22 @@ export class LinuxBackend implements EnvironmentBackend {
   }
 
   /**
-   * Prepares the host: data directories, the idmap helper (compiled on first use), cgroup detection,
+   * Prepares the host: data directories (given search permission for others, since container roots are
+   * unprivileged host uids that must reach their mounts), the idmap helper (compiled on first use), cgroup detection,
    * the environments' DNS configuration and the nftables firewall.
    * @throws {IdmapHelperError} without a C compiler; {@link CgroupError} without cgroups; {ExecError}
    *   when nft fails.
    */
   static async create(options: LinuxBackendOptions): Promise<LinuxBackend> {
     const logger = options.logger ?? silentLogger;
-    await mkdir(join(options.dataDir, 'environments'), { recursive: true });
+    const environments = join(options.dataDir, 'environments');
+    await mkdir(environments, { recursive: true });
+    // The container's root (an unprivileged host uid) must traverse these to reach its bind mounts and
+    // root filesystem (runc mounts them after entering the user namespace): search permission only.
+    for (const dir of [options.dataDir, environments]) {
+      const mode = (await stat(dir)).mode & 0o7777;
+      if ((mode & 0o001) === 0) await chmod(dir, mode | 0o111);
+    }
     const helperPath = await ensureIdmapHelper(join(options.dataDir, 'bin'), { logger });
     const cgroups = options.cgroups ?? (await CgroupManager.detect({}));
     const runtime = options.runtime ?? new RuncRuntime({ logger });

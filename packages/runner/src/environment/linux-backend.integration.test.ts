@@ -1,0 +1,234 @@
+// The whole environment path on the real host: git clone from a smart-HTTP server, devcontainer.json,
+// image pull from a local registry, idmapped overlay rootfs, user + network namespaces, cgroups, runc,
+// lifecycle commands, exec, stop/start, delete with nothing left behind.
+// Needs root, runc, ip, cc, git, docker-registry, skopeo and the cached test images (scripts/test-images.sh).
+import { mkdtemp, readFile, readdir, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import { type Environment, type EnvironmentStatus, getCondition } from '@warren/api';
+import { silentLogger } from '@warren/base';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { resolveRunnerConfig } from '../config.js';
+import { CgroupManager } from '../linux/cgroups.js';
+import { exec } from '../linux/exec.js';
+import { readMountInfo } from '../linux/idmap.js';
+import { RuncRuntime } from '../linux/runtime.js';
+import { slotInfo } from '../linux/slots.js';
+import type { StepContext } from './backend.js';
+import { LinuxBackend } from './linux-backend.js';
+import { EnvironmentReconciler } from './reconciler.js';
+
+// The e2e fixtures live outside this package's rootDir, so they are imported at run time by path.
+interface Fixtures {
+  registry: { url: string; stop(): Promise<void> };
+  images: { base: string; busybox: string };
+  git: {
+    baseUrl: string;
+    createRepo(name: string, files: Record<string, string>): Promise<{ url: string; commits: Record<string, string>; defaultBranch: string }>;
+    stop(): Promise<void>;
+  };
+}
+const fixturesDir = new URL('../../../../e2e/fixtures/', import.meta.url).pathname;
+
+async function startFixtures(): Promise<Fixtures> {
+  const registryModule = (await import(`${fixturesDir}registry.ts`)) as { startRegistry(): Promise<Fixtures['registry']> };
+  const imagesModule = (await import(`${fixturesDir}images.ts`)) as { ensureTestImages(registry: Fixtures['registry']): Promise<Fixtures['images']> };
+  const gitModule = (await import(`${fixturesDir}git-server.ts`)) as { startGitServer(): Promise<Fixtures['git']> };
+  const registry = await registryModule.startRegistry();
+  const images = await imagesModule.ensureTestImages(registry);
+  const git = await gitModule.startGitServer();
+  return { registry, images, git };
+}
+
+function collect() {
+  const chunks: Buffer[] = [];
+  return {
+    stream: new Writable({
+      write(chunk: Buffer, _encoding, callback) {
+        chunks.push(chunk);
+        callback();
+      },
+    }),
+    text: () => Buffer.concat(chunks).toString('utf8'),
+  };
+}
+
+let serial = 0;
+function makeEnvironment(url: string, desiredPhase: Environment['spec']['desiredPhase'] = 'Running'): Environment {
+  serial++;
+  const id = `env-it${process.pid}x${serial}`;
+  return {
+    kind: 'Environment',
+    apiVersion: 'v1',
+    metadata: { id, name: `it-${serial}`, generation: 1, resourceVersion: '1', createdTime: new Date().toISOString(), labels: {}, ownerId: 'u' },
+    spec: { desiredPhase, source: { git: { url } }, devcontainer: {}, className: 'default', ports: [], timeouts: { inactivitySeconds: 0 } },
+    status: { phase: 'Pending', observedGeneration: 0, conditions: [], ports: [] },
+  };
+}
+
+function next(environment: Environment, desiredPhase: Environment['spec']['desiredPhase']): Environment {
+  return { ...environment, metadata: { ...environment.metadata, generation: environment.metadata.generation + 1 }, spec: { ...environment.spec, desiredPhase } };
+}
+
+describe('LinuxBackend on the real host', () => {
+  let fixtures: Fixtures;
+  let dataDir: string;
+  let backend: LinuxBackend;
+  let reconciler: EnvironmentReconciler;
+  const runtime = new RuncRuntime({ stateRoot: `/run/warren/runc-backend-test-${process.pid}` });
+  let cgroups: CgroupManager;
+  const signal = new AbortController().signal;
+  const context: StepContext = { signal, logger: silentLogger, onProgress: () => {} };
+  const statuses: EnvironmentStatus[] = [];
+
+  const run = async (id: string, argv: string[], options: { user?: string; cwd?: string } = {}) => {
+    const session = await backend.exec(id, { argv, tty: false, ...options }, silentLogger);
+    session.stdin.end();
+    const stdout = collect();
+    const stderr = collect();
+    session.stdout.pipe(stdout.stream);
+    session.stderr?.pipe(stderr.stream);
+    const code = await session.exit;
+    await new Promise((resolve) => setImmediate(resolve));
+    return { code, stdout: stdout.text(), stderr: stderr.text() };
+  };
+
+  beforeAll(async () => {
+    fixtures = await startFixtures();
+    dataDir = await mkdtemp(join(tmpdir(), 'warren-backend-'));
+    cgroups = await CgroupManager.detect({ parent: `warren-test-${process.pid}` });
+    backend = await LinuxBackend.create({
+      dataDir,
+      config: resolveRunnerConfig({ defaultImage: fixtures.images.busybox, stopGraceSeconds: 2 }),
+      runtime,
+      cgroups,
+      // The firewall table is shared by every runner on the host; this test does not need it.
+      firewall: false,
+      environmentClass: async () => ({ cpuMillicores: 1000, memoryBytes: 512 * 1024 * 1024, swapBytes: 0, pids: 512 }),
+    });
+    reconciler = new EnvironmentReconciler({
+      backend,
+      stopGraceSeconds: 2,
+      writeStatus: async (environment, status) => {
+        statuses.push(structuredClone(status));
+        return { ...environment, status: structuredClone(status) };
+      },
+    });
+  });
+
+  afterAll(async () => {
+    if (backend) {
+      for (const id of await backend.listEnvironments()) await backend.remove(id, context).catch(() => {});
+    }
+    await cgroups?.removeParent().catch(() => {});
+    await rm(runtime.stateRoot, { recursive: true, force: true });
+    await rm(`${runtime.stateRoot}-exec`, { recursive: true, force: true });
+    if (dataDir) await rm(dataDir, { recursive: true, force: true });
+    await fixtures?.git.stop();
+    await fixtures?.registry.stop();
+  });
+
+  it('creates, execs, stops, starts and deletes an environment from a repository with devcontainer.json', async () => {
+    const repo = await fixtures.git.createRepo(`acme/app${process.pid}`, {
+      '.devcontainer/devcontainer.json': JSON.stringify({
+        // JSONC: comments are allowed
+        image: fixtures.images.base,
+        containerEnv: { FROM_CONTAINER_ENV: 'c1' },
+        remoteEnv: { FROM_REMOTE_ENV: 'r1-${containerEnv:FROM_CONTAINER_ENV}' },
+        forwardPorts: [3000],
+        postCreateCommand: 'echo created >> $HOME/post-create-count && echo post-create-output',
+        postStartCommand: ['sh', '-c', 'echo started >> $HOME/post-start-count'],
+      }),
+      'README.md': '# app\n',
+    });
+    const created = await reconciler.reconcile(makeEnvironment(repo.url), signal);
+    const id = created.metadata.id;
+    expect(created.status.message).toBeUndefined();
+    expect(created.status.phase).toBe('Running');
+    for (const type of ['ContentReady', 'ImageReady', 'Running', 'LifecycleCommandsSucceeded']) {
+      expect(getCondition(created.status.conditions, type)?.status, type).toBe('True');
+    }
+    expect(created.status.commit).toBe(repo.commits[repo.defaultBranch]);
+    expect(created.status.devcontainer).toMatchObject({ remoteUser: 'vscode', workspaceFolder: `/workspaces/app${process.pid}` });
+    expect(created.status.ports.map((port) => port.port)).toEqual([3000]);
+    expect(statuses.some((status) => status.progress?.step === 'image')).toBe(true);
+
+    const whoami = await run(id, ['id', '-un']);
+    expect(whoami).toEqual({ code: 0, stdout: 'vscode\n', stderr: '' });
+    expect((await run(id, ['pwd'])).stdout).toBe(`/workspaces/app${process.pid}\n`);
+    expect((await run(id, ['cat', 'README.md'])).stdout).toBe('# app\n');
+    const environment = (await run(id, ['env'])).stdout;
+    expect(environment).toContain('FROM_CONTAINER_ENV=c1\n');
+    expect(environment).toContain('FROM_REMOTE_ENV=r1-c1\n');
+    expect(environment).toContain('HOME=/home/vscode\n');
+    expect(await run(id, ['sh', '-c', 'echo out; echo err >&2; exit 3'])).toEqual({ code: 3, stdout: 'out\n', stderr: 'err\n' });
+    // The workspace belongs to the remote user inside and can be written.
+    expect(await run(id, ['sh', '-c', 'touch new-file && stat -c %U README.md'])).toMatchObject({ code: 0, stdout: 'vscode\n' });
+    // Root inside via sudo, and root's files land in the environment's shifted range on the host.
+    expect(await run(id, ['sudo', '-n', 'id', '-u'])).toMatchObject({ code: 0, stdout: '0\n' });
+    const lifecycleLog = await readFile(backend.lifecycleLogPath(id), 'utf8');
+    expect(lifecycleLog).toContain('post-create-output');
+    expect(lifecycleLog).toMatch(/postCreateCommand .*exited with code 0/);
+
+    // Something outside the workspace, in the overlay upper dir, must survive stop/start.
+    expect((await run(id, ['sh', '-c', 'echo kept > /home/vscode/upper-marker'])).code).toBe(0);
+
+    const stopped = await reconciler.reconcile(next(created, 'Stopped'), signal);
+    expect(stopped.status.phase).toBe('Stopped');
+    expect(await runtime.state(`warren-${id}`)).toBeUndefined();
+    expect((await readMountInfo()).filter((entry) => entry.mountPoint.startsWith(dataDir))).toEqual([]);
+
+    const restarted = await reconciler.reconcile(next(stopped, 'Running'), signal);
+    expect(restarted.status.phase).toBe('Running');
+    expect((await run(id, ['cat', '/home/vscode/upper-marker'])).stdout).toBe('kept\n');
+    expect((await run(id, ['cat', '/home/vscode/post-create-count'])).stdout).toBe('created\n');
+    expect((await run(id, ['cat', '/home/vscode/post-start-count'])).stdout).toBe('started\nstarted\n');
+    expect((await run(id, ['ls', 'new-file'])).code).toBe(0);
+
+    const slot = (await readdir(join(dataDir, 'slots'))).filter((name) => /^\d+$/.test(name)).map(Number);
+    expect(slot).toHaveLength(1);
+    const info = slotInfo(slot[0]!);
+
+    const deleted = await reconciler.reconcile(next(restarted, 'Deleted'), signal);
+    expect(deleted.status.phase).toBe('Deleted');
+    expect((await readMountInfo()).filter((entry) => entry.mountPoint.startsWith(dataDir) || entry.mountPoint.includes(info.netnsName))).toEqual([]);
+    const netns = (await exec(['ip', 'netns', 'list'])).stdout;
+    expect(netns.split('\n').some((line) => line.split(' ')[0] === info.netnsName)).toBe(false);
+    const links = (await exec(['ip', '-o', 'link', 'show'])).stdout;
+    expect(links).not.toContain(`${info.hostInterface}@`);
+    expect(await cgroups.list()).toEqual([]);
+    expect(await runtime.list()).toEqual([]);
+    await expect(stat(join(dataDir, 'environments', id))).rejects.toThrow();
+    expect(await backend.listEnvironments()).toEqual([]);
+  });
+
+  it('uses the default image for a repository without devcontainer.json', async () => {
+    const repo = await fixtures.git.createRepo(`acme/plain${process.pid}`, { 'hello.txt': 'hi\n' });
+    const created = await reconciler.reconcile(makeEnvironment(repo.url), signal);
+    expect(created.status.phase).toBe('Running');
+    expect(created.status.devcontainer?.image).toBe(fixtures.images.busybox);
+    expect(created.status.devcontainer?.remoteUser).toBe('root');
+    expect(await run(created.metadata.id, ['cat', 'hello.txt'])).toEqual({ code: 0, stdout: 'hi\n', stderr: '' });
+    const deleted = await reconciler.reconcile(next(created, 'Deleted'), signal);
+    expect(deleted.status.phase).toBe('Deleted');
+  });
+
+  it('fails with ContentReady=False RepositoryNotFound for a repository that does not exist', async () => {
+    const failed = await reconciler.reconcile(makeEnvironment(`${fixtures.git.baseUrl}/acme/missing.git`), signal);
+    expect(failed.status.phase).toBe('Failed');
+    expect(getCondition(failed.status.conditions, 'ContentReady')).toMatchObject({ status: 'False', reason: 'RepositoryNotFound' });
+    const deleted = await reconciler.reconcile(next(failed, 'Deleted'), signal);
+    expect(deleted.status.phase).toBe('Deleted');
+  });
+
+  it('fails with the location for a devcontainer.json that is not valid JSONC', async () => {
+    const repo = await fixtures.git.createRepo(`acme/broken${process.pid}`, { '.devcontainer.json': '{\n  "image": \n}\n' });
+    const failed = await reconciler.reconcile(makeEnvironment(repo.url), signal);
+    expect(failed.status.phase).toBe('Failed');
+    const condition = getCondition(failed.status.conditions, 'DevcontainerSupported');
+    expect(condition).toMatchObject({ status: 'False', reason: 'InvalidDevcontainerConfig' });
+    expect(condition?.message).toMatch(/\.devcontainer\.json:3:1/);
+    await reconciler.reconcile(next(failed, 'Deleted'), signal);
+  });
+});
