@@ -504,10 +504,10 @@ export class SqlStore implements ResourceStore {
     const client = new pg.Client({ connectionString: this.database.connectionString, keepAlive: true, application_name: applicationName });
     const controller = new AbortController();
     const logger = this.logger.child({ lease: name });
-    let keepalive: NodeJS.Timeout | undefined;
+    const timers: { keepalive?: NodeJS.Timeout } = {};
     const lose = (reason: string) => {
       if (controller.signal.aborted) return;
-      clearInterval(keepalive);
+      clearInterval(timers.keepalive);
       logger.warn({ reason }, 'lease lost');
       controller.abort(new Error(`lease ${name} lost: ${reason}`));
       client.end().catch(() => {});
@@ -530,10 +530,11 @@ export class SqlStore implements ResourceStore {
       return undefined;
     }
     // A session-level advisory lock lives as long as this connection; the query proves the connection is alive.
-    keepalive = setInterval(() => {
+    const keepalive = setInterval(() => {
       client.query('select 1').catch((error: unknown) => lose(errorMessage(error)));
     }, this.options.leaseKeepaliveMs ?? 5_000);
     keepalive.unref();
+    timers.keepalive = keepalive;
     return {
       name,
       signal: controller.signal,

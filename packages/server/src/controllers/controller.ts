@@ -1,0 +1,31 @@
+// What every control loop of the server implements, and the shared view it reads from.
+import type { Kind, Resource } from '@warren/api';
+import type { Logger } from '@warren/base';
+import type { ResourceStore } from '../storage/store.js';
+import type { Clock } from './clock.js';
+import type { Informer } from './informer.js';
+
+/** What a controller reads (informer caches) and writes (the store). */
+export interface ControllerContext {
+  store: ResourceStore;
+  environments: Informer<'Environment'>;
+  runners: Informer<'Runner'>;
+  classes: Informer<'EnvironmentClass'>;
+  clock: Clock;
+  logger: Logger;
+}
+
+/**
+ * A level-triggered control loop: `reconcile(key)` compares the desired and observed state of one object
+ * (read from the caches, re-checked inside the store's read-modify-write) and takes the next step. It is
+ * idempotent, so it is safe to run for any key at any time and after a restart.
+ * Throwing means "retry with backoff".
+ */
+export interface Controller {
+  readonly name: string;
+  /** Keys to reconcile because `object` (of `kind`) changed or was removed. */
+  keysFor(kind: Kind, object: Resource, removed: boolean): string[];
+  /** Every key worth checking on a periodic pass (time-based rules, and repair of anything missed). */
+  allKeys(): string[];
+  reconcile(key: string): Promise<void>;
+}
