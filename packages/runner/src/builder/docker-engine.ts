@@ -132,7 +132,8 @@ export class DockerEngine {
     const pid = Number.parseInt(text.trim(), 10);
     if (!Number.isInteger(pid) || pid <= 0) return undefined;
     const cmdline = await readCmdline(pid);
-    return cmdline !== undefined && cmdline.some((arg) => arg.endsWith('dockerd')) && cmdline.includes(this.dataRoot) ? pid : undefined;
+    const ours = cmdline !== undefined && cmdline.some((arg) => arg.endsWith('dockerd')) && cmdline.includes(`--data-root=${this.dataRoot}`);
+    return ours ? pid : undefined;
   }
 
   /**
@@ -254,9 +255,11 @@ export class DockerEngine {
     const script = [
       '#!/bin/sh',
       '# Written by Warren (runner/src/builder/docker-engine.ts). The managed engine runs with --bridge=none,',
-      '# so image builds use the host network for their RUN steps; other commands go to the CLI unchanged.',
+      '# so image builds use the host network for their RUN steps (and remove failed step containers);',
+      '# other commands go to the CLI unchanged.',
       'case "$1" in',
-      `  build) shift; exec ${quoted} build --network=host "$@" ;;`,
+      // --force-rm: the legacy builder otherwise keeps the container of a failed RUN step.
+      `  build) shift; exec ${quoted} build --network=host --force-rm "$@" ;;`,
       `  buildx) if [ "$2" = build ]; then shift 2; exec ${quoted} buildx build --network=host "$@"; fi ;;`,
       'esac',
       `exec ${quoted} "$@"`,
