@@ -19,6 +19,7 @@ export interface FakeHostEnvironment {
   resolved?: ResolvedEnvironment;
   container: 'absent' | 'running';
   starts: number;
+  startedTime?: string;
   createDone: boolean;
   postStartDoneFor?: string;
   createRuns: number;
@@ -81,7 +82,7 @@ export class FakeBackend implements EnvironmentBackend {
       contentReady: entry.contentReady,
       commit: entry.contentReady ? 'abc123' : undefined,
       ...(entry.resolved ? { resolved: entry.resolved } : {}),
-      container: running ? { state: 'running', startId: `start-${entry.starts}`, startedTime: new Date(0 + entry.starts * 1000).toISOString() } : { state: 'absent' },
+      container: running ? { state: 'running', startId: `start-${entry.starts}`, startedTime: entry.startedTime ?? new Date().toISOString() } : { state: 'absent' },
       lifecycle: {
         createDone: entry.createDone,
         ...(entry.postStartDoneFor ? { postStartDoneFor: entry.postStartDoneFor } : {}),
@@ -110,6 +111,7 @@ export class FakeBackend implements EnvironmentBackend {
     if (entry.container === 'running') return;
     entry.container = 'running';
     entry.starts++;
+    entry.startedTime = new Date().toISOString();
   }
 
   async runLifecycle(environment: Environment, stage: 'create' | 'start'): Promise<LifecycleOutcome> {

@@ -190,7 +190,10 @@ class Run {
       await this.backend.start(this.current, context);
       container = (await this.backend.observe(this.id)).container;
       if (container.state !== 'running') throw new Error(`container is ${container.state} right after start`);
-      await this.write({ ...(container.startedTime ? { startedTime: container.startedTime } : {}) }, {
+      // A start counts as activity, so the inactivity timeout measures from here.
+      const now = new Date().toISOString();
+      const lastActivityTime = [this.current.status.lastActivityTime, now].filter((value): value is string => !!value).sort().pop();
+      await this.write({ ...(container.startedTime ? { startedTime: container.startedTime } : {}), ...(lastActivityTime ? { lastActivityTime } : {}) }, {
         conditions: (conditions) => setCondition(conditions, ConditionTypes.Running, 'True', 'ContainerRunning', 'The container is running.'),
       });
     }
