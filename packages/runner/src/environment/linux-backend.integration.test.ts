@@ -214,6 +214,51 @@ describe('LinuxBackend on the real host', () => {
     expect(deleted.status.phase).toBe('Deleted');
   });
 
+  it('adopts a running environment after a runner restart and removes it as an orphan when the server forgot it', async () => {
+    const repo = await fixtures.git.createRepo(`acme/adopt${process.pid}`, { 'hello.txt': 'hi\n' });
+    const running = await reconciler.reconcile(makeEnvironment(repo.url), signal);
+    const id = running.metadata.id;
+    expect(running.status.phase).toBe('Running');
+
+    // A new backend and reconciler over the same host stand for a runner restarted after SIGKILL:
+    // everything is derived from the host, so nothing is redone and nothing is written.
+    const restartedBackend = await LinuxBackend.create({
+      dataDir,
+      config: resolveRunnerConfig({ defaultImage: fixtures.images.busybox }),
+      runtime,
+      cgroups,
+      firewall: false,
+    });
+    const writes: EnvironmentStatus[] = [];
+    const restarted = new EnvironmentReconciler({
+      backend: restartedBackend,
+      stopGraceSeconds: 2,
+      writeStatus: async (environment, status) => {
+        writes.push(status);
+        return { ...environment, status };
+      },
+    });
+    const observed = await restartedBackend.observe(id);
+    expect(observed.container.state).toBe('running');
+    expect(observed.lifecycle.postStartDoneFor).toBe(observed.container.startId);
+    expect((await restarted.reconcile(running, signal)).status.phase).toBe('Running');
+    expect(writes).toEqual([]);
+    const session = await restartedBackend.exec(id, { argv: ['cat', 'hello.txt'], tty: false }, silentLogger);
+    session.stdin.end();
+    const out = collect();
+    session.stdout.pipe(out.stream);
+    expect(await session.exit).toBe(0);
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(out.text()).toBe('hi\n');
+
+    // The server no longer lists it: the restarted runner removes every trace.
+    expect(await restartedBackend.cleanupOrphans(new Set(), context)).toContain(id);
+    expect(await runtime.list()).toEqual([]);
+    expect(await cgroups.list()).toEqual([]);
+    expect((await readMountInfo()).filter((entry) => entry.mountPoint.startsWith(dataDir))).toEqual([]);
+    expect(await restartedBackend.listEnvironments()).toEqual([]);
+  });
+
   it('fails with ContentReady=False RepositoryNotFound for a repository that does not exist', async () => {
     const failed = await reconciler.reconcile(makeEnvironment(`${fixtures.git.baseUrl}/acme/missing.git`), signal);
     expect(failed.status.phase).toBe('Failed');

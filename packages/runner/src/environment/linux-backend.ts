@@ -98,6 +98,13 @@ export interface LinuxBackendOptions {
   firewall?: boolean;
   /** Directory of the persistent user namespaces (default `/run/warren/userns`). */
   userNamespaceDir?: string;
+  /**
+   * Let {@link LinuxBackend.cleanupOrphans} also remove `warren-<k>` namespaces and `warren<k>h` links of
+   * slots that no environment of this data dir claims. Default false: such objects cannot be attributed
+   * to this runner (another runner or a test on the same host may own them); enable it on hosts with
+   * exactly one runner.
+   */
+  sweepUnclaimedNetworks?: boolean;
 }
 
 /** The Linux host backend (runc, overlayfs with idmapped layers, user + network namespaces, cgroups). */
@@ -662,9 +669,9 @@ export class LinuxBackend implements EnvironmentBackend {
         (error: unknown) => logger.warn({ name, error: errorMessage(error) }, 'orphaned cgroup not removed'),
       );
     }
-    // Network namespaces and links of slots no known environment holds.
-    const claimed = new Set<number>();
-    for (const [slot, id] of await this.slots.list()) if (knownIds.has(id)) claimed.add(slot);
+    // Network namespaces and links of slots no environment of this data dir holds (opt-in, see options).
+    if (!this.options.sweepUnclaimedNetworks) return removed;
+    const claimed = new Set<number>((await this.slots.list()).keys());
     const objects = await listNetworkObjects({ logger });
     const slotsSeen = new Set<number>();
     for (const name of [...objects.netns, ...objects.links]) {
