@@ -9,6 +9,7 @@ import { Writable } from 'node:stream';
 import { type Environment, type EnvironmentStatus, getCondition } from '@warren/api';
 import { silentLogger } from '@warren/base';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DockerEngine } from '../builder/docker-engine.js';
 import { resolveRunnerConfig } from '../config.js';
 import { CgroupManager } from '../linux/cgroups.js';
 import { exec } from '../linux/exec.js';
@@ -122,6 +123,7 @@ describe('LinuxBackend on the real host', () => {
       for (const id of await backend.listEnvironments()) await backend.remove(id, context).catch(() => {});
     }
     await cgroups?.removeParent().catch(() => {});
+    if (dataDir) await new DockerEngine({ dataDir }).stop().catch(() => {});
     await rm(runtime.stateRoot, { recursive: true, force: true });
     await rm(`${runtime.stateRoot}-exec`, { recursive: true, force: true });
     if (dataDir) await rm(dataDir, { recursive: true, force: true });
@@ -257,6 +259,28 @@ describe('LinuxBackend on the real host', () => {
     expect(await cgroups.list()).toEqual([]);
     expect((await readMountInfo()).filter((entry) => entry.mountPoint.startsWith(dataDir))).toEqual([]);
     expect(await restartedBackend.listEnvironments()).toEqual([]);
+  });
+
+  it('builds a Dockerfile config through the builder backend and runs the built image', async () => {
+    const repo = await fixtures.git.createRepo(`acme/built${process.pid}`, {
+      '.devcontainer/devcontainer.json': JSON.stringify({
+        build: { dockerfile: 'Dockerfile' },
+        remoteUser: 'vscode',
+        postCreateCommand: 'cat /built-marker',
+      }),
+      '.devcontainer/Dockerfile': `FROM ${fixtures.images.base}\nRUN echo built-by-dockerfile > /built-marker\n`,
+    });
+    const created = await reconciler.reconcile(makeEnvironment(repo.url), signal);
+    expect(created.status.message).toBeUndefined();
+    expect(created.status.phase).toBe('Running');
+    expect(created.status.devcontainer?.image).toMatch(/^warren-build\/[0-9a-f]{64}:latest$/);
+    expect(getCondition(created.status.conditions, 'LifecycleCommandsSucceeded')?.status).toBe('True');
+    expect(await run(created.metadata.id, ['cat', '/built-marker'])).toEqual({ code: 0, stdout: 'built-by-dockerfile\n', stderr: '' });
+    expect(await run(created.metadata.id, ['id', '-un'])).toMatchObject({ stdout: 'vscode\n' });
+    const log = await readFile(backend.lifecycleLogPath(created.metadata.id), 'utf8');
+    expect(log).toContain('=== image build of .devcontainer/devcontainer.json ===');
+    expect(log).toContain('built-by-dockerfile');
+    expect((await reconciler.reconcile(next(created, 'Deleted'), signal)).status.phase).toBe('Deleted');
   });
 
   it('fails with ContentReady=False RepositoryNotFound for a repository that does not exist', async () => {

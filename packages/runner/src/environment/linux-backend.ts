@@ -31,7 +31,10 @@ import {
   NoMatchingPlatformError,
   RegistryUnauthorizedError,
 } from '../image/errors.js';
-import { ImageStore } from '../image/image-store.js';
+import { type ImageInfo, ImageStore } from '../image/image-store.js';
+import { DevcontainerBuilder } from '../builder/devcontainer-builder.js';
+import { DockerEngine } from '../builder/docker-engine.js';
+import { BaseImageNotFoundError, DevcontainerBuildError, DockerNotInstalledError } from '../builder/errors.js';
 import { type CgroupLimits, CgroupManager, ociLinuxResources } from '../linux/cgroups.js';
 import { exec } from '../linux/exec.js';
 import { GitError, cloneRepository } from '../linux/git.js';
@@ -92,6 +95,8 @@ export interface LinuxBackendOptions {
   runtime?: OciRuntime;
   /** cgroup manager; default detected for the host, parent `warren`. */
   cgroups?: CgroupManager;
+  /** Builder backend for configs with `build`/`features`; default a DevcontainerBuilder on a Docker engine under `<dataDir>/builder`. */
+  builder?: DevcontainerBuilder;
   /** Allow `file://` repository URLs (tests, single-user hosts); default false. */
   allowFileUrls?: boolean;
   /** Apply the nftables firewall at start (default true). */
@@ -113,6 +118,8 @@ export class LinuxBackend implements EnvironmentBackend {
   readonly images: ImageStore;
   private readonly slots: SlotAllocator;
   private readonly logger: Logger;
+  /** Created on the first config that needs a build (starting Docker only then). */
+  private builder: DevcontainerBuilder | undefined;
 
   private constructor(
     private readonly options: LinuxBackendOptions,
@@ -133,6 +140,7 @@ export class LinuxBackend implements EnvironmentBackend {
       this.logger,
     );
     this.slots = new SlotAllocator(this.dataDir, { logger: this.logger });
+    this.builder = options.builder;
   }
 
   /**
@@ -323,38 +331,24 @@ export class LinuxBackend implements EnvironmentBackend {
       }
       throw error;
     }
-    if (first.build) {
-      // Builds (Dockerfile, features) need the builder backend (issue 3 §7), which this runner lacks.
-      const what = first.build.dockerfile ? `a Dockerfile build (${first.build.dockerfile})` : `features (${Object.keys(first.build.features).join(', ')})`;
-      throw new TerminalEnvironmentError(
-        'DevcontainerSupported',
-        'BuildNotSupported',
-        `${first.configFile ?? 'devcontainer.json'} needs ${what}, which needs the image builder; this runner has none. Use "image" with a prebuilt image.`,
-      );
-    }
-    const reference = first.image ?? this.options.config.defaultImage;
-    context.onProgress({ step: 'image', message: `Pulling ${reference}` });
-    let image;
-    try {
-      image = await this.images.pull(reference, {
-        signal: context.signal,
-        onProgress: (bytesDone, bytesTotal) => context.onProgress({ step: 'image', message: `Pulling ${reference}`, bytesDone, bytesTotal }),
-      });
-    } catch (error) {
-      if (
-        error instanceof ImageNotFoundError ||
-        error instanceof InvalidReferenceError ||
-        error instanceof RegistryUnauthorizedError ||
-        error instanceof NoMatchingPlatformError
-      ) {
-        throw new TerminalEnvironmentError('ImageReady', (error as WarrenError).reason, (error as Error).message, { cause: error });
-      }
-      throw error;
+    let reference: string;
+    let image: ImageInfo;
+    if (first.build && first.configFile) {
+      ({ reference, image } = await this.build(id, first.configFile, context));
+    } else {
+      reference = first.image ?? this.options.config.defaultImage;
+      image = await this.pull(reference, context);
     }
     const devcontainer = resolveDevcontainer({
       ...base,
       ...(parsed ? { config: parsed } : {}),
-      image: { reference, metadataLabel: image.config.labels['devcontainer.metadata'], user: image.config.user },
+      image: {
+        reference,
+        metadataLabel: image.config.labels['devcontainer.metadata'],
+        user: image.config.user,
+        // `devcontainer build` appends the config itself to the label; do not run its commands twice.
+        metadataIncludesConfig: first.build !== undefined,
+      },
     });
     const summary: ResolvedEnvironment = {
       ...(devcontainer.configFile ? { configPath: devcontainer.configFile } : {}),
@@ -385,6 +379,63 @@ export class LinuxBackend implements EnvironmentBackend {
     });
     for (const warning of devcontainer.warnings) context.logger.info({ warning }, 'devcontainer warning');
     return summary;
+  }
+
+  /** Pulls `reference` with progress; registry answers no retry can fix become terminal (ImageReady=False). */
+  private async pull(reference: string, context: StepContext): Promise<ImageInfo> {
+    context.onProgress({ step: 'image', message: `Pulling ${reference}` });
+    try {
+      return await this.images.pull(reference, {
+        signal: context.signal,
+        onProgress: (bytesDone, bytesTotal) => context.onProgress({ step: 'image', message: `Pulling ${reference}`, bytesDone, bytesTotal }),
+      });
+    } catch (error) {
+      if (
+        error instanceof ImageNotFoundError ||
+        error instanceof InvalidReferenceError ||
+        error instanceof RegistryUnauthorizedError ||
+        error instanceof NoMatchingPlatformError
+      ) {
+        throw new TerminalEnvironmentError('ImageReady', error.reason, error.message, { cause: error });
+      }
+      throw error;
+    }
+  }
+
+  /**
+   * Builds a config with `build` or `features` through the builder backend (the reference CLI on the
+   * runner's own Docker engine), appending the build output to the lifecycle log, and imports the image.
+   * Build failures, missing base images and an absent Docker engine are terminal (ImageReady=False).
+   */
+  private async build(id: string, configFile: string, context: StepContext): Promise<{ reference: string; image: ImageInfo }> {
+    const paths = this.paths(id);
+    await mkdir(paths.logs, { recursive: true });
+    context.onProgress({ step: 'build', message: `Building the image of ${configFile}` });
+    await appendFile(paths.lifecycleLog, `\n=== image build of ${configFile} ===\n`);
+    const log = await openFile(paths.lifecycleLog, 'a');
+    try {
+      this.builder ??= new DevcontainerBuilder({ engine: new DockerEngine({ dataDir: this.dataDir, logger: this.logger }), logger: this.logger });
+      const result = await this.builder.build({
+        workspaceDir: paths.workspace,
+        configPath: configFile,
+        registryMirrors: this.options.config.mirrors,
+        signal: context.signal,
+        onLog: (line) => {
+          void log.write(`${line}\n`).catch(() => {});
+          context.onProgress({ step: 'build', message: line.slice(0, 200) });
+        },
+      });
+      const image = await this.images.importDockerArchive(result.dockerArchivePath, result.imageName);
+      return { reference: result.imageName, image };
+    } catch (error) {
+      if (error instanceof InvalidError) throw new TerminalEnvironmentError('DevcontainerSupported', error.reason, error.message, { cause: error });
+      if (error instanceof DevcontainerBuildError || error instanceof BaseImageNotFoundError || error instanceof DockerNotInstalledError) {
+        throw new TerminalEnvironmentError('ImageReady', error.reason, error.message, { cause: error });
+      }
+      throw error;
+    } finally {
+      await log.close();
+    }
   }
 
   // ------------------------------------------------------------------ start
