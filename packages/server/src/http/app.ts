@@ -75,7 +75,8 @@ export function buildApp({ store, logger, signingKeys, options = {} }: BuildAppO
     bodyLimit: options.bodyLimitBytes ?? ONE_MIB,
     genReqId: () => randomUUID(),
     requestIdHeader: false,
-    // Watches are long-lived: close() aborts them (preClose) and then forces the idle sockets shut.
+    // Watches are long-lived: close() first ends them cleanly (preClose waits until their last bytes are flushed),
+    // then closes every socket, so keep-alive connections of clients do not hold close() up.
     forceCloseConnections: true,
     routerOptions: { ignoreTrailingSlash: true },
   });
@@ -132,8 +133,10 @@ export function buildApp({ store, logger, signingKeys, options = {} }: BuildAppO
     log.debug({ requestId: request.id, method: request.method, url: request.url, statusCode: reply.statusCode, durationMs: Math.round(reply.elapsedTime) }, 'request');
   });
 
+  const activeWatches = new Set<Promise<void>>();
   app.addHook('preClose', async () => {
     closing.abort();
+    await Promise.allSettled([...activeWatches]);
   });
 
   const principalOf = (request: FastifyRequest): Principal => {
@@ -146,6 +149,7 @@ export function buildApp({ store, logger, signingKeys, options = {} }: BuildAppO
     logger: log,
     signingKeys,
     closing: closing.signal,
+    activeWatches,
     principalOf,
     options: {
       watch: {

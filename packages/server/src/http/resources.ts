@@ -48,6 +48,8 @@ export interface RouteContext {
   options: RouteOptions;
   /** Aborted when the app closes: ends open watch streams. */
   closing: AbortSignal;
+  /** Open watch streams; the app awaits them on close so their sockets are done before the server closes. */
+  activeWatches: Set<Promise<void>>;
   /** Returns the authenticated principal of a request. @throws {UnauthorizedError} for anonymous requests. */
   principalOf: (request: FastifyRequest) => Principal;
 }
@@ -246,7 +248,7 @@ export function registerResourceRoutes(app: FastifyInstance, context: RouteConte
         filter.runnerId = query.runnerId;
       }
       if (query.watch) {
-        await serveWatch(reply, {
+        const served = serveWatch(reply, {
           store,
           kind,
           filter,
@@ -258,6 +260,12 @@ export function registerResourceRoutes(app: FastifyInstance, context: RouteConte
           requestId: request.id,
           serverSignal: context.closing,
         });
+        context.activeWatches.add(served);
+        try {
+          await served;
+        } finally {
+          context.activeWatches.delete(served);
+        }
         return reply;
       }
       const listed = await store.list(kind, filter);

@@ -99,6 +99,8 @@ export async function serveWatch(reply: FastifyReply, watch: WatchRequest): Prom
       'x-request-id': watch.requestId,
       // Tell buffering proxies (nginx) to pass lines through as they come.
       'x-accel-buffering': 'no',
+      // One stream per connection: when it ends the socket closes instead of idling in keep-alive.
+      connection: 'close',
     });
     raw.flushHeaders();
     for (const object of initial) {
@@ -147,7 +149,13 @@ export async function serveWatch(reply: FastifyReply, watch: WatchRequest): Prom
       // Do not await: an async generator's return() waits for its pending next(), which the abort ends.
       iterator.return().catch(() => undefined);
     }
-    if (reply.sent && !reply.raw.writableEnded) reply.raw.end();
+    const raw = reply.raw;
+    if (reply.sent && !raw.writableFinished && !raw.destroyed) {
+      // Wait until the last line is flushed: the app's close() destroys sockets once every watch has returned.
+      const finished = Promise.race([once(raw, 'finish'), once(raw, 'close')]).catch(() => undefined);
+      if (!raw.writableEnded) raw.end();
+      await finished;
+    }
   }
 }
 
