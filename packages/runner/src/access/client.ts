@@ -157,9 +157,9 @@ export async function followLogs(grant: AccessGrant, options: FollowLogsOptions)
   const decoder = new TextDecoder();
   try {
     for (;;) {
-      const { value, done } = await reader.read();
-      if (done) break;
-      options.write(decoder.decode(value, { stream: true }));
+      const chunk = (await reader.read()) as { value?: Uint8Array; done: boolean };
+      if (chunk.done) break;
+      options.write(decoder.decode(chunk.value, { stream: true }));
     }
   } catch (error) {
     if (!options.signal?.aborted) throw error;

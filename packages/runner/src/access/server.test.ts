@@ -23,7 +23,7 @@ function sink() {
 
 describe('access API', () => {
   let server: AccessServer;
-  let privateKey: CryptoKey;
+  let privateKey: Awaited<ReturnType<typeof generateKeyPair>>['privateKey'];
   let directory: string;
   const backend = new FakeBackend();
 

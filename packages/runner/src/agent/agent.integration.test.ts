@@ -84,7 +84,7 @@ async function waitFor<T>(what: string, probe: () => Promise<T | undefined>): Pr
     }
     await sleep(50);
   }
-  throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
+  throw new Error(`timed out waiting for ${what}${last instanceof Error ? `: ${last.message}` : ''}`);
 }
 
 describe('runner agent against the real control plane', () => {

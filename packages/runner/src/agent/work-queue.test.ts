@@ -1,3 +1,4 @@
+/* eslint-disable @typescript-eslint/require-await -- fakes of async interfaces */
 import { sleep } from '@warren/base';
 import { describe, expect, it } from 'vitest';
 import { WorkQueue } from './work-queue.js';

@@ -1,4 +1,5 @@
 // An in-memory EnvironmentBackend for unit tests of the reconciler, the work queue and the access API.
+/* eslint-disable @typescript-eslint/require-await -- it implements an async interface without doing I/O */
 import { PassThrough } from 'node:stream';
 import type { Environment } from '@warren/api';
 import type { Logger } from '@warren/base';

@@ -1,3 +1,4 @@
+/* eslint-disable @typescript-eslint/require-await -- fakes of async interfaces */
 // The whole environment path on the real host: git clone from a smart-HTTP server, devcontainer.json,
 // image pull from a local registry, idmapped overlay rootfs, user + network namespaces, cgroups, runc,
 // lifecycle commands, exec, stop/start, delete with nothing left behind.

@@ -1,3 +1,4 @@
+/* eslint-disable @typescript-eslint/require-await -- fakes of async interfaces */
 import type { Environment, EnvironmentStatus } from '@warren/api';
 import { getCondition } from '@warren/api';
 import { describe, expect, it } from 'vitest';
