@@ -174,6 +174,16 @@ describe('LinuxBackend on the real host', () => {
     expect(lifecycleLog).toContain('post-create-output');
     expect(lifecycleLog).toMatch(/postCreateCommand .*exited with code 0/);
 
+    // With a terminal: stdin and stdout are a tty of the requested size, output arrives on one stream.
+    const terminal = await backend.exec(id, { argv: ['sh', '-c', 'test -t 0 && test -t 1 && echo is-a-tty; stty size; exit 4'], tty: true, cols: 100, rows: 30 }, silentLogger);
+    expect(terminal.stderr).toBeUndefined();
+    const screen = collect();
+    terminal.stdout.pipe(screen.stream);
+    expect(await terminal.exit).toBe(4);
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(screen.text().replaceAll('\r', '')).toBe('is-a-tty\n30 100\n');
+    terminal.stdin.end();
+
     // Something outside the workspace, in the overlay upper dir, must survive stop/start.
     expect((await run(id, ['sh', '-c', 'echo kept > /home/vscode/upper-marker'])).code).toBe(0);
 

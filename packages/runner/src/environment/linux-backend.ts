@@ -36,7 +36,7 @@ import { DevcontainerBuilder } from '../builder/devcontainer-builder.js';
 import { DockerEngine } from '../builder/docker-engine.js';
 import { BaseImageNotFoundError, DevcontainerBuildError, DockerNotInstalledError } from '../builder/errors.js';
 import { type CgroupLimits, CgroupManager, ociLinuxResources } from '../linux/cgroups.js';
-import { exec } from '../linux/exec.js';
+import { exec, spawnLogged } from '../linux/exec.js';
 import { GitError, cloneRepository } from '../linux/git.js';
 import { createEnvironmentNamespaces, deleteEnvironmentNamespaces, ensureIdmapHelper, readMountInfo, unmountRecursive } from '../linux/idmap.js';
 import { listNetworkObjects, setupNetwork, teardownNetwork, environmentDns, type EnvironmentDns } from '../linux/network.js';
@@ -553,23 +553,33 @@ export class LinuxBackend implements EnvironmentBackend {
     const runtimeState = await this.runtime.state(containerId);
     const state = await this.readState(environmentId);
     if (runtimeState?.status !== 'running' || !state?.resolved) throw new EnvironmentNotRunningError(environmentId);
-    if (request.tty) {
-      // runc needs a terminal on its stdin for --tty; without a pty library the runner cannot provide one.
-      throw new WarrenError('TerminalNotSupported', 501, 'interactive terminals (tty) are not supported by this runner yet; run without a tty');
-    }
     const { devcontainer, image } = state.resolved;
     const paths = this.paths(environmentId);
     const user = await resolveUserInRootfs(paths.rootfs, request.user ?? devcontainer.remoteUser);
-    const child = await this.runtime.exec(containerId, {
+    const options = {
       args: request.argv,
-      env: this.execEnv(devcontainer, image.env, user, request.env ?? []),
+      env: this.execEnv(devcontainer, image.env, user, [...(request.tty ? ['TERM=xterm-256color'] : []), ...(request.env ?? [])]),
       cwd: request.cwd ?? devcontainer.workspaceFolder,
       uid: user.uid,
       gid: user.gid,
       additionalGids: user.additionalGids,
-    });
-    logger.debug({ environmentId, user: user.name }, 'exec started');
-    return sessionOf(child);
+    };
+    logger.debug({ environmentId, user: user.name, tty: request.tty }, 'exec starting');
+    if (!request.tty) return sessionOf(await this.runtime.exec(containerId, options));
+    // `runc exec --tty` needs a terminal on its stdin. Without a pty library, util-linux script(1) gives it
+    // one: it runs the command on a new pty and relays our pipes to it. The window size is set once with
+    // stty(1) before runc starts (runc copies it to the container's console); later resizes are not
+    // propagated (a known limitation until the runner uses a pty library).
+    const prepared = await this.runtime.execCommand(containerId, { ...options, tty: true });
+    const size = request.cols && request.rows ? `stty cols ${request.cols} rows ${request.rows} 2>/dev/null; ` : '';
+    const command = `${size}exec ${prepared.argv.map(shellQuote).join(' ')}`;
+    const child = spawnLogged(['script', '--quiet', '--return', '--command', command, '/dev/null'], { stdio: ['pipe', 'pipe', 'pipe'], logger });
+    child.once('close', () => void prepared.dispose().catch(() => {}));
+    const session = sessionOf(child);
+    // A terminal has one output stream; script's own stderr only carries its errors.
+    child.stderr?.on('data', (chunk: Buffer) => logger.warn({ stderr: chunk.toString('utf8').slice(0, 500) }, 'terminal relay error output'));
+    const { stderr: _ignored, ...withoutStderr } = session;
+    return withoutStderr;
   }
 
   /**
@@ -799,6 +809,11 @@ function sessionOf(child: ChildProcess): ExecSession {
       }
     },
   };
+}
+
+/** Quotes `text` for /bin/sh (POSIX single quotes). */
+function shellQuote(text: string): string {
+  return /^[A-Za-z0-9_@%+=:,./-]+$/.test(text) ? text : `'${text.replaceAll("'", "'\\''")}'`;
 }
 
 function signalNumber(signal: NodeJS.Signals | null): number {
