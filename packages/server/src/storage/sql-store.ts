@@ -3,7 +3,7 @@
 import { createHash } from 'node:crypto';
 import { API_VERSION, type Kind, type Resource, type ResourceByKind, type WatchEvent } from '@warren/api';
 import { ConflictError, InvalidError, NotFoundError, WarrenError, errorMessage, type Logger } from '@warren/base';
-import { sql, type ExpressionBuilder, type Kysely, type Selectable, type Transaction } from 'kysely';
+import { sql, type ExpressionBuilder, type Kysely, type QueryCreator, type Selectable, type Transaction } from 'kysely';
 import pg from 'pg';
 import { openDatabase, type Database, type EventsTable, type ObjectsTable, type OpenDatabase } from './database.js';
 import { GoneError } from './errors.js';
@@ -59,6 +59,9 @@ export async function openStore(options: OpenStoreOptions): Promise<SqlStore> {
     throw error;
   }
 }
+
+/** The statement that changes the `objects` row, run as a CTE beside the event insert (see SqlStore.write). */
+type ObjectWrite = Parameters<QueryCreator<Database>['with']>[1];
 
 /** PostgreSQL unique_violation (Appendix A, "PostgreSQL Error Codes"). */
 const UNIQUE_VIOLATION = '23505';
@@ -128,15 +131,24 @@ export class SqlStore implements ResourceStore {
     const id = object.id ?? newObjectId(kind);
     const nameScope = kind === 'Environment' ? object.ownerId : '';
     try {
-      const created = await this.write(async (trx, resourceVersion) => {
-        const existing = await trx
-          .selectFrom('objects')
-          .select('id')
-          .where('kind', '=', kind)
-          .where('name_scope', '=', nameScope)
-          .where('name', '=', object.name)
-          .executeTakeFirst();
-        if (existing) throw alreadyExists(kind, object.name);
+      const created = await this.write(async (trx) => {
+        // One round trip for the next resourceVersion and the name check (the write lock is already held).
+        const probe = await trx
+          .selectFrom('events')
+          .select((eb) => [
+            eb.fn.max('resource_version').as('head'),
+            eb
+              .selectFrom('objects')
+              .select('id')
+              .where('kind', '=', kind)
+              .where('name_scope', '=', nameScope)
+              .where('name', '=', object.name)
+              .limit(1)
+              .as('existing'),
+          ])
+          .executeTakeFirstOrThrow();
+        if (probe.existing) throw alreadyExists(kind, object.name);
+        const resourceVersion = Number(probe.head ?? 0) + 1;
         const createdTime = this.now().toISOString();
         const resource = normalize({
           kind,
@@ -153,24 +165,25 @@ export class SqlStore implements ResourceStore {
           spec: object.spec,
           status: object.status,
         }) as Resource;
-        await trx
-          .insertInto('objects')
-          .values({
-            kind,
-            id,
-            name: object.name,
-            name_scope: nameScope,
-            owner_id: object.ownerId,
-            generation: 1,
-            resource_version: resourceVersion,
-            created_time: createdTime,
-            deletion_time: null,
-            labels: JSON.stringify(resource.metadata.labels),
-            spec: JSON.stringify(resource.spec),
-            status: JSON.stringify(resource.status),
-          })
-          .execute();
-        return { result: resource, record: { resourceVersion, kind, type: 'ADDED', object: resource } };
+        const objectWrite = (db: QueryCreator<Database>) =>
+          db
+            .insertInto('objects')
+            .values({
+              kind,
+              id,
+              name: object.name,
+              name_scope: nameScope,
+              owner_id: object.ownerId,
+              generation: 1,
+              resource_version: resourceVersion,
+              created_time: createdTime,
+              deletion_time: null,
+              labels: JSON.stringify(resource.metadata.labels),
+              spec: JSON.stringify(resource.spec),
+              status: JSON.stringify(resource.status),
+            })
+            .returning('id');
+        return { result: resource, record: { resourceVersion, kind, type: 'ADDED', object: resource }, objectWrite };
       });
       return structuredClone(created) as ResourceByKind[K];
     } catch (error) {
@@ -217,9 +230,9 @@ export class SqlStore implements ResourceStore {
   }
 
   async update<K extends Kind>(kind: K, id: string, mutation: Mutation<K>, options?: UpdateOptions): Promise<ResourceByKind[K]> {
-    const updated = await this.write(async (trx, resourceVersion) => {
-      const row = await trx.selectFrom('objects').selectAll().where('kind', '=', kind).where('id', '=', id).executeTakeFirst();
-      if (!row) throw new NotFoundError(kind, id);
+    const updated = await this.write(async (trx) => {
+      const row = await this.readForWrite(trx, kind, id);
+      const resourceVersion = row.head + 1;
       const current = rowToResource(row) as ResourceByKind[K];
       checkResourceVersion(kind, id, current, options);
       const proposed = mutation(structuredClone(current));
@@ -243,18 +256,19 @@ export class SqlStore implements ResourceStore {
       if (next.deletionTime === undefined) delete metadata.deletionTime;
       else metadata.deletionTime = next.deletionTime;
       const resource = { ...current, metadata, spec: next.spec, status: next.status } as Resource;
-      await trx
-        .updateTable('objects')
-        .set({
-          generation,
-          resource_version: resourceVersion,
-          deletion_time: next.deletionTime ?? null,
-          labels: JSON.stringify(next.labels),
-          spec: JSON.stringify(next.spec),
-          status: JSON.stringify(next.status),
-        })
-        .where('id', '=', id)
-        .execute();
+      const objectWrite = (db: QueryCreator<Database>) =>
+        db
+          .updateTable('objects')
+          .set({
+            generation,
+            resource_version: resourceVersion,
+            deletion_time: next.deletionTime ?? null,
+            labels: JSON.stringify(next.labels),
+            spec: JSON.stringify(next.spec),
+            status: JSON.stringify(next.status),
+          })
+          .where('id', '=', id)
+          .returning('id');
       const record: EventRecord = {
         resourceVersion,
         kind,
@@ -263,20 +277,20 @@ export class SqlStore implements ResourceStore {
         previousRunnerId: row.runner_id ?? undefined,
         previousLabels: current.metadata.labels,
       };
-      return { result: resource, record };
+      return { result: resource, record, objectWrite };
     });
     return structuredClone(updated) as ResourceByKind[K];
   }
 
   async delete<K extends Kind>(kind: K, id: string, options?: UpdateOptions): Promise<ResourceByKind[K]> {
-    const deleted = await this.write(async (trx, resourceVersion) => {
-      const row = await trx.selectFrom('objects').selectAll().where('kind', '=', kind).where('id', '=', id).executeTakeFirst();
-      if (!row) throw new NotFoundError(kind, id);
+    const deleted = await this.write(async (trx) => {
+      const row = await this.readForWrite(trx, kind, id);
+      const resourceVersion = row.head + 1;
       const current = rowToResource(row);
       checkResourceVersion(kind, id, current, options);
-      await trx.deleteFrom('objects').where('id', '=', id).execute();
+      const objectWrite = (db: QueryCreator<Database>) => db.deleteFrom('objects').where('id', '=', id).returning('id');
       const resource = { ...current, metadata: { ...current.metadata, resourceVersion: String(resourceVersion) } } as Resource;
-      return { result: resource, record: { resourceVersion, kind, type: 'DELETED', object: resource } };
+      return { result: resource, record: { resourceVersion, kind, type: 'DELETED', object: resource }, objectWrite };
     });
     return structuredClone(deleted) as ResourceByKind[K];
   }
@@ -413,38 +427,62 @@ export class SqlStore implements ResourceStore {
 
   // ------------------------------------------------------------------ internals
 
-  /** Runs `work` as one serialized write; see the class comment. Publishes the event after commit. */
+  /**
+   * Runs `work` as one serialized write (see the class comment): takes the write lock, lets `work` read what it
+   * needs (including the head resourceVersion, read after the lock so it sees the previous writer's commit under
+   * READ COMMITTED) and then stores the object change, its event and the NOTIFY in one statement. Publishes the
+   * event to this process's watchers after commit. Round trips: begin, lock, read, write, commit.
+   */
   private async write<T>(
-    work: (trx: Transaction<Database>, resourceVersion: number) => Promise<{ result: T; record?: EventRecord }>,
+    work: (trx: Transaction<Database>) => Promise<{ result: T; record?: EventRecord; objectWrite?: ObjectWrite }>,
   ): Promise<T> {
     if (this.closed) throw new WarrenError('ServiceUnavailable', 503, 'the store is closed');
     const { result, record } = await this.db.transaction().execute(async (trx) => {
-      await sql`select pg_advisory_xact_lock(${this.writeLockKey}::bigint)`.execute(trx);
-      // READ COMMITTED: this statement's snapshot is taken after the lock, so it sees the previous writer's commit.
-      const resourceVersion = (await this.currentResourceVersion(trx)) + 1;
-      const outcome = await work(trx, resourceVersion);
-      if (outcome.record) {
-        const { record: event } = outcome;
+      // PGlite is one session whose driver already runs one transaction at a time (and a session's own
+      // advisory locks never block it), so only PostgreSQL needs the lock.
+      if (this.engine === 'postgres') await sql`select pg_advisory_xact_lock(${this.writeLockKey}::bigint)`.execute(trx);
+      const outcome = await work(trx);
+      const { record: event, objectWrite } = outcome;
+      if (event && objectWrite) {
+        // Data-modifying CTEs always run to completion, referenced or not (PostgreSQL docs, "WITH Queries", 7.8.4).
         await trx
-          .insertInto('events')
-          .values({
-            resource_version: event.resourceVersion,
-            kind: event.kind,
-            object_id: event.object.metadata.id,
-            type: event.type,
-            object: JSON.stringify(event.object),
-            owner_id: event.object.metadata.ownerId,
-            runner_id: runnerIdOf(event.object) ?? null,
-            previous_runner_id: event.previousRunnerId ?? null,
-            previous_labels: event.previousLabels === undefined ? null : JSON.stringify(event.previousLabels),
-          })
+          .with('object_write', objectWrite)
+          .with('event_write', (db) =>
+            db
+              .insertInto('events')
+              .values({
+                resource_version: event.resourceVersion,
+                kind: event.kind,
+                object_id: event.object.metadata.id,
+                type: event.type,
+                object: JSON.stringify(event.object),
+                owner_id: event.object.metadata.ownerId,
+                runner_id: runnerIdOf(event.object) ?? null,
+                previous_runner_id: event.previousRunnerId ?? null,
+                previous_labels: event.previousLabels === undefined ? null : JSON.stringify(event.previousLabels),
+              })
+              .returning('resource_version'),
+          )
+          .selectNoFrom(sql<string>`pg_notify(${this.channel}, ${String(event.resourceVersion)})`.as('notified'))
           .execute();
-        await sql`select pg_notify(${this.channel}, ${String(resourceVersion)})`.execute(trx);
       }
       return outcome;
     });
     if (record) this.hub.publish(record);
     return result;
+  }
+
+  /** Reads the object to change and the head resourceVersion in one round trip. @throws {NotFoundError}. */
+  private async readForWrite(trx: Transaction<Database>, kind: Kind, id: string): Promise<Selectable<ObjectsTable> & { head: number }> {
+    const row = await trx
+      .selectFrom('objects')
+      .selectAll()
+      .select((eb) => eb.selectFrom('events').select((events) => events.fn.max('resource_version').as('max')).as('head'))
+      .where('kind', '=', kind)
+      .where('id', '=', id)
+      .executeTakeFirst();
+    if (!row) throw new NotFoundError(kind, id);
+    return { ...row, head: Number(row.head ?? 0) };
   }
 
   private async currentResourceVersion(db: Kysely<Database>): Promise<number> {
