@@ -21,6 +21,7 @@ interface TestRegistry {
 }
 interface TestImages {
   base: string;
+  busybox: string;
 }
 const fixtures = {
   registry: (): Promise<{ startRegistry(): Promise<TestRegistry> }> => import(pathToFileURL(join(repoRoot, 'e2e/fixtures/registry.ts')).href),
@@ -155,6 +156,37 @@ describe.skipIf(skipReason !== undefined)('DevcontainerBuilder on a managed Dock
     expect((direct as BaseImageNotFoundError).image).toBe(`${registry!.url}/devcontainers/missing:2`);
   });
 
+  it('builds an image-plus-features config once for concurrent requests', async () => {
+    const config = join(devcontainerDir(), 'image-features.json');
+    await writeFile(config, JSON.stringify({ image: BASE, features: { './local-feature': {} } }));
+    const request = { workspaceDir: workspace, configPath: config, registryMirrors: mirrors };
+    const [first, second] = await Promise.all([builder.build(request), builder.build(request)]);
+    expect(first).toEqual(second); // one shared run
+    expect(first!.cached).toBe(false);
+    const run = await engine.docker(['run', '--rm', first!.imageName, 'cat', '/feature.txt']);
+    expect(run.stdout).toBe('feature installed\n');
+    expect((await builder.build(request)).cached).toBe(true);
+  });
+
+  it('cancels a running build when its signal aborts', async () => {
+    await setDockerfile(`FROM ${BASE}\nRUN echo cancel-me && sleep 300\n`);
+    const controller = new AbortController();
+    const reason = new Error('cancelled by test');
+    const building = builder.build({
+      workspaceDir: workspace,
+      configPath: '.devcontainer/devcontainer.json',
+      registryMirrors: mirrors,
+      signal: controller.signal,
+      onLog: (line) => {
+        if (line.includes('cancel-me')) controller.abort(reason);
+      },
+    });
+    await expect(building).rejects.toBe(reason);
+    // The daemon notices the client went away and removes the step's container.
+    await waitUntil(async () => (await engine.docker(['ps', '--all', '--quiet'])).stdout.trim() === '');
+    expect(await processesMentioning('sleep 300')).toEqual([]);
+  });
+
   it('times the reference devcontainer up + exec for an image-based config (benchmark baseline)', async () => {
     const imageWorkspace = await mkdtemp('/tmp/wbt-up-');
     try {
@@ -202,6 +234,31 @@ describe.skipIf(skipReason !== undefined)('DevcontainerBuilder on a managed Dock
     await engine.ensureRunning();
     expect((await engine.docker(['image', 'inspect', BASE])).code).toBe(0);
   });
+
+  it('recovers from a SIGKILLed dockerd: the next start and stop remove its containerd, shims and containers', async () => {
+    await engine.ensureRunning();
+    await engine.docker(['pull', '--quiet', images.busybox]);
+    const id = (await engine.docker(['run', '--detach', images.busybox, 'sleep', '1000'])).stdout.trim();
+    const containerPid = Number((await engine.docker(['inspect', '--format', '{{.State.Pid}}', id])).stdout.trim());
+    expect(containerPid).toBeGreaterThan(0);
+    expect(await readFile(`/proc/${containerPid}/cgroup`, 'utf8')).toContain(`/warren-builder/${id}`);
+    const dockerdPid = (await engine.runningPid())!;
+    process.kill(dockerdPid, 'SIGKILL');
+    await waitUntil(async () => !(await engine.isRunning()));
+    expect(await processesMentioning(dataDir)).not.toEqual([]); // containerd and the shim outlive dockerd
+
+    const restarted = new DockerEngine({ dataDir });
+    await restarted.ensureRunning();
+    expect(await restarted.runningPid()).not.toBe(dockerdPid);
+    expect(await processGone(containerPid)).toBe(true);
+    expect((await restarted.docker(['run', '--rm', images.busybox, 'echo', 'ok'])).stdout).toBe('ok\n');
+
+    process.kill((await restarted.runningPid())!, 'SIGKILL');
+    await restarted.stop();
+    expect(await processesMentioning(dataDir)).toEqual([]);
+    expect((await readFile('/proc/self/mountinfo', 'utf8')).includes(dataDir)).toBe(false);
+    expect(await exists('/sys/fs/cgroup/pids/warren-builder')).toBe(false);
+  });
 });
 
 /** Reads `path` from the topmost unpacked layer that has it (layers are top first). */
@@ -211,6 +268,15 @@ async function readFromLayers(layers: readonly string[], path: string): Promise<
     if (text !== undefined) return text;
   }
   return undefined;
+}
+
+/** Polls `condition` every 50 ms, at most 200 times; a bound on waiting, not an assertion on time. */
+async function waitUntil(condition: () => Promise<boolean>): Promise<void> {
+  for (let index = 0; index < 200; index++) {
+    if (await condition()) return;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  throw new Error('condition not reached');
 }
 
 async function linkNames(): Promise<string[]> {
@@ -230,6 +296,12 @@ async function processesMentioning(text: string): Promise<string[]> {
     if (cmdline.includes(text)) found.push(`${entry}: ${cmdline.replaceAll('\0', ' ')}`);
   }
   return found;
+}
+
+/** True when `pid` has exited: no /proc entry, or a zombie that this sandbox's init has not reaped yet. */
+async function processGone(pid: number): Promise<boolean> {
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '');
+  return stat === '' || stat.slice(stat.lastIndexOf(')') + 2).startsWith('Z');
 }
 
 async function exists(path: string): Promise<boolean> {

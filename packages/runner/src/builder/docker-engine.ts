@@ -148,7 +148,7 @@ export class DockerEngine {
   /**
    * Stops the engine: SIGTERM to dockerd (which stops its containers), SIGKILL after `stopGraceMs`, then kills
    * any process still referring to the engine's directories (containerd, shims) or in its cgroups, unmounts
-   * everything below {@link root}, and removes the exec root, socket and pid file. Safe to call when nothing runs.
+   * everything at or below {@link dataRoot} and {@link execRoot}, and removes the exec root, socket and pid file. Safe to call when nothing runs.
    * @param options.removeData also delete the data root, archives and everything else under {@link root}.
    */
   async stop(options: { removeData?: boolean } = {}): Promise<void> {
@@ -162,12 +162,7 @@ export class DockerEngine {
         await waitForExit(pid, 5_000);
       }
     }
-    await this.killLeftovers();
-    await unmountRecursive(this.root, { detach: true, logger: this.logger });
-    await removeCgroups(BUILDER_NAMESPACE, this.logger);
-    await rm(this.execRoot, { recursive: true, force: true });
-    await rm(this.socketPath, { force: true });
-    await rm(this.pidFile, { force: true });
+    await this.removeLeftovers();
     if (options.removeData) await rm(this.root, { recursive: true, force: true });
     this.logger.info({ removeData: options.removeData ?? false }, 'docker engine stopped');
   }
@@ -194,8 +189,9 @@ export class DockerEngine {
     let child: ChildProcess | undefined;
     const existing = await this.runningPid();
     if (existing === undefined) {
-      // A dead dockerd may leave its containerd or shims (SIGKILL); they hold the exec root's sockets.
-      await this.killLeftovers();
+      // A dead dockerd (SIGKILL, OOM) may leave its containerd, shims and container processes behind, and a
+      // containerd.pid naming a zombie that a new dockerd would wait for; start from a clean exec root.
+      await this.removeLeftovers();
       // The host's /etc/docker/daemon.json must not leak into the private engine.
       const configFile = join(this.root, 'daemon.json');
       await writeFile(configFile, '{}\n');
@@ -283,13 +279,30 @@ export class DockerEngine {
     return docker;
   }
 
-  /** Kills processes whose command line names this engine's directories (its containerd and shims). */
+  /** Everything but the data: leftover processes, mounts, cgroups, the exec root, socket and pid file. */
+  private async removeLeftovers(): Promise<void> {
+    await this.killLeftovers();
+    // Not the root itself: an operator may have mounted a disk there.
+    await unmountRecursive(this.execRoot, { detach: true, logger: this.logger });
+    await unmountRecursive(this.dataRoot, { detach: true, logger: this.logger });
+    await removeCgroups(BUILDER_NAMESPACE, this.logger);
+    await rm(this.execRoot, { recursive: true, force: true });
+    await rm(this.socketPath, { force: true });
+    await rm(this.pidFile, { force: true });
+  }
+
+  /**
+   * Kills engine processes (dockerd, containerd, containerd-shim*, runc, docker-proxy by program name) whose
+   * command line names this engine's directories; other programs that merely mention a path are left alone.
+   */
   private async killLeftovers(): Promise<void> {
     const pids: number[] = [];
     for (const entry of await readdir('/proc')) {
       const pid = Number(entry);
       if (!Number.isInteger(pid) || pid === process.pid) continue;
       const cmdline = await readCmdline(pid);
+      const program = cmdline?.[0]?.split('/').at(-1) ?? '';
+      if (!/^(dockerd|containerd|containerd-shim.*|runc|docker-proxy)$/.test(program)) continue;
       if (cmdline?.some((arg) => arg.includes(this.execRoot) || arg.includes(this.dataRoot))) pids.push(pid);
     }
     for (const pid of pids) {
