@@ -16,6 +16,10 @@ declare module 'fastify' {
     /** The authenticated caller; undefined on anonymous routes without credentials. */
     principal: Principal | undefined;
   }
+  interface FastifyInstance {
+    /** Every route registered on the app (method upper-case, Fastify URL syntax), e.g. for the OpenAPI test. */
+    warrenRoutes: () => Array<{ method: string; url: string }>;
+  }
   interface FastifyContextConfig {
     /** Route may be called without credentials. */
     anonymous?: boolean;
@@ -89,11 +93,12 @@ export function buildApp({ store, logger, signingKeys, options = {} }: BuildAppO
   app.addContentTypeParser('application/merge-patch+json', { parseAs: 'string' }, app.getDefaultJsonParser('error', 'error'));
 
   // Routes known by method, for telling 405 from 404.
-  const routes: Array<{ method: string; pattern: RegExp }> = [];
+  const routes: Array<{ method: string; url: string; pattern: RegExp }> = [];
   app.addHook('onRoute', (route) => {
     const methods = Array.isArray(route.method) ? route.method : [route.method];
-    for (const method of methods) routes.push({ method: method.toUpperCase(), pattern: routePattern(route.url) });
+    for (const method of methods) routes.push({ method: method.toUpperCase(), url: route.url, pattern: routePattern(route.url) });
   });
+  app.decorate('warrenRoutes', () => routes.map(({ method, url }) => ({ method, url })));
 
   app.addHook('onRequest', async (request, reply) => {
     void reply.header('x-request-id', request.id);
