@@ -28,6 +28,12 @@ export const RunnerConfigSchema = z.strictObject({
   stopGraceSeconds: z.number().int().min(0).max(3600).default(10),
   /** Most environments this runner accepts (reported as capacity.environments). */
   maxEnvironments: z.number().int().min(1).max(16_383).default(50),
+  /**
+   * Added to every slot this runner allocates before kernel object names, uid ranges and subnets are
+   * derived from it (slots.ts). Slot claims live in the data dir, but the objects are host-wide: two
+   * runners (or test suites) on one host must use disjoint ranges `[slotOffset, slotOffset + maxEnvironments)`.
+   */
+  slotOffset: z.number().int().min(0).max(16_382).default(0),
   /** Environments reconciled in parallel. */
   concurrentReconciles: z.number().int().min(1).max(64).default(4),
   /** Seconds between full resyncs of every environment (level-triggered safety net). */

@@ -56,6 +56,10 @@ function collect() {
   };
 }
 
+// A slot range of its own (kernel object names are host-wide): apart from `warren up` (0...) and the
+// network tests (15000...), varied by pid so parallel runs rarely meet.
+const SLOT_OFFSET = 1000 + (process.pid % 200) * 40;
+
 let serial = 0;
 function makeEnvironment(url: string, desiredPhase: Environment['spec']['desiredPhase'] = 'Running'): Environment {
   serial++;
@@ -102,7 +106,7 @@ describe('LinuxBackend on the real host', () => {
     cgroups = await CgroupManager.detect({ parent: `warren-test-${process.pid}` });
     backend = await LinuxBackend.create({
       dataDir,
-      config: resolveRunnerConfig({ defaultImage: fixtures.images.busybox, stopGraceSeconds: 2 }),
+      config: resolveRunnerConfig({ defaultImage: fixtures.images.busybox, stopGraceSeconds: 2, slotOffset: SLOT_OFFSET }),
       runtime,
       cgroups,
       // The firewall table is shared by every runner on the host; this test does not need it.
@@ -201,7 +205,8 @@ describe('LinuxBackend on the real host', () => {
 
     const slot = (await readdir(join(dataDir, 'slots'))).filter((name) => /^\d+$/.test(name)).map(Number);
     expect(slot).toHaveLength(1);
-    const info = slotInfo(slot[0]!);
+    const info = slotInfo(slot[0]! + SLOT_OFFSET);
+    expect(info.slot).toBeGreaterThanOrEqual(SLOT_OFFSET);
 
     const deleted = await reconciler.reconcile(next(restarted, 'Deleted'), signal);
     expect(deleted.status.phase).toBe('Deleted');
@@ -237,7 +242,7 @@ describe('LinuxBackend on the real host', () => {
     // everything is derived from the host, so nothing is redone and nothing is written.
     const restartedBackend = await LinuxBackend.create({
       dataDir,
-      config: resolveRunnerConfig({ defaultImage: fixtures.images.busybox }),
+      config: resolveRunnerConfig({ defaultImage: fixtures.images.busybox, slotOffset: SLOT_OFFSET }),
       runtime,
       cgroups,
       firewall: false,

@@ -195,6 +195,11 @@ export class LinuxBackend implements EnvironmentBackend {
     };
   }
 
+  /** The host-wide slot of a claim in this data dir: the claim plus `config.slotOffset`. */
+  private slotInfo(claim: number): SlotInfo {
+    return slotInfo(claim + this.options.config.slotOffset);
+  }
+
   private containerId(id: string): string {
     return `${CONTAINER_PREFIX}${id}`;
   }
@@ -471,7 +476,7 @@ export class LinuxBackend implements EnvironmentBackend {
     const state = await this.readState(id);
     if (!state?.resolved) throw new WarrenError('NotResolved', 500, `environment ${id} has no resolved configuration yet`);
     const { devcontainer, image } = state.resolved;
-    const slot = slotInfo(await this.slots.allocate(id));
+    const slot = this.slotInfo(await this.slots.allocate(id));
     const idMapping = { hostId: slot.uidBase, size: slot.idCount };
 
     await mountRootfs(
@@ -685,8 +690,8 @@ export class LinuxBackend implements EnvironmentBackend {
     await this.cgroups.remove(environmentId).catch((error: unknown) => logger.warn({ error: errorMessage(error) }, 'cgroup removal failed'));
     const slot = await this.slots.lookup(environmentId);
     if (slot !== undefined) {
-      const info = slotInfo(slot);
-      await teardownNetwork(slot, { logger });
+      const info = this.slotInfo(slot);
+      await teardownNetwork(info.slot, { logger });
       await deleteEnvironmentNamespaces(this.namespacePaths(info), { logger });
     }
     await unmountRootfs({ lowerMountDir: paths.lower, target: paths.rootfs }, { detach: true, logger });
@@ -732,7 +737,7 @@ export class LinuxBackend implements EnvironmentBackend {
     }
     // Network namespaces and links of slots no environment of this data dir holds (opt-in, see options).
     if (!this.options.sweepUnclaimedNetworks) return removed;
-    const claimed = new Set<number>((await this.slots.list()).keys());
+    const claimed = new Set<number>([...(await this.slots.list()).keys()].map((slot) => this.slotInfo(slot).slot));
     const objects = await listNetworkObjects({ logger });
     const slotsSeen = new Set<number>();
     for (const name of [...objects.netns, ...objects.links]) {

@@ -1,0 +1,134 @@
+// Leak check (issue 3 §8): 20 create/stop/start/delete cycles on the real host, counting mounts, cgroups,
+// network namespaces, links, runc containers, environment processes, directories and slot claims before
+// and after. Each cycle leaves a background process behind an exec, which stop and delete must kill.
+// Needs root, runc, ip, cc, git, docker-registry, skopeo and the cached test images.
+/* eslint-disable @typescript-eslint/require-await -- fakes of async interfaces */
+import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Environment } from '@warren/api';
+import { silentLogger } from '@warren/base';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { resolveRunnerConfig } from '../config.js';
+import { CgroupManager } from '../linux/cgroups.js';
+import { exec } from '../linux/exec.js';
+import { readMountInfo } from '../linux/idmap.js';
+import { RuncRuntime } from '../linux/runtime.js';
+import { SLOT_ID_BASE, SLOT_ID_RANGE_SIZE, slotInfo } from '../linux/slots.js';
+import { LinuxBackend } from './linux-backend.js';
+import { EnvironmentReconciler } from './reconciler.js';
+
+const CYCLES = 20;
+/** Own slot range (see linux-backend.integration.test.ts): 9000..13000, varied by pid. */
+const SLOT_OFFSET = 9000 + (process.pid % 100) * 40;
+const SLOT_COUNT = 40;
+
+interface Fixtures {
+  registry: { url: string; stop(): Promise<void> };
+  images: { busybox: string };
+  git: { createRepo(name: string, files: Record<string, string>): Promise<{ url: string }>; stop(): Promise<void> };
+}
+const fixturesDir = new URL('../../../../e2e/fixtures/', import.meta.url).pathname;
+
+/** Host objects that belong to this test's data dir and slot range. */
+async function census(dataDir: string, runtime: RuncRuntime, cgroups: CgroupManager) {
+  const names = Array.from({ length: SLOT_COUNT }, (_, index) => slotInfo(SLOT_OFFSET + index));
+  const netnsNames = new Set(names.map((info) => info.netnsName));
+  const linkNames = new Set(names.map((info) => info.hostInterface));
+  const mounts = (await readMountInfo()).filter(
+    (entry) => entry.mountPoint.startsWith(dataDir) || [...netnsNames].some((name) => entry.mountPoint.endsWith(`/${name}`)),
+  ).length;
+  const netns = (await exec(['ip', '-j', 'netns', 'list'])).stdout.trim();
+  const netnsCount = (netns ? (JSON.parse(netns) as Array<{ name: string }>) : []).filter((entry) => netnsNames.has(entry.name)).length;
+  const links = (JSON.parse((await exec(['ip', '-j', 'link', 'show'])).stdout) as Array<{ ifname: string }>).filter((link) => linkNames.has(link.ifname)).length;
+  const low = SLOT_ID_BASE + SLOT_OFFSET * SLOT_ID_RANGE_SIZE;
+  const high = low + SLOT_COUNT * SLOT_ID_RANGE_SIZE;
+  let processes = 0;
+  for (const pid of (await readdir('/proc')).filter((name) => /^\d+$/.test(name))) {
+    const status = await readFile(`/proc/${pid}/status`, 'utf8').catch(() => '');
+    const uid = Number(/^Uid:\s+(\d+)/m.exec(status)?.[1] ?? -1);
+    // A dead container init is reparented to the host's PID 1, which reaps it in its own time; such a
+    // zombie holds nothing but a pid and is not ours to reap, so it is not counted.
+    const zombieOfInit = /^State:\s+Z/m.test(status) && /^PPid:\s+1$/m.test(status);
+    if (uid >= low && uid < high && !zombieOfInit) processes++;
+  }
+  const environments = (await readdir(join(dataDir, 'environments')).catch(() => [])).length;
+  const slots = (await readdir(join(dataDir, 'slots')).catch(() => [] as string[])).filter((name) => /^\d+$/.test(name)).length;
+  return { mounts, netns: netnsCount, links, cgroups: (await cgroups.list()).length, containers: (await runtime.list()).length, processes, environments, slots };
+}
+
+describe(`${CYCLES} create/stop/start/delete cycles`, () => {
+  let fixtures: Fixtures;
+  let dataDir: string;
+  let backend: LinuxBackend;
+  let cgroups: CgroupManager;
+  const runtime = new RuncRuntime({ stateRoot: `/run/warren/runc-cycles-test-${process.pid}` });
+
+  beforeAll(async () => {
+    const registry = (await (import(`${fixturesDir}registry.ts`) as Promise<{ startRegistry(): Promise<Fixtures['registry']> }>)).startRegistry;
+    const images = (await (import(`${fixturesDir}images.ts`) as Promise<{ ensureTestImages(r: Fixtures['registry']): Promise<Fixtures['images']> }>)).ensureTestImages;
+    const git = (await (import(`${fixturesDir}git-server.ts`) as Promise<{ startGitServer(): Promise<Fixtures['git']> }>)).startGitServer;
+    const started = await registry();
+    fixtures = { registry: started, images: await images(started), git: await git() };
+    dataDir = await mkdtemp(join(tmpdir(), 'warren-cycles-'));
+    cgroups = await CgroupManager.detect({ parent: `warren-cycles-${process.pid}` });
+    backend = await LinuxBackend.create({
+      dataDir,
+      config: resolveRunnerConfig({ defaultImage: fixtures.images.busybox, slotOffset: SLOT_OFFSET }),
+      runtime,
+      cgroups,
+      firewall: false,
+      environmentClass: async () => ({ cpuMillicores: 500, memoryBytes: 256 * 1024 * 1024, swapBytes: 0, pids: 256 }),
+    });
+  });
+
+  afterAll(async () => {
+    await cgroups?.removeParent().catch(() => {});
+    await rm(runtime.stateRoot, { recursive: true, force: true });
+    await rm(`${runtime.stateRoot}-exec`, { recursive: true, force: true });
+    if (dataDir) await rm(dataDir, { recursive: true, force: true });
+    await fixtures?.git.stop();
+    await fixtures?.registry.stop();
+  });
+
+  it('leaks nothing', async () => {
+    const repo = await fixtures.git.createRepo(`acme/cycles${process.pid}`, {
+      '.devcontainer.json': JSON.stringify({ image: fixtures.images.busybox, postStartCommand: 'echo started >> /root/starts' }),
+    });
+    const reconciler = new EnvironmentReconciler({
+      backend,
+      stopGraceSeconds: 1,
+      writeStatus: async (environment, status) => ({ ...environment, status }),
+    });
+    const signal = new AbortController().signal;
+    const before = await census(dataDir, runtime, cgroups);
+    for (let cycle = 0; cycle < CYCLES; cycle++) {
+      let environment: Environment = {
+        kind: 'Environment',
+        apiVersion: 'v1',
+        metadata: { id: `env-cycle${process.pid}x${cycle}`, name: `cycle-${cycle}`, generation: 1, resourceVersion: '1', createdTime: new Date().toISOString(), labels: {}, ownerId: 'u' },
+        spec: { desiredPhase: 'Running', source: { git: { url: repo.url } }, devcontainer: {}, className: 'small', ports: [], timeouts: { inactivitySeconds: 0 } },
+        status: { phase: 'Pending', observedGeneration: 0, conditions: [], ports: [] },
+      };
+      const to = async (desiredPhase: Environment['spec']['desiredPhase']) => {
+        environment = await reconciler.reconcile(
+          { ...environment, metadata: { ...environment.metadata, generation: environment.metadata.generation + 1 }, spec: { ...environment.spec, desiredPhase } },
+          signal,
+        );
+        return environment.status.phase;
+      };
+      environment = await reconciler.reconcile(environment, signal);
+      expect(environment.status.phase, `cycle ${cycle}: ${environment.status.message ?? ''}`).toBe('Running');
+      const session = await backend.exec(environment.metadata.id, { argv: ['sh', '-c', 'sleep 600 >/dev/null 2>&1 </dev/null &'], tty: false }, silentLogger);
+      session.stdin.end();
+      session.stdout.resume();
+      session.stderr?.resume();
+      expect(await session.exit).toBe(0);
+      expect(await to('Stopped')).toBe('Stopped');
+      expect(await to('Running')).toBe('Running');
+      expect(await to('Deleted')).toBe('Deleted');
+    }
+    expect(await census(dataDir, runtime, cgroups)).toEqual(before);
+    expect(before).toEqual({ mounts: 0, netns: 0, links: 0, cgroups: 0, containers: 0, processes: 0, environments: 0, slots: 0 });
+  }, 600_000);
+});
