@@ -2,10 +2,10 @@
 import type { Command } from 'commander';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
-import { pino } from 'pino';
+import { destination, pino } from 'pino';
 import { InvalidError } from '@warren/base';
 import { WarrenClient } from '@warren/api';
-import { startServer, ensureAdminToken, ensureRunnerToken } from '@warren/server';
+import { ADMIN_USER_NAME, ensureRunnerToken, issueToken, startServer, type ResourceStore } from '@warren/server';
 import { startRunner } from '@warren/runner';
 import type { CommandContext } from '../main.js';
 import { readContextFile, saveContext } from '../context.js';
@@ -30,7 +30,7 @@ export function parseListen(text: string, flag: string): { host: string; port: n
 
 function makeLogger(level = process.env.WARREN_LOG_LEVEL ?? 'info') {
   // Logs go to stderr so stdout stays for results.
-  return pino({ level, base: undefined }, pino.destination(2));
+  return pino({ level, base: undefined }, destination(2));
 }
 
 /** Waits for SIGINT/SIGTERM, then runs `close`. */
@@ -72,7 +72,7 @@ export function registerDaemonCommands(program: Command, context: CommandContext
       const existing = Object.values(saved.contexts).find((candidate) => candidate.server === server.url);
       const works = existing ? await new WarrenClient({ server: server.url, token: existing.token }).whoami().then(() => true, () => false) : false;
       if (!works) {
-        const token = await ensureAdminToken(server.store);
+        const token = server.adminToken ?? (await issueAdminToken(server.store));
         await saveContext('local', { server: server.url, token });
         context.stderr.write('saved an admin token for this server as the CLI context "local"\n');
       }
@@ -108,8 +108,9 @@ export function registerDaemonCommands(program: Command, context: CommandContext
         port: listen.port,
         logger,
       });
-      const token = await ensureAdminTokenIfFirstStart(server.store);
-      if (token) context.stderr.write(`first start: admin token ${token} (use "warren login --server ${server.url} --token ...")\n`);
+      if (server.adminToken) {
+        context.stderr.write(`first start: the admin token is ${server.adminToken}\nsave it with: warren login --server ${server.url} --token <token>\n`);
+      }
       context.stdout.write(`Warren server listening at ${server.url}\n`);
       await untilSignal(() => server.close());
     });
@@ -140,9 +141,15 @@ export function registerDaemonCommands(program: Command, context: CommandContext
     });
 }
 
-async function ensureAdminTokenIfFirstStart(store: Parameters<typeof ensureAdminToken>[0]): Promise<string | undefined> {
-  const saved = await readContextFile();
-  return Object.keys(saved.contexts).length === 0 ? ensureAdminToken(store) : undefined;
+/**
+ * Issues a new personal token for the admin user (for `warren up`, whose CLI context lost its token).
+ * @returns the token secret, shown only here.
+ */
+async function issueAdminToken(store: ResourceStore): Promise<string> {
+  const admin = (await store.getByName('User', ADMIN_USER_NAME))[0];
+  if (!admin) throw new Error('the admin user is missing: the server did not bootstrap');
+  const { secret } = await issueToken(store, { name: `cli-${Date.now().toString(36)}`, ownerId: admin.metadata.id, type: 'Personal', description: 'warren up CLI context' });
+  return secret;
 }
 
 /** Turns a host name into a valid resource name (DNS label). */
