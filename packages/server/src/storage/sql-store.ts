@@ -68,7 +68,8 @@ const UNIQUE_VIOLATION = '23505';
 
 /**
  * {@link ResourceStore} over Kysely. See store.ts for the contract. Implementation notes:
- * - Every write runs in a transaction that first takes `pg_advisory_xact_lock(<store key>)` and then sets
+ * - Every write runs in a transaction that first takes `pg_advisory_xact_lock(<store key>)` (PostgreSQL; on
+ *   PGlite the single session's driver queue already runs one transaction at a time) and then sets
  *   resourceVersion = max(events.resource_version) + 1. The lock is held until commit, so writers of every
  *   server process commit one at a time in resourceVersion order: a watcher that has seen N can never later
  *   find an N' < N appear. A PostgreSQL SEQUENCE alone would not give this (nextval is handed out before commit
