@@ -65,11 +65,11 @@ describe(`${CYCLES} create/stop/start/delete cycles`, () => {
   const runtime = new RuncRuntime({ stateRoot: `/run/warren/runc-cycles-test-${process.pid}` });
 
   beforeAll(async () => {
-    const registry = (await (import(`${fixturesDir}registry.ts`) as Promise<{ startRegistry(): Promise<Fixtures['registry']> }>)).startRegistry;
-    const images = (await (import(`${fixturesDir}images.ts`) as Promise<{ ensureTestImages(r: Fixtures['registry']): Promise<Fixtures['images']> }>)).ensureTestImages;
-    const git = (await (import(`${fixturesDir}git-server.ts`) as Promise<{ startGitServer(): Promise<Fixtures['git']> }>)).startGitServer;
-    const started = await registry();
-    fixtures = { registry: started, images: await images(started), git: await git() };
+    const registryModule = (await import(`${fixturesDir}registry.ts`)) as { startRegistry(): Promise<Fixtures['registry']> };
+    const imagesModule = (await import(`${fixturesDir}images.ts`)) as { ensureTestImages(r: Fixtures['registry']): Promise<Fixtures['images']> };
+    const gitModule = (await import(`${fixturesDir}git-server.ts`)) as { startGitServer(): Promise<Fixtures['git']> };
+    const started = await registryModule.startRegistry();
+    fixtures = { registry: started, images: await imagesModule.ensureTestImages(started), git: await gitModule.startGitServer() };
     dataDir = await mkdtemp(join(tmpdir(), 'warren-cycles-'));
     cgroups = await CgroupManager.detect({ parent: `warren-cycles-${process.pid}` });
     backend = await LinuxBackend.create({
