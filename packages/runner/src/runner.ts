@@ -7,7 +7,7 @@ import { createAccessVerifier } from './access/auth.js';
 import { type AccessServer, startAccessServer } from './access/server.js';
 import { type RunnerConfig, type RunnerConfigInput, loadRunnerConfig } from './config.js';
 import type { EnvironmentBackend } from './environment/backend.js';
-import { LinuxBackend } from './environment/linux-backend.js';
+import { LinuxBackend, type LinuxBackendOptions } from './environment/linux-backend.js';
 
 /** Options of {@link startRunner}. */
 export interface StartRunnerOptions {
@@ -28,6 +28,8 @@ export interface StartRunnerOptions {
   logger?: Logger;
   /** The host backend; default the Linux backend (runc, overlayfs, netns, cgroups). Tests pass a fake. */
   backend?: EnvironmentBackend;
+  /** Overrides for the default Linux backend (e.g. `firewall: false`, a private runc state root in tests). */
+  linux?: Partial<Omit<LinuxBackendOptions, 'dataDir' | 'config' | 'logger'>>;
   /** Injected fetch for the API client (tests). */
   fetch?: typeof fetch;
 }
@@ -60,6 +62,7 @@ export async function startRunner(options: StartRunnerOptions): Promise<RunningR
   const backend =
     options.backend ??
     (await LinuxBackend.create({
+      ...options.linux,
       dataDir: options.dataDir,
       config,
       logger: options.logger ?? silentLogger,
