@@ -167,17 +167,17 @@ export function buildApp({ store, logger, signingKeys, options = {} }: BuildAppO
     },
   };
 
-  app.get('/healthz', { config: { anonymous: true } }, async () => ({ status: 'ok' }));
+  app.get('/healthz', { config: { anonymous: true } }, () => Promise.resolve({ status: 'ok' }));
 
   let openapi: Record<string, unknown> | undefined;
-  app.get('/api/v1/openapi.json', { config: { anonymous: true } }, async () => (openapi ??= buildOpenApiDocument()));
+  app.get('/api/v1/openapi.json', { config: { anonymous: true } }, () => Promise.resolve((openapi ??= buildOpenApiDocument())));
 
-  app.get('/api/v1/keys', { config: { anonymous: true } }, async () => jwks(signingKeys));
+  app.get('/api/v1/keys', { config: { anonymous: true } }, () => Promise.resolve(jwks(signingKeys)));
 
-  app.get('/api/v1/whoami', async (request): Promise<Whoami> => {
+  app.get('/api/v1/whoami', (request): Promise<Whoami> => {
     const principal = principalOf(request);
-    if (principal.kind === 'User') return { kind: 'User', id: principal.userId, name: principal.name, admin: principal.admin };
-    return { kind: 'Runner', id: principal.runnerId ?? '', name: principal.runnerName, admin: false };
+    if (principal.kind === 'User') return Promise.resolve({ kind: 'User', id: principal.userId, name: principal.name, admin: principal.admin });
+    return Promise.resolve({ kind: 'Runner', id: principal.runnerId ?? '', name: principal.runnerName, admin: false });
   });
 
   registerResourceRoutes(app, context);

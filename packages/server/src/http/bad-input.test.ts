@@ -104,9 +104,7 @@ describe('bad input', () => {
 describe('unexpected errors', () => {
   it('are a 500 InternalError naming the request id, without detail', async () => {
     const original = fx.store.list.bind(fx.store);
-    fx.store.list = (async () => {
-      throw new Error('secret database detail');
-    }) as typeof fx.store.list;
+    fx.store.list = () => Promise.reject(new Error('secret database detail'));
     try {
       const response = await fx.call('userA', 'GET', '/api/v1/environments');
       expect(response.statusCode).toBe(500);

@@ -96,11 +96,12 @@ export function statusFromError(error: unknown, requestId: string): { status: St
 function clientMessage(error: HttpishError | undefined, reason: string): string {
   switch (error?.code) {
     case 'FST_ERR_CTP_BODY_TOO_LARGE':
-      return 'request body is larger than the 1 MiB limit';
+      return 'request body is larger than the server accepts (1 MiB by default)';
     case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
       return 'unsupported content type; send application/json (or application/merge-patch+json for PATCH)';
     case 'FST_ERR_CTP_EMPTY_JSON_BODY':
       return 'request body is empty but the content type says JSON';
+    case undefined:
     default:
       if (reason === 'BadRequest' && error?.message) return `malformed request: ${error.message}`;
       return error?.message ?? reason;

@@ -106,7 +106,7 @@ interface ListQuery {
 }
 
 function parseListQuery(query: unknown): ListQuery {
-  const params = (isJsonObject(query) ? query : {}) as Record<string, unknown>;
+  const params: Record<string, unknown> = isJsonObject(query) ? query : {};
   const single = (name: string): string | undefined => {
     const value = params[name];
     if (value === undefined) return undefined;

@@ -81,9 +81,8 @@ export async function serveWatch(reply: FastifyReply, watch: WatchRequest): Prom
     } else {
       lastResourceVersion = watch.fromResourceVersion;
     }
-    iterator = watch.store
-      .watch(watch.kind, { fromResourceVersion: lastResourceVersion, filter: watch.filter, signal: controller.signal })
-      [Symbol.asyncIterator]() as AsyncIterator<WatchEvent<Resource>>;
+    const stream = watch.store.watch(watch.kind, { fromResourceVersion: lastResourceVersion, filter: watch.filter, signal: controller.signal });
+    iterator = stream[Symbol.asyncIterator]() as AsyncIterator<WatchEvent<Resource>>;
     pending = iterator.next();
     pending.catch(() => undefined); // observed below; this only prevents an unhandled rejection after we stop
     if (initial.length === 0) {
