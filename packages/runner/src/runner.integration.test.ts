@@ -38,19 +38,20 @@ const root = new URL('../../../', import.meta.url).pathname;
 /** Own slot range, apart from `warren up` (0...), the other suites (1000..13000) and the network tests (15000...). */
 const SLOT_OFFSET = 13_000 + (process.pid % 50) * 40;
 
-async function load(): Promise<{ server: ServerModules; fixtures: Fixtures }> {
+async function loadModules(): Promise<{ server: ServerModules; fixtures: Fixtures }> {
+  const load = (path: string) => import(`${root}${path}`) as Promise<Record<string, unknown>>;
   const [storage, auth, signing, app, controllers, registry, images, git] = await Promise.all([
-    import(`${root}packages/server/src/storage/index.ts`),
-    import(`${root}packages/server/src/auth/bootstrap.ts`),
-    import(`${root}packages/server/src/auth/signing.ts`),
-    import(`${root}packages/server/src/http/app.ts`),
-    import(`${root}packages/server/src/controllers/index.ts`),
-    import(`${root}e2e/fixtures/registry.ts`),
-    import(`${root}e2e/fixtures/images.ts`),
-    import(`${root}e2e/fixtures/git-server.ts`),
+    load('packages/server/src/storage/index.ts'),
+    load('packages/server/src/auth/bootstrap.ts'),
+    load('packages/server/src/auth/signing.ts'),
+    load('packages/server/src/http/app.ts'),
+    load('packages/server/src/controllers/index.ts'),
+    load('e2e/fixtures/registry.ts'),
+    load('e2e/fixtures/images.ts'),
+    load('e2e/fixtures/git-server.ts'),
   ]);
-  const server = { ...storage, ...auth, ...signing, ...app, ...controllers } as ServerModules;
-  const fixtureModules = { ...registry, ...images, ...git } as {
+  const server = { ...storage, ...auth, ...signing, ...app, ...controllers } as unknown as ServerModules;
+  const fixtureModules = { ...registry, ...images, ...git } as unknown as {
     startRegistry(): Promise<Fixtures['registry']>;
     ensureTestImages(registry: Fixtures['registry']): Promise<Fixtures['images']>;
     startGitServer(): Promise<Fixtures['git']>;
@@ -82,7 +83,7 @@ function sink() {
 }
 
 describe('warren main job in one process (server + runner with the Linux backend)', () => {
-  let modules: Awaited<ReturnType<typeof load>>;
+  let modules: Awaited<ReturnType<typeof loadModules>>;
   let serverDir: string;
   let runnerDir: string;
   let store: Store;
@@ -106,7 +107,7 @@ describe('warren main job in one process (server + runner with the Linux backend
   };
 
   beforeAll(async () => {
-    modules = await load();
+    modules = await loadModules();
     serverDir = await mkdtemp(join(tmpdir(), 'warren-main-server-'));
     runnerDir = await mkdtemp(join(tmpdir(), 'warren-main-runner-'));
     const port = await freePort();
