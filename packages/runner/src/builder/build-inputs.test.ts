@@ -108,7 +108,9 @@ describe('readBuildPlan and computeCacheKey', () => {
 
   it('rejects configs that do not parse or have nothing to build', async () => {
     await writeFile(config(), '{"image": "debian"\n  "x": 1}');
-    await expect(readBuildPlan(config())).rejects.toMatchObject({ reason: 'InvalidDevcontainerConfig', message: expect.stringMatching(/devcontainer\.json:2:3: /) });
+    const error = await readBuildPlan(config()).catch((caught: unknown) => caught);
+    expect(error).toMatchObject({ reason: 'InvalidDevcontainerConfig' });
+    expect((error as Error).message).toMatch(/devcontainer\.json:2:3: /);
     await writeFile(config(), '{"image": "debian"}');
     await expect(readBuildPlan(config())).rejects.toThrow(/nothing to build/);
     await writeFile(config(), '{"image": "debian", "features": {"./local-feature": {}}}');

@@ -122,7 +122,8 @@ describe.skipIf(skipReason !== undefined)('DevcontainerBuilder on a managed Dock
   });
 
   it('reports a failing RUN step with the tail of the build log', async () => {
-    await setDockerfile(`FROM ${BASE}\nRUN echo marker-before-failure && exit 7\n`);
+    // "Connection refused" in a RUN step's output must not read as an unreachable base image.
+    await setDockerfile(`FROM ${BASE}\nRUN echo marker-before-failure && curl -sS http://127.0.0.1:9/; exit 7\n`);
     const error = await builder.build({ workspaceDir: workspace, configPath: '.devcontainer/devcontainer.json', registryMirrors: mirrors }).catch((caught: unknown) => caught);
     expect(error).toBeInstanceOf(DevcontainerBuildError);
     expect((error as DevcontainerBuildError).reason).toBe('DevcontainerBuildFailed');
@@ -162,14 +163,15 @@ describe.skipIf(skipReason !== undefined)('DevcontainerBuilder on a managed Dock
     const request = { workspaceDir: workspace, configPath: config, registryMirrors: mirrors };
     const [first, second] = await Promise.all([builder.build(request), builder.build(request)]);
     expect(first).toEqual(second); // one shared run
-    expect(first!.cached).toBe(false);
-    const run = await engine.docker(['run', '--rm', first!.imageName, 'cat', '/feature.txt']);
+    expect(first.cached).toBe(false);
+    const run = await engine.docker(['run', '--rm', first.imageName, 'cat', '/feature.txt']);
     expect(run.stdout).toBe('feature installed\n');
     expect((await builder.build(request)).cached).toBe(true);
   });
 
   it('cancels a running build when its signal aborts', async () => {
-    await setDockerfile(`FROM ${BASE}\nRUN echo cancel-me && sleep 300\n`);
+    const marker = `cancel-me-${process.pid}`; // unique, so a parallel run of this file is not mistaken for ours
+    await setDockerfile(`FROM ${BASE}\nRUN echo ${marker} && sleep 300\n`);
     const controller = new AbortController();
     const reason = new Error('cancelled by test');
     const building = builder.build({
@@ -178,13 +180,13 @@ describe.skipIf(skipReason !== undefined)('DevcontainerBuilder on a managed Dock
       registryMirrors: mirrors,
       signal: controller.signal,
       onLog: (line) => {
-        if (line.includes('cancel-me')) controller.abort(reason);
+        if (line.includes(marker) && !line.includes('RUN')) controller.abort(reason);
       },
     });
     await expect(building).rejects.toBe(reason);
     // The daemon notices the client went away and removes the step's container.
     await waitUntil(async () => (await engine.docker(['ps', '--all', '--quiet'])).stdout.trim() === '');
-    expect(await processesMentioning('sleep 300')).toEqual([]);
+    expect(await processesMentioning(marker)).toEqual([]);
   });
 
   it('times the reference devcontainer up + exec for an image-based config (benchmark baseline)', async () => {
@@ -241,7 +243,7 @@ describe.skipIf(skipReason !== undefined)('DevcontainerBuilder on a managed Dock
     const id = (await engine.docker(['run', '--detach', images.busybox, 'sleep', '1000'])).stdout.trim();
     const containerPid = Number((await engine.docker(['inspect', '--format', '{{.State.Pid}}', id])).stdout.trim());
     expect(containerPid).toBeGreaterThan(0);
-    expect(await readFile(`/proc/${containerPid}/cgroup`, 'utf8')).toContain(`/warren-builder/${id}`);
+    expect(await readFile(`/proc/${containerPid}/cgroup`, 'utf8')).toContain(`/${engine.namespace}/${id}`);
     const dockerdPid = (await engine.runningPid())!;
     process.kill(dockerdPid, 'SIGKILL');
     await waitUntil(async () => !(await engine.isRunning()));
@@ -257,7 +259,7 @@ describe.skipIf(skipReason !== undefined)('DevcontainerBuilder on a managed Dock
     await restarted.stop();
     expect(await processesMentioning(dataDir)).toEqual([]);
     expect((await readFile('/proc/self/mountinfo', 'utf8')).includes(dataDir)).toBe(false);
-    expect(await exists('/sys/fs/cgroup/pids/warren-builder')).toBe(false);
+    expect(await exists(`/sys/fs/cgroup/pids/${engine.namespace}`)).toBe(false);
   });
 });
 

@@ -287,19 +287,23 @@ export function parseCliResult(stdout: string): ReferenceCliResult | undefined {
   return undefined;
 }
 
-/** Which of `baseImages` a failed build's log says is missing, if any. */
+/**
+ * Which of `baseImages` a failed build's log says is missing or unreachable, if any: a line must both match a
+ * missing-image message and name the image (or its repository or registry host), so a failing `RUN curl` is not
+ * mistaken for a missing base image just because the log's `FROM` step names one.
+ */
 function missingBaseImage(text: string, baseImages: readonly string[]): string | undefined {
-  if (!MISSING_IMAGE_PATTERNS.some((pattern) => pattern.test(text))) return undefined;
+  const lines = text.split('\n').filter((line) => MISSING_IMAGE_PATTERNS.some((pattern) => pattern.test(line)));
   for (const image of baseImages) {
-    const reference = (() => {
-      try {
-        return parseReference(image);
-      } catch {
-        return undefined;
-      }
-    })();
-    const names = [image, reference ? `${reference.registry}/${reference.repository}` : undefined, reference?.repository].filter((name): name is string => !!name);
-    if (names.some((name) => text.includes(name))) return image;
+    const names = [image];
+    try {
+      const reference = parseReference(image);
+      names.push(`${reference.registry}/${reference.repository}`, reference.repository.replace(/^library\//, ''));
+      if (reference.registry !== 'docker.io') names.push(reference.registry);
+    } catch {
+      // not a plain reference; match the text as written
+    }
+    if (lines.some((line) => names.some((name) => line.includes(name)))) return image;
   }
   return undefined;
 }

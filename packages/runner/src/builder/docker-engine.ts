@@ -2,10 +2,11 @@
 // dockerd with its own data root, exec root, pid file and socket under <dataDir>/builder/, never the host's
 // /var/lib/docker or /var/run/docker.sock, and no bridge or iptables rules of its own.
 import type { ChildProcess } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { constants, openSync, closeSync } from 'node:fs';
 import { access, chmod, mkdir, readFile, readdir, rename, rm, rmdir, writeFile } from 'node:fs/promises';
 import { request } from 'node:http';
-import { delimiter, isAbsolute, join } from 'node:path';
+import { delimiter, isAbsolute, join, resolve } from 'node:path';
 import { type Logger, errorMessage, silentLogger, sleep } from '@warren/base';
 import { type ExecOptions, type ExecResult, exec, spawnLogged } from '../linux/exec.js';
 import { unmountRecursive } from '../linux/idmap.js';
@@ -27,9 +28,10 @@ export interface DockerEngineOptions {
 }
 
 /**
- * Name of the containerd namespace, the cgroup parent of build containers (`/warren-builder/<id>` on cgroupfs)
- * and the prefix of everything else the engine creates in shared kernel or containerd state, so a runner can
- * find it again and nothing collides with a host's own Docker (which uses `moby` and `/docker`).
+ * Prefix of the containerd namespace and the cgroup parent of an engine's containers. Each engine appends a
+ * hash of its root ({@link DockerEngine.namespace}), so engines of several data directories on one host (two
+ * runners, parallel tests) never touch each other's cgroups, and nothing collides with a host's own Docker
+ * (`moby`, `/docker`).
  */
 export const BUILDER_NAMESPACE = 'warren-builder';
 
@@ -65,6 +67,11 @@ export class DockerEngine {
   readonly dockerCliPath: string;
   /** `DOCKER_CONFIG` for every docker CLI call, so a host user's ~/.docker (credential helpers ...) is not used. */
   readonly dockerConfigDir: string;
+  /**
+   * `warren-builder-<first 8 hex of sha256(root)>`: the containerd namespace and the cgroup parent of this
+   * engine's containers (`/sys/fs/cgroup/<controller>/<namespace>/<container id>` with cgroupfs).
+   */
+  readonly namespace: string;
 
   private readonly logger: Logger;
   private readonly dockerdName: string;
@@ -83,6 +90,7 @@ export class DockerEngine {
     this.logFile = join(this.root, 'dockerd.log');
     this.dockerCliPath = join(this.root, 'bin', 'docker');
     this.dockerConfigDir = join(this.root, 'docker-config');
+    this.namespace = `${BUILDER_NAMESPACE}-${createHash('sha256').update(resolve(this.root)).digest('hex').slice(0, 8)}`;
     this.logger = (options.logger ?? silentLogger).child({ component: 'docker-engine' });
     this.dockerdName = options.dockerdPath ?? 'dockerd';
     this.dockerName = options.dockerPath ?? 'docker';
@@ -207,9 +215,9 @@ export class DockerEngine {
         '--ip-masq=false',
         '--ip-forward=false',
         '--userland-proxy=false',
-        `--containerd-namespace=${BUILDER_NAMESPACE}`,
-        `--containerd-plugins-namespace=${BUILDER_NAMESPACE}-plugins`,
-        `--cgroup-parent=${BUILDER_NAMESPACE}`,
+        `--containerd-namespace=${this.namespace}`,
+        `--containerd-plugins-namespace=${this.namespace}-plugins`,
+        `--cgroup-parent=${this.namespace}`,
       ];
       const log = openSync(this.logFile, constants.O_WRONLY | constants.O_CREAT | constants.O_APPEND, 0o600);
       try {
@@ -285,7 +293,7 @@ export class DockerEngine {
     // Not the root itself: an operator may have mounted a disk there.
     await unmountRecursive(this.execRoot, { detach: true, logger: this.logger });
     await unmountRecursive(this.dataRoot, { detach: true, logger: this.logger });
-    await removeCgroups(BUILDER_NAMESPACE, this.logger);
+    await removeCgroups(this.namespace, this.logger);
     await rm(this.execRoot, { recursive: true, force: true });
     await rm(this.socketPath, { force: true });
     await rm(this.pidFile, { force: true });
