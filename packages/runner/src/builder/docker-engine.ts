@@ -52,6 +52,9 @@ const MAX_SOCKET_PATH = 107;
  * Lifecycle: {@link ensureRunning} is idempotent and adopts a dockerd left running by an earlier runner
  * process (found through its pid file and socket); dockerd is started detached, so it survives a runner
  * restart. {@link stop} terminates it and removes its processes, mounts, cgroups and runtime files.
+ * Outside {@link root}, dockerd 20.10 and containerd 1.6 still create paths they hard-code: the empty
+ * directories /run/docker/plugins and /run/containerd/s, and the trust key /etc/docker/key.json. They are
+ * shared with a host's own Docker, so they are left in place.
  */
 export class DockerEngine {
   /** `<dataDir>/builder`: everything of the builder backend lives here. */
