@@ -23,6 +23,11 @@ export interface ControllerContext {
  */
 export interface Controller {
   readonly name: string;
+  /**
+   * Keys reconciled at once (default 1). More than one only for a controller whose reconciles of different
+   * keys do not depend on each other's results, or that accounts for its writes in flight (the scheduler).
+   */
+  readonly concurrency?: number;
   /** Keys to reconcile because `object` (of `kind`) changed or was removed. */
   keysFor(kind: Kind, object: Resource, removed: boolean): string[];
   /** Every key worth checking on a periodic pass (time-based rules, and repair of anything missed). */

@@ -80,7 +80,7 @@ export async function runControllers(options: ControllerOptions, signal: AbortSi
     logger.info({ controllers: controllers.map((controller) => controller.name) }, 'controllers started');
     await Promise.all(
       controllers.map((controller, index) =>
-        queues[index]!.run(signal, (key) => controller.reconcile(key), logger.child({ controller: controller.name })),
+        queues[index]!.run(signal, (key) => controller.reconcile(key), logger.child({ controller: controller.name }), controller.concurrency),
       ),
     );
   } finally {

@@ -85,6 +85,17 @@ export function chooseRunner(environment: Environment, runners: readonly Runner[
  */
 export class SchedulerController implements Controller {
   readonly name = 'scheduler';
+  /**
+   * Placements written at once. The store commits concurrent writes together (group commit), so a burst of
+   * new environments is placed in a few transactions instead of one transaction each.
+   */
+  readonly concurrency = 32;
+  /**
+   * Placements whose write is in flight (environment id → runner id). They count against their runner's room
+   * until the write is answered and the cache has the result (the Kubernetes scheduler's "assume" step), so
+   * concurrent placements never overfill a runner.
+   */
+  private readonly assumed = new Map<string, string>();
 
   constructor(private readonly context: ControllerContext) {}
 
@@ -107,7 +118,8 @@ export class SchedulerController implements Controller {
     const { environments, runners, classes, store, clock } = this.context;
     const environment = environments.get(id);
     if (!environment || !needsRunner(environment)) return;
-    const placement = chooseRunner(environment, runners.list(), environments.list(), classes.list());
+    const placement = chooseRunner(environment, runners.list(), this.withAssumed(environments.list()), classes.list());
+    if (placement.runner) this.assumed.set(id, placement.runner.metadata.id);
     try {
       const updated = await store.update('Environment', id, (current) => {
         if (!needsRunner(current)) return undefined;
@@ -125,7 +137,18 @@ export class SchedulerController implements Controller {
     } catch (error) {
       if (error instanceof NotFoundError) return;
       throw error;
+    } finally {
+      this.assumed.delete(id);
     }
+  }
+
+  /** `environments` with the placements in flight filled in. */
+  private withAssumed(environments: Environment[]): Environment[] {
+    if (this.assumed.size === 0) return environments;
+    return environments.map((environment) => {
+      const runnerId = this.assumed.get(environment.metadata.id);
+      return runnerId === undefined || environment.status.runnerId ? environment : { ...environment, status: { ...environment.status, runnerId } };
+    });
   }
 
   private waiting(): string[] {

@@ -3,7 +3,7 @@
 import { createHash } from 'node:crypto';
 import { API_VERSION, type Kind, type Resource, type ResourceByKind, type WatchEvent } from '@warren/api';
 import { ConflictError, InvalidError, NotFoundError, WarrenError, errorMessage, type Logger } from '@warren/base';
-import { sql, type ExpressionBuilder, type Kysely, type QueryCreator, type Selectable, type Transaction } from 'kysely';
+import { sql, type ExpressionBuilder, type Kysely, type Selectable, type Transaction } from 'kysely';
 import pg from 'pg';
 import { openDatabase, type Database, type EventsTable, type ObjectsTable, type OpenDatabase } from './database.js';
 import { GoneError } from './errors.js';
@@ -60,9 +60,6 @@ export async function openStore(options: OpenStoreOptions): Promise<SqlStore> {
   }
 }
 
-/** The statement that changes the `objects` row, run as a CTE beside the event insert (see SqlStore.write). */
-type ObjectWrite = Parameters<QueryCreator<Database>['with']>[1];
-
 /** PostgreSQL unique_violation (Appendix A, "PostgreSQL Error Codes"). */
 const UNIQUE_VIOLATION = '23505';
 
@@ -74,10 +71,15 @@ const UNIQUE_VIOLATION = '23505';
  *   server process commit one at a time in resourceVersion order: a watcher that has seen N can never later
  *   find an N' < N appear. A PostgreSQL SEQUENCE alone would not give this (nextval is handed out before commit
  *   and is not rolled back, so a later number can commit first and a reader would skip the earlier one).
- *   The write rate is bounded by one lock; for a control plane of environments this is far from the limit.
- * - Each write inserts its event in the same transaction and issues `pg_notify(<channel>, rv)`; the
- *   committing process hands the event to its {@link EventHub} right after commit (no round trip), other
- *   processes learn of it through LISTEN and read it from `events`.
+ * - Group commit: writes of this process queue in memory and are committed in batches, one batch (one
+ *   transaction, one lock hold, one commit) at a time; whatever queued while a batch was committing forms the
+ *   next one. Within a batch the jobs apply in queue order, each taking the next resourceVersion, so commit
+ *   order, resourceVersion order and queue order agree; a job that fails (AlreadyExists, Conflict, NotFound, an
+ *   error of its mutation) takes no resourceVersion and fails alone. A batch costs the same few round trips as a
+ *   single write did, so N concurrent writes cost about one commit. docs/design/0001-resource-versions-and-watch.md.
+ * - Each batch inserts its events in the same transaction and issues one `pg_notify(<channel>, last rv)`; the
+ *   committing process hands the events to its {@link EventHub} right after commit (no round trip), other
+ *   processes learn of them through LISTEN and read them from `events`.
  */
 export class SqlStore implements ResourceStore {
   /** Which engine backs this store. */
@@ -94,6 +96,12 @@ export class SqlStore implements ResourceStore {
   private readonly leases = new Set<Lease>();
   private stopListening: (() => Promise<void>) | undefined;
   private closed = false;
+  /** Writes waiting for the group committer (see {@link SqlStore.write}). */
+  private readonly writeQueue: WriteJob[] = [];
+  /** The running committer, while there is one. */
+  private committing: Promise<void> | undefined;
+  /** The newest resourceVersion this process has written or is committing: its NOTIFY needs no fetch. */
+  private ownHead = 0;
 
   /** Use {@link openStore}. */
   constructor(
@@ -131,66 +139,8 @@ export class SqlStore implements ResourceStore {
   async create<K extends Kind>(kind: K, object: NewObject<K>): Promise<ResourceByKind[K]> {
     const id = object.id ?? newObjectId(kind);
     const nameScope = kind === 'Environment' ? object.ownerId : '';
-    try {
-      const created = await this.write(async (trx) => {
-        // One round trip for the next resourceVersion and the name check (the write lock is already held).
-        const probe = await trx
-          .selectFrom('events')
-          .select((eb) => [
-            eb.fn.max('resource_version').as('head'),
-            eb
-              .selectFrom('objects')
-              .select('id')
-              .where('kind', '=', kind)
-              .where('name_scope', '=', nameScope)
-              .where('name', '=', object.name)
-              .limit(1)
-              .as('existing'),
-          ])
-          .executeTakeFirstOrThrow();
-        if (probe.existing) throw alreadyExists(kind, object.name);
-        const resourceVersion = Number(probe.head ?? 0) + 1;
-        const createdTime = this.now().toISOString();
-        const resource = normalize({
-          kind,
-          apiVersion: API_VERSION,
-          metadata: {
-            id,
-            name: object.name,
-            generation: 1,
-            resourceVersion: String(resourceVersion),
-            createdTime,
-            labels: object.labels ?? {},
-            ownerId: object.ownerId,
-          },
-          spec: object.spec,
-          status: object.status,
-        }) as Resource;
-        const objectWrite = (db: QueryCreator<Database>) =>
-          db
-            .insertInto('objects')
-            .values({
-              kind,
-              id,
-              name: object.name,
-              name_scope: nameScope,
-              owner_id: object.ownerId,
-              generation: 1,
-              resource_version: resourceVersion,
-              created_time: createdTime,
-              deletion_time: null,
-              labels: JSON.stringify(resource.metadata.labels),
-              spec: JSON.stringify(resource.spec),
-              status: JSON.stringify(resource.status),
-            })
-            .returning('id');
-        return { result: resource, record: { resourceVersion, kind, type: 'ADDED', object: resource }, objectWrite };
-      });
-      return structuredClone(created) as ResourceByKind[K];
-    } catch (error) {
-      if (isUniqueViolation(error)) throw alreadyExists(kind, object.name, error);
-      throw error;
-    }
+    const created = await this.write({ type: 'create', kind, id, nameScope, object });
+    return structuredClone(created) as ResourceByKind[K];
   }
 
   async get<K extends Kind>(kind: K, id: string): Promise<ResourceByKind[K] | undefined> {
@@ -230,69 +180,14 @@ export class SqlStore implements ResourceStore {
       });
   }
 
+  /** See {@link ResourceStore.update}. The mutation may run more than once when its batch has to be retried (see `write`). */
   async update<K extends Kind>(kind: K, id: string, mutation: Mutation<K>, options?: UpdateOptions): Promise<ResourceByKind[K]> {
-    const updated = await this.write(async (trx) => {
-      const row = await this.readForWrite(trx, kind, id);
-      const resourceVersion = row.head + 1;
-      const current = rowToResource(row) as ResourceByKind[K];
-      checkResourceVersion(kind, id, current, options);
-      const proposed = mutation(structuredClone(current));
-      if (proposed === undefined) return { result: current };
-      const next = normalize({
-        labels: proposed.metadata.labels ?? {},
-        deletionTime: proposed.metadata.deletionTime,
-        spec: proposed.spec,
-        status: proposed.status,
-      }) as { labels: Record<string, string>; deletionTime?: string; spec: unknown; status: unknown };
-      const specChanged = !jsonEqual(current.spec, next.spec);
-      const changed =
-        specChanged ||
-        !jsonEqual(current.status, next.status) ||
-        !jsonEqual(current.metadata.labels, next.labels) ||
-        current.metadata.deletionTime !== next.deletionTime;
-      // A write that changes nothing is not a write: no new resourceVersion, no event (as in Kubernetes).
-      if (!changed) return { result: current };
-      const generation = current.metadata.generation + (specChanged ? 1 : 0);
-      const metadata = { ...current.metadata, labels: next.labels, generation, resourceVersion: String(resourceVersion) };
-      if (next.deletionTime === undefined) delete metadata.deletionTime;
-      else metadata.deletionTime = next.deletionTime;
-      const resource = { ...current, metadata, spec: next.spec, status: next.status } as Resource;
-      const objectWrite = (db: QueryCreator<Database>) =>
-        db
-          .updateTable('objects')
-          .set({
-            generation,
-            resource_version: resourceVersion,
-            deletion_time: next.deletionTime ?? null,
-            labels: JSON.stringify(next.labels),
-            spec: JSON.stringify(next.spec),
-            status: JSON.stringify(next.status),
-          })
-          .where('id', '=', id)
-          .returning('id');
-      const record: EventRecord = {
-        resourceVersion,
-        kind,
-        type: 'MODIFIED',
-        object: resource,
-        previousRunnerId: row.runner_id ?? undefined,
-        previousLabels: current.metadata.labels,
-      };
-      return { result: resource, record, objectWrite };
-    });
+    const updated = await this.write({ type: 'update', kind, id, mutation: mutation as unknown as Mutation<Kind>, options });
     return structuredClone(updated) as ResourceByKind[K];
   }
 
   async delete<K extends Kind>(kind: K, id: string, options?: UpdateOptions): Promise<ResourceByKind[K]> {
-    const deleted = await this.write(async (trx) => {
-      const row = await this.readForWrite(trx, kind, id);
-      const resourceVersion = row.head + 1;
-      const current = rowToResource(row);
-      checkResourceVersion(kind, id, current, options);
-      const objectWrite = (db: QueryCreator<Database>) => db.deleteFrom('objects').where('id', '=', id).returning('id');
-      const resource = { ...current, metadata: { ...current.metadata, resourceVersion: String(resourceVersion) } } as Resource;
-      return { result: resource, record: { resourceVersion, kind, type: 'DELETED', object: resource }, objectWrite };
-    });
+    const deleted = await this.write({ type: 'delete', kind, id, options });
     return structuredClone(deleted) as ResourceByKind[K];
   }
 
@@ -419,6 +314,7 @@ export class SqlStore implements ResourceStore {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    await this.committing; // settle the writes already queued
     for (const timer of this.timers) clearInterval(timer);
     this.hub.close();
     await Promise.allSettled([...this.leases].map((lease) => lease.release()));
@@ -429,63 +325,172 @@ export class SqlStore implements ResourceStore {
   // ------------------------------------------------------------------ internals
 
   /**
-   * Runs `work` as one serialized write (see the class comment): takes the write lock, lets `work` read what it
-   * needs (including the head resourceVersion, read after the lock so it sees the previous writer's commit under
-   * READ COMMITTED) and then stores the object change, its event and the NOTIFY in one statement. Publishes the
-   * event to this process's watchers after commit. Round trips: begin, lock, read, write, commit.
+   * Queues one write for the group committer and resolves with its stored object once its batch committed
+   * (see the class comment). @throws what the write itself fails with (ConflictError, NotFoundError, the
+   * mutation's error); other writes of the batch are not affected.
    */
-  private async write<T>(
-    work: (trx: Transaction<Database>) => Promise<{ result: T; record?: EventRecord; objectWrite?: ObjectWrite }>,
-  ): Promise<T> {
-    if (this.closed) throw new WarrenError('ServiceUnavailable', 503, 'the store is closed');
-    const { result, record } = await this.db.transaction().execute(async (trx) => {
-      // PGlite is one session whose driver already runs one transaction at a time (and a session's own
-      // advisory locks never block it), so only PostgreSQL needs the lock.
-      if (this.engine === 'postgres') await sql`select pg_advisory_xact_lock(${this.writeLockKey}::bigint)`.execute(trx);
-      const outcome = await work(trx);
-      const { record: event, objectWrite } = outcome;
-      if (event && objectWrite) {
-        // Data-modifying CTEs always run to completion, referenced or not (PostgreSQL docs, "WITH Queries", 7.8.4).
-        await trx
-          .with('object_write', objectWrite)
-          .with('event_write', (db) =>
-            db
-              .insertInto('events')
-              .values({
-                resource_version: event.resourceVersion,
-                kind: event.kind,
-                object_id: event.object.metadata.id,
-                type: event.type,
-                object: JSON.stringify(event.object),
-                owner_id: event.object.metadata.ownerId,
-                runner_id: runnerIdOf(event.object) ?? null,
-                previous_runner_id: event.previousRunnerId ?? null,
-                previous_labels: event.previousLabels === undefined ? null : JSON.stringify(event.previousLabels),
-              })
-              .returning('resource_version'),
-          )
-          .selectNoFrom(sql<string>`pg_notify(${this.channel}, ${String(event.resourceVersion)})`.as('notified'))
-          .execute();
-      }
-      return outcome;
+  private write(operation: WriteOperation): Promise<Resource> {
+    if (this.closed) return Promise.reject(new WarrenError('ServiceUnavailable', 503, 'the store is closed'));
+    return new Promise<Resource>((resolve, reject) => {
+      this.writeQueue.push({ operation, resolve, reject });
+      this.committing ??= this.drainWrites();
     });
-    if (record) this.hub.publish(record);
-    return result;
   }
 
-  /** Reads the object to change and the head resourceVersion in one round trip. @throws {NotFoundError}. */
-  private async readForWrite(trx: Transaction<Database>, kind: Kind, id: string): Promise<Selectable<ObjectsTable> & { head: number }> {
-    const row = await trx
-      .selectFrom('objects')
-      .selectAll()
-      .select((eb) => eb.selectFrom('events').select((events) => events.fn.max('resource_version').as('max')).as('head'))
-      .where('kind', '=', kind)
-      .where('id', '=', id)
-      .executeTakeFirst();
-    if (!row) throw new NotFoundError(kind, id);
-    return { ...row, head: Number(row.head ?? 0) };
+  /** Commits queued writes, one batch at a time, until the queue is empty. */
+  private async drainWrites(): Promise<void> {
+    try {
+      // Let the writes issued in the same tick as this one join its batch.
+      await Promise.resolve();
+      while (this.writeQueue.length > 0) {
+        const batch = this.writeQueue.splice(0, MAX_BATCH);
+        await this.commitBatch(batch, true);
+      }
+    } finally {
+      this.committing = undefined;
+    }
   }
 
+  /**
+   * Runs `jobs` in one transaction: takes the write lock (PostgreSQL), reads the head resourceVersion and every
+   * object the jobs name in one query, applies the jobs in order in memory (each failure stays with its job and
+   * takes no resourceVersion), then stores the objects' final states, all events and one NOTIFY in one
+   * statement (plus one for deletes). Round trips: begin, [lock], read, [delete], write, commit, whatever the
+   * batch size. Events are published to this process's watchers in order after commit, before any job
+   * resolves. When the transaction itself fails and `isolate` is set, each job is retried alone so only the
+   * write that caused it fails.
+   */
+  private async commitBatch(jobs: WriteJob[], isolate: boolean): Promise<void> {
+    let outcomes: Array<{ result: Resource } | { error: unknown }>;
+    let records: EventRecord[];
+    const ownHeadBefore = this.ownHead;
+    try {
+      ({ outcomes, records } = await this.db.transaction().execute(async (trx) => {
+        // PGlite is one session whose driver already runs one transaction at a time (and a session's own
+        // advisory locks never block it), so only PostgreSQL needs the lock.
+        if (this.engine === 'postgres') await sql`select pg_advisory_xact_lock(${this.writeLockKey}::bigint)`.execute(trx);
+        const state = await this.readBatchState(trx, jobs);
+        const applied = jobs.map((job) => {
+          try {
+            return { result: state.apply(job.operation) };
+          } catch (error) {
+            return { error };
+          }
+        });
+        await this.storeBatch(trx, state);
+        return { outcomes: applied, records: state.records };
+      }));
+    } catch (error) {
+      // A NOTIFY of another process may have been skipped as ours meanwhile (see listen): catch up.
+      this.ownHead = ownHeadBefore;
+      this.hub.requestFetch();
+      if (isolate && jobs.length > 1) {
+        for (const job of jobs) await this.commitBatch([job], false);
+        return;
+      }
+      for (const job of jobs) job.reject(mapWriteError(job.operation, error));
+      return;
+    }
+    for (const record of records) this.hub.publish(record);
+    jobs.forEach((job, index) => {
+      const outcome = outcomes[index]!;
+      if ('result' in outcome) job.resolve(outcome.result);
+      else job.reject(outcome.error);
+    });
+  }
+
+  /** Reads the head resourceVersion and every object the batch's jobs refer to (by id or, for creates, by name). */
+  private async readBatchState(trx: Transaction<Database>, jobs: WriteJob[]): Promise<BatchState> {
+    const ids = [...new Set(jobs.map((job) => job.operation.id))];
+    const names = jobs.flatMap(({ operation }) => (operation.type === 'create' ? [[operation.kind, operation.nameScope, operation.object.name] as const] : []));
+    const rows = await trx
+      .selectFrom((eb) => eb.selectFrom('events').select((events) => events.fn.max('resource_version').as('head')).as('h'))
+      .leftJoin('objects', (join) =>
+        join.on((eb) =>
+          eb.or([
+            eb('objects.id', 'in', ids),
+            ...(names.length > 0
+              ? [eb(eb.refTuple('objects.kind', 'objects.name_scope', 'objects.name'), 'in', names.map(([kind, scope, name]) => eb.tuple(kind, scope, name)))]
+              : []),
+          ]),
+        ),
+      )
+      .selectAll('objects')
+      .select('h.head')
+      .execute();
+    const head = Number(rows[0]?.head ?? 0);
+    const state = new BatchState(head, this.now);
+    for (const row of rows) if (row.id !== null) state.load(rowToResource(row as Selectable<ObjectsTable>));
+    return state;
+  }
+
+  /** Writes the batch's final object states, its events and one NOTIFY (see {@link commitBatch}). */
+  private async storeBatch(trx: Transaction<Database>, state: BatchState): Promise<void> {
+    const last = state.records.at(-1);
+    if (!last) return;
+    const { upserts, deletes } = state.changes();
+    // Deletes first, in their own statement: a name freed in this batch may be taken again by an insert, and the
+    // data-modifying CTEs of one statement run in no defined order (PostgreSQL docs, "WITH Queries", 7.8.4).
+    if (deletes.length > 0) await trx.deleteFrom('objects').where('id', 'in', deletes).execute();
+    const events = state.records.map((event) => ({
+      resource_version: event.resourceVersion,
+      kind: event.kind,
+      object_id: event.object.metadata.id,
+      type: event.type,
+      object: JSON.stringify(event.object),
+      owner_id: event.object.metadata.ownerId,
+      runner_id: runnerIdOf(event.object) ?? null,
+      previous_runner_id: event.previousRunnerId ?? null,
+      previous_labels: event.previousLabels === undefined ? null : JSON.stringify(event.previousLabels),
+    }));
+    this.ownHead = Math.max(this.ownHead, last.resourceVersion);
+    const notify = sql<string>`pg_notify(${this.channel}, ${String(last.resourceVersion)})`.as('notified');
+    if (upserts.length === 0) {
+      await trx
+        .with('event_write', (db) => db.insertInto('events').values(events).returning('resource_version'))
+        .selectNoFrom(notify)
+        .execute();
+      return;
+    }
+    // Data-modifying CTEs always run to completion, referenced or not (PostgreSQL docs, "WITH Queries", 7.8.4).
+    // An upsert on id updates rows that existed before the batch and inserts new ones; `secret_hash` is neither
+    // inserted nor updated here (setTokenSecretHash owns it).
+    await trx
+      .with('object_write', (db) =>
+        db
+          .insertInto('objects')
+          .values(
+            upserts.map((resource) => ({
+              kind: resource.kind,
+              id: resource.metadata.id,
+              name: resource.metadata.name,
+              name_scope: nameScopeOf(resource),
+              owner_id: resource.metadata.ownerId,
+              generation: resource.metadata.generation,
+              resource_version: Number(resource.metadata.resourceVersion),
+              created_time: resource.metadata.createdTime,
+              deletion_time: resource.metadata.deletionTime ?? null,
+              labels: JSON.stringify(resource.metadata.labels),
+              spec: JSON.stringify(resource.spec),
+              status: JSON.stringify(resource.status),
+            })),
+          )
+          .onConflict((conflict) =>
+            conflict.column('id').doUpdateSet((eb) => ({
+              generation: eb.ref('excluded.generation'),
+              resource_version: eb.ref('excluded.resource_version'),
+              deletion_time: eb.ref('excluded.deletion_time'),
+              labels: eb.ref('excluded.labels'),
+              spec: eb.ref('excluded.spec'),
+              status: eb.ref('excluded.status'),
+            })),
+          )
+          .returning('id'),
+      )
+      .with('event_write', (db) => db.insertInto('events').values(events).returning('resource_version'))
+      .selectNoFrom(notify)
+      .execute();
+  }
   private async currentResourceVersion(db: Kysely<Database>): Promise<number> {
     const row = await db
       .selectFrom('events')
@@ -502,7 +507,8 @@ export class SqlStore implements ResourceStore {
   private async listen(): Promise<void> {
     const onPayload = (payload: string | undefined) => {
       const resourceVersion = Number(payload);
-      if (Number.isFinite(resourceVersion)) this.hub.notify(resourceVersion);
+      // Our own commits reach the hub through publish(); anything older than them is fetched when they do.
+      if (Number.isFinite(resourceVersion) && resourceVersion > this.ownHead) this.hub.notify(resourceVersion);
     };
     if (this.database.kind === 'pglite') {
       const pglite = this.database.pglite!;
@@ -692,6 +698,178 @@ class WatchQueue implements HubSubscriber {
   private signal(): void {
     this.wake?.();
   }
+}
+
+// ------------------------------------------------------------------ group commit
+
+/** A write as queued for the group committer. */
+type WriteOperation =
+  | { type: 'create'; kind: Kind; id: string; nameScope: string; object: NewObject<Kind> }
+  | { type: 'update'; kind: Kind; id: string; mutation: Mutation<Kind>; options: UpdateOptions | undefined }
+  | { type: 'delete'; kind: Kind; id: string; options: UpdateOptions | undefined };
+
+/** A queued write and the settlement of its caller's promise. */
+interface WriteJob {
+  operation: WriteOperation;
+  resolve: (result: Resource) => void;
+  reject: (error: unknown) => void;
+}
+
+/** Writes per transaction at most (a bound on statement size: 12 parameters per object row, 9 per event row). */
+const MAX_BATCH = 256;
+
+/**
+ * The objects one batch touches, as they are after each of its jobs so far, and the events the jobs made.
+ * Jobs apply in queue order and see the effects of earlier jobs of the same batch; a job that throws changes
+ * nothing and takes no resourceVersion, so the history stays gap-free.
+ */
+class BatchState {
+  /** id → object after the jobs so far; `null` = absent (deleted in this batch). Ids not here do not exist. */
+  private readonly objects = new Map<string, Resource | null>();
+  /** name key (kind, scope, name) → id, or `null` when the name was freed in this batch. */
+  private readonly names = new Map<string, string | null>();
+  /** Ids that exist in the database (before the batch). */
+  private readonly stored = new Set<string>();
+  /** Ids written by a job of this batch. */
+  private readonly touched = new Set<string>();
+  readonly records: EventRecord[] = [];
+
+  constructor(
+    private head: number,
+    private readonly now: () => Date,
+  ) {}
+
+  /** Adds an object read from the database. */
+  load(resource: Resource): void {
+    this.objects.set(resource.metadata.id, resource);
+    this.names.set(nameKey(resource.kind, nameScopeOf(resource), resource.metadata.name), resource.metadata.id);
+    this.stored.add(resource.metadata.id);
+  }
+
+  /** Applies one write. @returns the stored object. @throws ConflictError, NotFoundError or the mutation's error. */
+  apply(operation: WriteOperation): Resource {
+    switch (operation.type) {
+      case 'create':
+        return this.create(operation.kind, operation.id, operation.nameScope, operation.object);
+      case 'update':
+        return this.update(operation.kind, operation.id, operation.mutation, operation.options);
+      case 'delete':
+        return this.delete(operation.kind, operation.id, operation.options);
+    }
+  }
+
+  /** The final state of every object a job changed: rows to insert or update, ids to delete. */
+  changes(): { upserts: Resource[]; deletes: string[] } {
+    const upserts: Resource[] = [];
+    const deletes: string[] = [];
+    for (const id of this.touched) {
+      const resource = this.objects.get(id);
+      if (resource) upserts.push(resource);
+      else if (this.stored.has(id)) deletes.push(id);
+    }
+    return { upserts, deletes };
+  }
+
+  private create(kind: Kind, id: string, nameScope: string, object: NewObject<Kind>): Resource {
+    const key = nameKey(kind, nameScope, object.name);
+    // An id is unique across kinds (the primary key); a name per kind and scope.
+    if (this.objects.get(id) || this.names.get(key)) throw alreadyExists(kind, object.name);
+    const resourceVersion = ++this.head;
+    const resource = normalize({
+      kind,
+      apiVersion: API_VERSION,
+      metadata: {
+        id,
+        name: object.name,
+        generation: 1,
+        resourceVersion: String(resourceVersion),
+        createdTime: this.now().toISOString(),
+        labels: object.labels ?? {},
+        ownerId: object.ownerId,
+      },
+      spec: object.spec,
+      status: object.status,
+    }) as Resource;
+    this.put(resource);
+    this.records.push({ resourceVersion, kind, type: 'ADDED', object: resource });
+    return resource;
+  }
+
+  private update(kind: Kind, id: string, mutation: Mutation<Kind>, options: UpdateOptions | undefined): Resource {
+    const current = this.current(kind, id);
+    checkResourceVersion(kind, id, current, options);
+    const proposed = mutation(structuredClone<ResourceByKind[Kind]>(current));
+    if (proposed === undefined) return current;
+    const next = normalize({
+      labels: proposed.metadata.labels ?? {},
+      deletionTime: proposed.metadata.deletionTime,
+      spec: proposed.spec,
+      status: proposed.status,
+    }) as { labels: Record<string, string>; deletionTime?: string; spec: unknown; status: unknown };
+    const specChanged = !jsonEqual(current.spec, next.spec);
+    const changed =
+      specChanged ||
+      !jsonEqual(current.status, next.status) ||
+      !jsonEqual(current.metadata.labels, next.labels) ||
+      current.metadata.deletionTime !== next.deletionTime;
+    // A write that changes nothing is not a write: no new resourceVersion, no event (as in Kubernetes).
+    if (!changed) return current;
+    const resourceVersion = ++this.head;
+    const generation = current.metadata.generation + (specChanged ? 1 : 0);
+    const metadata = { ...current.metadata, labels: next.labels, generation, resourceVersion: String(resourceVersion) };
+    if (next.deletionTime === undefined) delete metadata.deletionTime;
+    else metadata.deletionTime = next.deletionTime;
+    const resource = { ...current, metadata, spec: next.spec, status: next.status } as Resource;
+    this.put(resource);
+    this.records.push({
+      resourceVersion,
+      kind,
+      type: 'MODIFIED',
+      object: resource,
+      previousRunnerId: runnerIdOf(current),
+      previousLabels: current.metadata.labels,
+    });
+    return resource;
+  }
+
+  private delete(kind: Kind, id: string, options: UpdateOptions | undefined): Resource {
+    const current = this.current(kind, id);
+    checkResourceVersion(kind, id, current, options);
+    const resourceVersion = ++this.head;
+    const resource = { ...current, metadata: { ...current.metadata, resourceVersion: String(resourceVersion) } } as Resource;
+    this.objects.set(id, null);
+    this.names.set(nameKey(kind, nameScopeOf(current), current.metadata.name), null);
+    this.touched.add(id);
+    this.records.push({ resourceVersion, kind, type: 'DELETED', object: resource });
+    return resource;
+  }
+
+  /** @throws {NotFoundError} unless an object of `kind` with `id` exists at this point of the batch. */
+  private current(kind: Kind, id: string): Resource {
+    const current = this.objects.get(id);
+    if (!current || current.kind !== kind) throw new NotFoundError(kind, id);
+    return current;
+  }
+
+  private put(resource: Resource): void {
+    this.objects.set(resource.metadata.id, resource);
+    this.names.set(nameKey(resource.kind, nameScopeOf(resource), resource.metadata.name), resource.metadata.id);
+    this.touched.add(resource.metadata.id);
+  }
+}
+
+/** The uniqueness scope of a name: the owner for Environments (unique per owner), '' for other kinds. */
+function nameScopeOf(resource: Resource): string {
+  return resource.kind === 'Environment' ? resource.metadata.ownerId : '';
+}
+
+function nameKey(kind: string, scope: string, name: string): string {
+  return `${kind}\u0000${scope}\u0000${name}`;
+}
+
+/** The error a write's caller gets when its transaction failed: a unique violation of a create is AlreadyExists. */
+function mapWriteError(operation: WriteOperation, error: unknown): unknown {
+  return operation.type === 'create' && isUniqueViolation(error) ? alreadyExists(operation.kind, operation.object.name, error) : error;
 }
 
 // ------------------------------------------------------------------ helpers
