@@ -1,13 +1,15 @@
 // Entry point of the runner daemon: loads config, prepares the host backend, serves the access API and
 // runs the agent (register, heartbeat, watch, reconcile).
 import { ApiError, WarrenClient } from '@warren/api';
-import { type Logger, silentLogger } from '@warren/base';
+import { InvalidError, type Logger, silentLogger } from '@warren/base';
 import { RunnerAgent } from './agent/agent.js';
 import { createAccessVerifier } from './access/auth.js';
 import { type AccessServer, startAccessServer } from './access/server.js';
 import { type RunnerConfig, type RunnerConfigInput, loadRunnerConfig } from './config.js';
 import type { EnvironmentBackend } from './environment/backend.js';
 import { LinuxBackend, type LinuxBackendOptions } from './environment/linux-backend.js';
+import { stat } from 'node:fs/promises';
+import { dirname, resolve } from 'node:path';
 
 /** Options of {@link startRunner}. */
 export interface StartRunnerOptions {
@@ -57,6 +59,7 @@ export interface RunningRunner {
  */
 export async function startRunner(options: StartRunnerOptions): Promise<RunningRunner> {
   const logger = (options.logger ?? silentLogger).child({ component: 'runner', runner: options.name });
+  if (!options.backend) await assertSearchableByEnvironments(options.dataDir);
   const config = await loadRunnerConfig(options.dataDir, options.config ?? {});
   const client = new WarrenClient({ server: options.server, token: options.token, ...(options.fetch ? { fetch: options.fetch } : {}) });
   const backend =
@@ -108,5 +111,38 @@ export async function startRunner(options: StartRunnerOptions): Promise<RunningR
     await agent?.close().catch(() => {});
     await access?.close().catch(() => {});
     throw error;
+  }
+}
+
+/**
+ * Checks that every existing directory from `/` down to `dataDir` can be searched (`x` for "others"):
+ * environments run as unprivileged host uids (their user namespace range), and the OCI runtime, entering that
+ * user namespace, must reach their rootfs and workspace under the data dir (path_resolution(7)).
+ * @throws {InvalidError} reason `InvalidRunnerConfig` naming the first directory that blocks, with the fix.
+ */
+export async function assertSearchableByEnvironments(dataDir: string): Promise<void> {
+  let current = resolve(dataDir);
+  const chain: string[] = [];
+  for (;;) {
+    chain.unshift(current);
+    const parent = dirname(current);
+    if (parent === current) break;
+    current = parent;
+  }
+  for (const directory of chain) {
+    let mode: number;
+    try {
+      mode = (await stat(directory)).mode;
+    } catch {
+      return; // the rest does not exist yet; the runner creates it with a searchable mode
+    }
+    if ((mode & 0o001) === 0) {
+      throw new InvalidError(
+        `the runner data directory ${dataDir} is inside ${directory} (mode ${(mode & 0o777).toString(8)}), which environments cannot enter: ` +
+          `their processes run as unprivileged host users. Run "chmod o+x ${directory}" or choose another --data-dir`,
+        [{ field: 'dataDir', message: `${directory} is not searchable by other users` }],
+        'InvalidRunnerConfig',
+      );
+    }
   }
 }
