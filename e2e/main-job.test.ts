@@ -173,6 +173,10 @@ describe.runIf(built)('warren CLI main job', { timeout: 300_000 }, () => {
     expect(table.stdout).toContain('hello');
     const yaml = await warren(['runner', 'list', '-o', 'yaml']);
     expect(yaml.stdout).toContain('phase: Active');
+    const images = await warren(['image', 'list', '--data-dir', join(dir, 'data')]);
+    expect(images.stdout).toMatch(/mcr\.microsoft\.com\/devcontainers\/base:bookworm/);
+    const kept = await warren(['image', 'prune', '--data-dir', join(dir, 'data'), '-o', 'json']);
+    expect((JSON.parse(kept.stdout) as { removedImages: string[]; inUse: string[] }).removedImages).toEqual([]);
     const classes = await warren(['class', 'list', '-o', 'json']);
     expect((JSON.parse(classes.stdout) as Array<{ metadata: { name: string } }>).map((item) => item.metadata.name)).toContain('default');
   });
@@ -202,6 +206,10 @@ describe.runIf(built)('warren CLI main job', { timeout: 300_000 }, () => {
       child.on('close', () => resolve(out));
     });
     expect(runtimeList).not.toMatch(/hello/);
+    const pruned = await warren(['image', 'prune', '--data-dir', join(dir, 'data'), '-o', 'json']);
+    expect((JSON.parse(pruned.stdout) as { removedImages: string[] }).removedImages.join(' ')).toMatch(/devcontainers\/base:bookworm/);
+    const images = await warren(['image', 'list', '--data-dir', join(dir, 'data'), '-o', 'json']);
+    expect(JSON.parse(images.stdout)).toEqual([]);
   });
 });
 

@@ -8,6 +8,7 @@ import type { OutputFormat } from './output.js';
 import { registerDaemonCommands } from './commands/daemons.js';
 import { registerEnvironmentCommands } from './commands/environments.js';
 import { registerAdminCommands } from './commands/admin.js';
+import { registerImageCommands } from './commands/images.js';
 
 /** Global options every command can read through {@link CommandContext}. */
 export interface GlobalOptions {
@@ -54,6 +55,7 @@ export async function main(argv: string[]): Promise<number> {
   registerDaemonCommands(program, context);
   registerEnvironmentCommands(program, context, setExitCode);
   registerAdminCommands(program, context);
+  registerImageCommands(program, context);
 
   try {
     await program.parseAsync(argv);

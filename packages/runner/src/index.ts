@@ -32,3 +32,5 @@ export { createAccessVerifier, AccessDeniedError } from './access/auth.js';
 export type { AccessVerifier, AccessClaims } from './access/auth.js';
 export { execInEnvironment, followLogs } from './access/client.js';
 export type { ExecInEnvironmentOptions, FollowLogsOptions } from './access/client.js';
+export { listImages, pruneImages, imagesInUse } from './image-admin.js';
+export type { ImagePruneReport } from './image-admin.js';
