@@ -37,6 +37,12 @@ function collect(child: ChildProcess, input?: string): Promise<Output> {
   });
 }
 
+/** What the runc binary itself reports (`runc state`), for comparison with the state.json reader. */
+async function cliState(id: string): Promise<unknown> {
+  const parsed = JSON.parse((await exec(['runc', '--root', '/run/warren/runc-test', 'state', id])).stdout) as { id: string; status: string; pid: number; bundle: string };
+  return { id: parsed.id, status: parsed.status, pid: parsed.pid, bundle: parsed.bundle };
+}
+
 describe('RuncRuntime with an idmapped overlay rootfs', () => {
   let dir = '';
   let layout: RootfsLayout;
@@ -209,8 +215,32 @@ describe('RuncRuntime with an idmapped overlay rootfs', () => {
   it('pauses and resumes', async () => {
     await runtime.pause(containerId);
     expect((await runtime.state(containerId))?.status).toBe('paused');
+    expect(await runtime.state(containerId)).toEqual(await cliState(containerId));
     await runtime.resume(containerId);
     expect((await runtime.state(containerId))?.status).toBe('running');
+    expect(await runtime.state(containerId)).toEqual(await cliState(containerId));
+  });
+
+  it('reads the same state from state.json as `runc state` reports, also for created and stopped containers', async () => {
+    const other = `${containerId}-b`;
+    const config = JSON.parse(await readFile(join(bundle, 'config.json'), 'utf8')) as { process: { args: string[] }; linux: Record<string, unknown> };
+    const otherBundle = join(dir, 'bundle-b');
+    await mkdir(otherBundle, { recursive: true });
+    // A second, short-lived container on the same rootfs and namespaces, in a cgroup of its own.
+    const linux = { ...config.linux, cgroupsPath: `${cgroupsPath}-b` };
+    await writeFile(join(otherBundle, 'config.json'), JSON.stringify({ ...config, linux, process: { ...config.process, args: ['/bin/true'] } }));
+    try {
+      await runtime.create(otherBundle, other);
+      expect((await runtime.state(other))?.status).toBe('created');
+      expect(await runtime.state(other)).toEqual(await cliState(other));
+      await runtime.start(other);
+      for (let attempt = 0; attempt < 100 && (await runtime.state(other))?.status !== 'stopped'; attempt++) await new Promise((resolve) => setTimeout(resolve, 20));
+      expect(await runtime.state(other)).toEqual({ id: other, status: 'stopped', pid: 0, bundle: otherBundle });
+      expect(await runtime.state(other)).toEqual(await cliState(other));
+    } finally {
+      await runtime.delete(other, { force: true });
+    }
+    expect(await runtime.state(other)).toBeUndefined();
   });
 
   it('stops with a grace period, SIGKILLs a process that traps SIGTERM, and leaves nothing behind', async () => {
