@@ -102,6 +102,8 @@ export class SqlStore implements ResourceStore {
   private committing: Promise<void> | undefined;
   /** The newest resourceVersion this process has written or is committing: its NOTIFY needs no fetch. */
   private ownHead = 0;
+  /** PGlite only: cached lookups of the small kinds (see {@link LookupCache}). */
+  private lookups: LookupCache | undefined;
 
   /** Use {@link openStore}. */
   constructor(
@@ -122,6 +124,20 @@ export class SqlStore implements ResourceStore {
   async start(): Promise<void> {
     const head = await this.currentResourceVersion(this.db);
     this.hub = new EventHub((after, limit) => this.readEvents(after, limit), head, this.logger);
+    if (this.engine === 'pglite') {
+      const cache = new LookupCache();
+      this.lookups = cache;
+      this.hub.subscribe({
+        push: (record) => {
+          if (LookupCache.kinds.has(record.kind)) cache.invalidate();
+        },
+        fail: () => {
+          // The hub dropped us (history pruned past it, or closing): without events the cache cannot stay right.
+          cache.invalidate();
+          this.lookups = undefined;
+        },
+      });
+    }
     await this.listen();
     const prune = setInterval(() => {
       this.pruneEvents().catch((error: unknown) => this.logger.warn({ error: errorMessage(error) }, 'pruning watch events failed'));
@@ -144,11 +160,23 @@ export class SqlStore implements ResourceStore {
   }
 
   async get<K extends Kind>(kind: K, id: string): Promise<ResourceByKind[K] | undefined> {
+    if (this.lookups && LookupCache.kinds.has(kind)) return this.lookups.read(`get\u0000${kind}\u0000${id}`, () => this.getUncached(kind, id));
+    return this.getUncached(kind, id);
+  }
+
+  private async getUncached<K extends Kind>(kind: K, id: string): Promise<ResourceByKind[K] | undefined> {
     const row = await this.db.selectFrom('objects').selectAll().where('kind', '=', kind).where('id', '=', id).executeTakeFirst();
     return row ? (rowToResource(row) as ResourceByKind[K]) : undefined;
   }
 
   async getByName<K extends Kind>(kind: K, name: string, filter?: ObjectFilter): Promise<ResourceByKind[K][]> {
+    if (this.lookups && LookupCache.kinds.has(kind) && filter === undefined) {
+      return this.lookups.read(`name\u0000${kind}\u0000${name}`, () => this.getByNameUncached(kind, name, filter));
+    }
+    return this.getByNameUncached(kind, name, filter);
+  }
+
+  private async getByNameUncached<K extends Kind>(kind: K, name: string, filter: ObjectFilter | undefined): Promise<ResourceByKind[K][]> {
     const rows = await this.db
       .selectFrom('objects')
       .selectAll()
@@ -259,6 +287,7 @@ export class SqlStore implements ResourceStore {
         .where('kind', '=', 'Token')
         .where('id', '=', tokenId)
         .executeTakeFirst();
+      this.lookups?.invalidate();
       if (Number(result.numUpdatedRows) === 0) throw new NotFoundError('Token', tokenId);
     } catch (error) {
       if (isUniqueViolation(error)) throw new ConflictError('a token with this secret already exists', 'AlreadyExists');
@@ -267,6 +296,11 @@ export class SqlStore implements ResourceStore {
   }
 
   async findTokenBySecretHash(secretHash: string): Promise<ResourceByKind['Token'] | undefined> {
+    if (this.lookups) return this.lookups.read(`secret\u0000${secretHash}`, () => this.findTokenUncached(secretHash));
+    return this.findTokenUncached(secretHash);
+  }
+
+  private async findTokenUncached(secretHash: string): Promise<ResourceByKind['Token'] | undefined> {
     const row = await this.db.selectFrom('objects').selectAll().where('kind', '=', 'Token').where('secret_hash', '=', secretHash).executeTakeFirst();
     return row ? (rowToResource(row) as ResourceByKind['Token']) : undefined;
   }
@@ -340,19 +374,16 @@ export class SqlStore implements ResourceStore {
   /** Commits queued writes, one batch at a time, until the queue is empty. */
   private async drainWrites(): Promise<void> {
     try {
-      // Let the writes issued in the same tick as this one join its batch.
-      await Promise.resolve();
-      while (this.writeQueue.length > 0) {
-        const batch = this.writeQueue.splice(0, MAX_BATCH);
-        await this.commitBatch(batch, true);
-      }
+      while (this.writeQueue.length > 0) await this.commitBatch(() => this.writeQueue.splice(0, MAX_BATCH), true);
     } finally {
       this.committing = undefined;
     }
   }
 
   /**
-   * Runs `jobs` in one transaction: takes the write lock (PostgreSQL), reads the head resourceVersion and every
+   * Runs a batch in one transaction: takes the write lock (PostgreSQL), then the batch (`take`: everything that
+   * queued until the lock was ours, so writes that arrive while this batch waits for the lock or the PGlite
+   * session still join it), reads the head resourceVersion and every
    * object the jobs name in one query, applies the jobs in order in memory (each failure stays with its job and
    * takes no resourceVersion), then stores the objects' final states, all events and one NOTIFY in one
    * statement (plus one for deletes). Round trips: begin, [lock], read, [delete], write, commit, whatever the
@@ -360,17 +391,21 @@ export class SqlStore implements ResourceStore {
    * resolves. When the transaction itself fails and `isolate` is set, each job is retried alone so only the
    * write that caused it fails.
    */
-  private async commitBatch(jobs: WriteJob[], isolate: boolean): Promise<void> {
+  private async commitBatch(take: () => WriteJob[], isolate: boolean): Promise<void> {
+    let jobs: WriteJob[] | undefined;
     let outcomes: Array<{ result: Resource } | { error: unknown }>;
     let records: EventRecord[];
+    let committed: WriteJob[];
     const ownHeadBefore = this.ownHead;
     try {
-      ({ outcomes, records } = await this.db.transaction().execute(async (trx) => {
+      ({ outcomes, records, committed } = await this.db.transaction().execute(async (trx) => {
         // PGlite is one session whose driver already runs one transaction at a time (and a session's own
         // advisory locks never block it), so only PostgreSQL needs the lock.
         if (this.engine === 'postgres') await sql`select pg_advisory_xact_lock(${this.writeLockKey}::bigint)`.execute(trx);
-        const state = await this.readBatchState(trx, jobs);
-        const applied = jobs.map((job) => {
+        const taken = take();
+        jobs = taken;
+        const state = await this.readBatchState(trx, taken);
+        const applied = taken.map((job) => {
           try {
             return { result: state.apply(job.operation) };
           } catch (error) {
@@ -378,21 +413,22 @@ export class SqlStore implements ResourceStore {
           }
         });
         await this.storeBatch(trx, state);
-        return { outcomes: applied, records: state.records };
+        return { outcomes: applied, records: state.records, committed: taken };
       }));
     } catch (error) {
       // A NOTIFY of another process may have been skipped as ours meanwhile (see listen): catch up.
       this.ownHead = ownHeadBefore;
       this.hub.requestFetch();
+      jobs ??= take(); // the transaction failed before it took its batch (e.g. the connection failed)
       if (isolate && jobs.length > 1) {
-        for (const job of jobs) await this.commitBatch([job], false);
+        for (const job of jobs) await this.commitBatch(() => [job], false);
         return;
       }
       for (const job of jobs) job.reject(mapWriteError(job.operation, error));
       return;
     }
     for (const record of records) this.hub.publish(record);
-    jobs.forEach((job, index) => {
+    committed.forEach((job, index) => {
       const outcome = outcomes[index]!;
       if ('result' in outcome) job.resolve(outcome.result);
       else job.reject(outcome.error);
@@ -508,7 +544,9 @@ export class SqlStore implements ResourceStore {
     const onPayload = (payload: string | undefined) => {
       const resourceVersion = Number(payload);
       // Our own commits reach the hub through publish(); anything older than them is fetched when they do.
-      if (Number.isFinite(resourceVersion) && resourceVersion > this.ownHead) this.hub.notify(resourceVersion);
+      if (!Number.isFinite(resourceVersion) || resourceVersion <= this.ownHead) return;
+      this.lookups?.invalidate(); // another store on this PGlite instance wrote: do not serve what it may have changed
+      this.hub.notify(resourceVersion);
     };
     if (this.database.kind === 'pglite') {
       const pglite = this.database.pglite!;
@@ -697,6 +735,39 @@ class WatchQueue implements HubSubscriber {
 
   private signal(): void {
     this.wake?.();
+  }
+}
+
+// ------------------------------------------------------------------ lookup cache
+
+/**
+ * PGlite only: the answers of `get`, unfiltered `getByName` and `findTokenBySecretHash` for the small, rarely
+ * written kinds that every API request reads to authenticate and validate (User, Token, Runner,
+ * EnvironmentClass). Every query on PGlite costs about half a millisecond of the one thread everything runs on,
+ * so these lookups were a third of the work of creating an environment.
+ * Kept right by invalidation: the whole cache is dropped when the hub dispatches an event of one of these kinds
+ * (this store's writes are dispatched before they are acknowledged), when another store on the same PGlite
+ * instance notifies a commit, and on `setTokenSecretHash`. A read only fills the cache when no invalidation
+ * happened while it ran, so a result read before a write is never kept after it. Not used on PostgreSQL, where
+ * other processes write and their notifications arrive late.
+ */
+class LookupCache {
+  static readonly kinds: ReadonlySet<Kind> = new Set<Kind>(['User', 'Token', 'Runner', 'EnvironmentClass']);
+  private readonly entries = new Map<string, unknown>();
+  private epoch = 0;
+
+  /** @returns a copy of the cached answer for `key`, or what `load` reads (cached unless invalidated meanwhile). */
+  async read<T>(key: string, load: () => Promise<T>): Promise<T> {
+    if (this.entries.has(key)) return structuredClone(this.entries.get(key) as T);
+    const epoch = this.epoch;
+    const value = await load();
+    if (epoch === this.epoch) this.entries.set(key, structuredClone(value));
+    return value;
+  }
+
+  invalidate(): void {
+    this.epoch++;
+    this.entries.clear();
   }
 }
 
