@@ -1,5 +1,8 @@
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { classifyGitFailure } from './git.js';
+import { classifyGitFailure, readHeadCommit } from './git.js';
 
 describe('classifyGitFailure', () => {
   it.each([
@@ -28,5 +31,33 @@ describe('classifyGitFailure', () => {
       undefined,
     );
     expect(error.message).toMatch(/git said: ssh: Could not resolve hostname h: Name or service not known \/ fatal: Could not read from remote repository\.$/);
+  });
+});
+
+describe('readHeadCommit', () => {
+  const sha = 'a'.repeat(40);
+  const other = 'b'.repeat(40);
+  const layout = async (files: Record<string, string>): Promise<string> => {
+    const directory = await mkdtemp(join(tmpdir(), 'warren-head-'));
+    for (const [name, content] of Object.entries(files)) {
+      await mkdir(dirname(join(directory, '.git', name)), { recursive: true });
+      await writeFile(join(directory, '.git', name), content);
+    }
+    return directory;
+  };
+
+  it('reads a detached HEAD, a loose ref and a packed ref, and gives up on anything else', async () => {
+    const directories = [
+      await layout({ HEAD: `${sha}\n` }),
+      await layout({ HEAD: 'ref: refs/heads/main\n', 'refs/heads/main': `${sha}\n`, 'packed-refs': `${other} refs/heads/main\n` }),
+      await layout({ HEAD: 'ref: refs/heads/main\n', 'packed-refs': `# pack-refs with: peeled fully-peeled sorted\n${other} refs/heads/dev\n${sha} refs/heads/main\n` }),
+      await layout({ HEAD: 'ref: refs/heads/main\n' }),
+      await layout({}),
+    ];
+    try {
+      expect(await Promise.all(directories.map((directory) => readHeadCommit(directory)))).toEqual([sha, sha, sha, undefined, undefined]);
+    } finally {
+      for (const directory of directories) await rm(directory, { recursive: true, force: true });
+    }
   });
 });

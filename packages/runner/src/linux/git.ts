@@ -1,6 +1,6 @@
 // Adapter for the `git` tool: clones an environment's repository, non-interactively, and classifies
 // failures into errors a user can act on.
-import { mkdir, mkdtemp, readdir, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { type Logger, WarrenError, silentLogger } from '@warren/base';
@@ -180,8 +180,8 @@ export async function cloneRepository(options: CloneRepositoryOptions): Promise<
   const temporary = await mkdtemp(path.join(parent, prefix));
   const git = new GitRunner(secrets.env, scheme === 'file', options, logger);
   try {
-    const refs = await git.lsRemote(url);
-    const target = resolveRef(options.ref, refs, url);
+    // The default branch needs no ref lookup: one process and one round trip fewer.
+    const target = options.ref === undefined || options.ref === '' ? ({ kind: 'default' } as const) : resolveRef(options.ref, await git.lsRemote(url), url);
     let refKind: CloneResult['refKind'] = 'default';
     if (target.kind === 'branch' || target.kind === 'tag') {
       await git.clone(url, temporary, ['--branch', target.name]);
@@ -216,6 +216,28 @@ export async function cloneRepository(options: CloneRepositoryOptions): Promise<
   } finally {
     await secrets.cleanup();
   }
+}
+
+/**
+ * Reads the commit HEAD points at from a fresh clone's files, without starting git: `.git/HEAD` holds a sha
+ * (detached) or `ref: <name>`, whose sha is in the loose ref file or in `packed-refs` (gitrepository-layout(5)).
+ * @returns the 40- (or 64-) hex sha, or `undefined` when the layout is anything else (the caller asks git).
+ */
+export async function readHeadCommit(directory: string): Promise<string | undefined> {
+  const gitDir = path.join(directory, '.git');
+  const sha = /^[0-9a-f]{40}([0-9a-f]{24})?$/;
+  const head = (await readFile(path.join(gitDir, 'HEAD'), 'utf8').catch(() => '')).trim();
+  if (sha.test(head)) return head;
+  const ref = /^ref: (refs\/[^\s]+)$/.exec(head)?.[1];
+  if (ref === undefined || ref.includes('..')) return undefined;
+  const loose = (await readFile(path.join(gitDir, ref), 'utf8').catch(() => '')).trim();
+  if (sha.test(loose)) return loose;
+  const packed = await readFile(path.join(gitDir, 'packed-refs'), 'utf8').catch(() => '');
+  for (const line of packed.split('\n')) {
+    const [value, name] = line.split(' ');
+    if (name === ref && value !== undefined && sha.test(value)) return value;
+  }
+  return undefined;
 }
 
 /** Lines of `git ls-remote`: ref name → sha. */
@@ -335,6 +357,8 @@ class GitRunner {
   }
 
   async headCommit(directory: string): Promise<string | undefined> {
+    const fromFiles = await readHeadCommit(directory);
+    if (fromFiles !== undefined) return fromFiles;
     const result = await exec([...this.baseArgs, 'rev-parse', '--verify', '--quiet', 'HEAD'], {
       cwd: directory,
       env: this.env,
