@@ -24,13 +24,14 @@ function makeEnvironment(id = 'env-1'): Environment {
 }
 
 /** A store standing in for the server: status writes bump resourceVersion and are recorded. */
-function harness(backend = new FakeBackend()) {
+function harness(backend = new FakeBackend(), options: { announceDelayMs?: number } = {}) {
   const writes: EnvironmentStatus[] = [];
   let version = 1;
   const reconciler = new EnvironmentReconciler({
     backend,
     stopGraceSeconds: 1,
     progressIntervalMs: 0,
+    announceDelayMs: options.announceDelayMs ?? 0,
     writeStatus: async (environment, status) => {
       writes.push(structuredClone(status));
       version++;
@@ -177,6 +178,52 @@ describe('EnvironmentReconciler', () => {
     const { writes, reconciler, signal } = harness();
     await reconciler.reconcile(makeEnvironment(), signal);
     expect(writes.some((status) => status.progress?.step === 'image')).toBe(true);
+  });
+
+  it('writes status once for a start whose steps all finish before they would be announced', async () => {
+    const { writes, reconciler, signal } = harness(new FakeBackend(), { announceDelayMs: 60_000 });
+    const result = await reconciler.reconcile(makeEnvironment(), signal);
+    expect(writes).toHaveLength(1);
+    expect(result.status.phase).toBe('Running');
+    expect(result.status.progress).toBeUndefined();
+    expect(result.status.commit).toBe('abc123');
+    for (const type of ['ContentReady', 'ImageReady', 'Running', 'LifecycleCommandsSucceeded', 'DevcontainerSupported']) {
+      expect(getCondition(result.status.conditions, type)?.status, type).toBe('True');
+    }
+    const stopped = await reconciler.reconcile(withSpec(result, { desiredPhase: 'Stopped' }), signal);
+    expect(stopped.status.phase).toBe('Stopped');
+    expect(writes).toHaveLength(2);
+    const started = await reconciler.reconcile(withSpec(stopped, { desiredPhase: 'Running' }), signal);
+    expect(started.status.phase).toBe('Running');
+    expect(writes).toHaveLength(3);
+  });
+
+  it('announces a step that is still running after the announce delay, with the results staged before it', async () => {
+    const backend = new FakeBackend();
+    let release: () => void = () => {};
+    const resolve = backend.resolve.bind(backend);
+    backend.resolve = async (...args) => {
+      await new Promise<void>((done) => (release = done));
+      return resolve(...args);
+    };
+    const { writes, reconciler, signal } = harness(backend, { announceDelayMs: 1 });
+    const running = reconciler.reconcile(makeEnvironment(), signal);
+    for (let attempt = 0; attempt < 200 && writes.length === 0; attempt++) await new Promise((done) => setTimeout(done, 5));
+    expect(writes[0]).toMatchObject({ phase: 'Creating', progress: { step: 'image' } });
+    expect(getCondition(writes[0]!.conditions, 'ContentReady')?.status).toBe('True');
+    release();
+    expect((await running).status.phase).toBe('Running');
+    expect(writes.at(-1)?.progress).toBeUndefined();
+  });
+
+  it('writes nothing after a failed pass returns', async () => {
+    const backend = new FakeBackend();
+    backend.failNext('start', new Error('runc: transient'));
+    const { writes, reconciler, signal } = harness(backend, { announceDelayMs: 20 });
+    await expect(reconciler.reconcile(makeEnvironment(), signal)).rejects.toThrow('runc: transient');
+    const count = writes.length;
+    await new Promise((done) => setTimeout(done, 60));
+    expect(writes).toHaveLength(count);
   });
 
   it('stops an environment that was never created as Stopped without touching the host', async () => {

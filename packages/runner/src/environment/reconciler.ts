@@ -22,6 +22,12 @@ export interface EnvironmentReconcilerOptions {
   logger?: Logger;
   /** Minimum milliseconds between two progress-only status writes (default 500). */
   progressIntervalMs?: number;
+  /**
+   * How long the announcement of a step (phase Creating/Starting/Stopping with its progress) waits before it
+   * is written, in milliseconds (default 500). Steps that finish sooner are never announced: their result goes
+   * out with the next write, so a fast start writes status once. 0 writes every announcement at once.
+   */
+  announceDelayMs?: number;
 }
 
 /** Condition types the reconciler maintains. */
@@ -48,6 +54,7 @@ export class EnvironmentReconciler {
       writeStatus: options.writeStatus,
       stopGraceSeconds: options.stopGraceSeconds,
       progressIntervalMs: options.progressIntervalMs ?? 500,
+      announceDelayMs: options.announceDelayMs ?? 500,
     };
     this.logger = (options.logger ?? silentLogger).child({ component: 'environment-reconciler' });
   }
@@ -71,6 +78,9 @@ export class EnvironmentReconciler {
         run.logger.warn({ error: errorMessage(error) }, 'reconcile step failed, will retry');
         throw error;
       }
+    } finally {
+      // Nothing of this pass may be written after it returns (the next pass of this environment owns status).
+      await run.close();
     }
     return run.current;
   }
@@ -81,13 +91,29 @@ interface RunDependencies {
   writeStatus: StatusWriter;
   stopGraceSeconds: number;
   progressIntervalMs: number;
+  announceDelayMs: number;
 }
 
-/** One reconcile pass: holds the latest written object and serialises status writes. */
+/** A change to status, applied to the status as last written when it is flushed. */
+type StatusChange = (status: EnvironmentStatus) => EnvironmentStatus;
+interface ChangeOptions {
+  clearProgress?: boolean;
+  conditions?: (conditions: Condition[]) => Condition[];
+}
+
+/**
+ * One reconcile pass: holds the latest written object and serialises status writes. Results of steps are
+ * staged and go out with the next write; step announcements are written only when the step is still running
+ * after `announceDelayMs`. Status is observation, so a crash before a staged change is written loses nothing:
+ * the next pass derives it from the host again.
+ */
 class Run {
   current: Environment;
   private readonly backend: EnvironmentBackend;
   private writes: Promise<unknown> = Promise.resolve();
+  private staged: StatusChange[] = [];
+  private announceTimer: NodeJS.Timeout | undefined;
+  private closed = false;
   private lastProgressWrite = 0;
   private progressPending: Progress | undefined;
   private progressTimer: NodeJS.Timeout | undefined;
@@ -106,6 +132,11 @@ class Run {
     return this.current.metadata.id;
   }
 
+  /** Status as the next write will store it: the last written status with the staged changes applied. */
+  private get status(): EnvironmentStatus {
+    return this.staged.reduce((status, change) => change(status), this.current.status);
+  }
+
   private context(): StepContext {
     return { signal: this.signal, logger: this.logger, onProgress: (progress) => this.progress(progress) };
   }
@@ -115,22 +146,26 @@ class Run {
     const observed = await this.backend.observe(this.id);
     switch (spec.desiredPhase) {
       case 'Deleted':
-        return this.delete(observed);
+        await this.delete(observed);
+        break;
       case 'Stopped':
-        return this.stop(observed);
+        await this.stop(observed);
+        break;
       case 'Running':
         // A terminal failure is not retried until the spec changes (STYLE.md "Errors").
         if (status.phase === 'Failed' && status.observedGeneration === metadata.generation) return;
-        return this.run(observed);
+        await this.run(observed);
+        break;
     }
+    await this.flush();
   }
 
   private async delete(observed: ObservedEnvironment): Promise<void> {
     if (!observed.exists) {
-      if (this.current.status.phase !== 'Deleted') await this.write({ phase: 'Deleted' }, { clearProgress: true });
+      if (this.status.phase !== 'Deleted') await this.write({ phase: 'Deleted' }, { clearProgress: true });
       return;
     }
-    await this.write({ phase: 'Deleting' });
+    this.announce({ phase: 'Deleting' });
     await this.backend.remove(this.id, this.context());
     await this.write({ phase: 'Deleted' }, {
       clearProgress: true,
@@ -142,13 +177,13 @@ class Run {
   private async stop(observed: ObservedEnvironment): Promise<void> {
     const state = observed.container.state;
     if (state !== 'absent') {
-      await this.write({ phase: 'Stopping' });
+      this.announce({ phase: 'Stopping' });
       await this.backend.stop(this.id, this.dependencies.stopGraceSeconds, this.context());
       this.logger.info({}, 'environment stopped');
     }
-    const phase = this.current.status.phase;
+    const phase = this.status.phase;
     // A Failed environment that is stopped is simply Stopped: starting it again retries from where it failed.
-    if (phase !== 'Stopped' || state !== 'absent' || this.current.status.observedGeneration !== this.current.metadata.generation) {
+    if (phase !== 'Stopped' || state !== 'absent' || this.status.observedGeneration !== this.current.metadata.generation) {
       await this.write({ phase: 'Stopped', message: undefined }, {
         clearProgress: true,
         conditions: (conditions) =>
@@ -163,54 +198,55 @@ class Run {
     const startingPhase: EnvironmentPhase = firstStart ? 'Creating' : 'Starting';
 
     if (!observed.contentReady) {
-      await this.write({ phase: 'Creating', progress: { step: 'clone', message: `Cloning ${this.current.spec.source.git.url}` } });
+      this.announce({ phase: 'Creating', progress: { step: 'clone', message: `Cloning ${this.current.spec.source.git.url}` } });
       const { commit } = await this.backend.prepareContent(this.current, context);
-      await this.write({ ...(commit ? { commit } : {}) }, {
+      this.stage({ ...(commit ? { commit } : {}) }, {
         conditions: (conditions) => setCondition(conditions, ConditionTypes.ContentReady, 'True', 'Cloned', 'The repository is cloned into the workspace folder.'),
       });
-    } else if (observed.commit && this.current.status.commit !== observed.commit) {
-      await this.write({ commit: observed.commit });
+    } else if (observed.commit && this.status.commit !== observed.commit) {
+      this.stage({ commit: observed.commit });
     }
 
     let resolved = observed.resolved;
     if (!resolved) {
-      await this.write({ phase: startingPhase, progress: { step: 'image', message: 'Resolving devcontainer.json and pulling the image' } });
+      this.announce({ phase: startingPhase, progress: { step: 'image', message: 'Resolving devcontainer.json and pulling the image' } });
       resolved = await this.backend.resolve(this.current, context);
     }
-    if (!sameResolvedStatus(this.current.status, resolved) || !isTrue(this.current.status.conditions, ConditionTypes.ImageReady)) {
-      await this.write(resolvedStatus(this.current.status, resolved), {
+    if (!sameResolvedStatus(this.status, resolved) || !isTrue(this.status.conditions, ConditionTypes.ImageReady)) {
+      const ready = resolved;
+      this.stage((status) => resolvedStatus(status, ready), {
         clearProgress: true,
-        conditions: (conditions) => resolvedConditions(conditions, resolved),
+        conditions: (conditions) => resolvedConditions(conditions, ready),
       });
     }
 
     let container = observed.container;
     if (container.state !== 'running') {
-      await this.write({ phase: startingPhase, progress: { step: 'start', message: 'Starting the container' } });
+      this.announce({ phase: startingPhase, progress: { step: 'start', message: 'Starting the container' } });
       await this.backend.start(this.current, context);
       container = (await this.backend.observe(this.id)).container;
       if (container.state !== 'running') throw new Error(`container is ${container.state} right after start`);
       // A start counts as activity, so the inactivity timeout measures from here.
       const now = new Date().toISOString();
-      const lastActivityTime = [this.current.status.lastActivityTime, now].filter((value): value is string => !!value).sort().pop();
-      await this.write({ ...(container.startedTime ? { startedTime: container.startedTime } : {}), ...(lastActivityTime ? { lastActivityTime } : {}) }, {
+      const lastActivityTime = [this.status.lastActivityTime, now].filter((value): value is string => !!value).sort().pop();
+      this.stage({ ...(container.startedTime ? { startedTime: container.startedTime } : {}), ...(lastActivityTime ? { lastActivityTime } : {}) }, {
         conditions: (conditions) => setCondition(conditions, ConditionTypes.Running, 'True', 'ContainerRunning', 'The container is running.'),
       });
     }
 
     let failure = observed.lifecycle.failure;
     if (!observed.lifecycle.createDone) {
-      await this.write({ phase: startingPhase, progress: { step: 'lifecycle', message: 'Running onCreate, updateContent and postCreate commands' } });
+      this.announce({ phase: startingPhase, progress: { step: 'lifecycle', message: 'Running onCreate, updateContent and postCreate commands' } });
       const outcome = await this.backend.runLifecycle(this.current, 'create', context);
       if (!outcome.succeeded) failure = outcome.message ?? 'a lifecycle command failed';
     }
     if (container.startId === undefined || observed.lifecycle.postStartDoneFor !== container.startId) {
-      await this.write({ phase: startingPhase, progress: { step: 'lifecycle', message: 'Running postStartCommand' } });
+      this.announce({ phase: startingPhase, progress: { step: 'lifecycle', message: 'Running postStartCommand' } });
       const outcome = await this.backend.runLifecycle(this.current, 'start', context);
       if (!outcome.succeeded) failure = outcome.message ?? 'postStartCommand failed';
     }
 
-    const status = this.current.status;
+    const status = this.status;
     const needsWrite =
       status.phase !== 'Running' ||
       status.observedGeneration !== this.current.metadata.generation ||
@@ -218,7 +254,7 @@ class Run {
       !isTrue(status.conditions, ConditionTypes.Running) ||
       lifecycleConditionDiffers(status.conditions, failure) ||
       (container.startedTime !== undefined && status.startedTime !== container.startedTime);
-    if (!needsWrite) return;
+    if (!needsWrite) return this.flush();
     await this.write(
       { phase: 'Running', message: undefined, ...(container.startedTime ? { startedTime: container.startedTime } : {}) },
       {
@@ -247,34 +283,81 @@ class Run {
     });
   }
 
-  /**
-   * Writes the current status with `changes` applied; `observedGeneration` is set to the generation
-   * being acted on. Serialised with progress writes, and pending progress is dropped.
-   */
-  private async write(
-    changes: Partial<EnvironmentStatus>,
-    options: { clearProgress?: boolean; conditions?: (conditions: Condition[]) => Condition[] } = {},
-  ): Promise<void> {
+  /** Ends the pass: drops what is staged and pending (a retry derives it again) and waits for writes in flight. */
+  async close(): Promise<void> {
+    this.closed = true;
+    this.cancelAnnouncement();
     this.cancelProgress();
-    const next = this.writes.then(async () => {
-      const base = this.current.status;
+    this.staged = [];
+    await this.writes.catch(() => {});
+  }
+
+  /**
+   * A status change: `changes` applied (an `undefined` value removes the field), `observedGeneration` set to
+   * the generation being acted on, conditions updated, progress removed when asked.
+   */
+  private change(changes: Partial<EnvironmentStatus> | ((status: EnvironmentStatus) => Partial<EnvironmentStatus>), options: ChangeOptions): StatusChange {
+    const generation = this.current.metadata.generation;
+    return (base) => {
+      const delta = typeof changes === 'function' ? changes(base) : changes;
       const status: EnvironmentStatus = {
         ...base,
-        ...changes,
-        observedGeneration: this.current.metadata.generation,
+        ...delta,
+        observedGeneration: generation,
         conditions: options.conditions ? options.conditions(base.conditions) : base.conditions,
       };
-      for (const key of Object.keys(changes) as Array<keyof EnvironmentStatus>) {
-        if (changes[key] === undefined) delete status[key];
+      for (const key of Object.keys(delta) as Array<keyof EnvironmentStatus>) {
+        if (delta[key] === undefined) delete status[key];
       }
       if (options.clearProgress) delete status.progress;
+      return status;
+    };
+  }
+
+  /** Stages a change for the next write. */
+  private stage(changes: Partial<EnvironmentStatus> | ((status: EnvironmentStatus) => Partial<EnvironmentStatus>), options: ChangeOptions = {}): void {
+    this.staged.push(this.change(changes, options));
+  }
+
+  /** Stages the announcement of a step and writes it (with everything staged) if the step is still running after `announceDelayMs`. */
+  private announce(changes: Partial<EnvironmentStatus>): void {
+    this.stage(changes);
+    const write = () => this.flush().catch((error: unknown) => this.logger.debug({ error: errorMessage(error) }, 'status announcement write failed'));
+    if (this.dependencies.announceDelayMs <= 0) return void write();
+    if (this.announceTimer) return;
+    this.announceTimer = setTimeout(() => {
+      this.announceTimer = undefined;
+      if (this.closed || this.signal.aborted) return;
+      void write();
+    }, this.dependencies.announceDelayMs);
+  }
+
+  /** Writes the current status with `changes` (and everything staged before them) applied; pending progress is dropped. */
+  private async write(changes: Partial<EnvironmentStatus>, options: ChangeOptions = {}): Promise<void> {
+    this.stage(changes, options);
+    await this.flush();
+  }
+
+  /** Writes everything staged as one status update (nothing when nothing is staged), serialised with other writes. */
+  private async flush(): Promise<void> {
+    this.cancelAnnouncement();
+    this.cancelProgress();
+    const changes = this.staged.splice(0);
+    if (changes.length === 0) return this.writes.then(() => undefined);
+    const next = this.writes.then(async () => {
+      const status = changes.reduce((current, change) => change(current), this.current.status);
       this.current = await this.dependencies.writeStatus(this.current, status);
     });
     this.writes = next.catch(() => {});
     await next;
   }
 
-  /** Throttled progress: at most one write per interval, the latest value wins. */
+  private cancelAnnouncement(): void {
+    if (this.announceTimer) clearTimeout(this.announceTimer);
+    this.announceTimer = undefined;
+  }
+
+  /** Throttled progress: at most one write per interval, the latest value wins; it carries what is staged. */
   private progress(progress: Progress): void {
     this.progressPending = progress;
     if (this.progressTimer) return;
@@ -283,10 +366,13 @@ class Run {
       this.progressTimer = undefined;
       const pending = this.progressPending;
       this.progressPending = undefined;
-      if (!pending || this.signal.aborted) return;
+      if (!pending || this.closed || this.signal.aborted) return;
       this.lastProgressWrite = Date.now();
+      this.cancelAnnouncement();
+      const changes = this.staged.splice(0);
       const next = this.writes.then(async () => {
-        this.current = await this.dependencies.writeStatus(this.current, { ...this.current.status, progress: pending });
+        const status = changes.reduce((current, change) => change(current), this.current.status);
+        this.current = await this.dependencies.writeStatus(this.current, { ...status, progress: pending });
       });
       this.writes = next.catch((error: unknown) => this.logger.debug({ error: errorMessage(error) }, 'progress write failed'));
     }, wait);
