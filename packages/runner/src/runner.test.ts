@@ -15,6 +15,11 @@ describe('assertSearchableByEnvironments', () => {
     await expect(assertSearchableByEnvironments(join(dir, 'data', 'runner'))).rejects.toThrow(`chmod o+x ${dir}`);
   });
 
+  it('leaves the data dir itself to the backend (it makes it searchable)', async () => {
+    dir = await mkdtemp(join(tmpdir(), 'warren-runner-'));
+    await expect(assertSearchableByEnvironments(dir)).resolves.toBeUndefined();
+  });
+
   it('accepts a searchable path, including parts not yet created', async () => {
     dir = await mkdtemp(join(tmpdir(), 'warren-runner-'));
     await chmod(dir, 0o711);

@@ -115,13 +115,14 @@ export async function startRunner(options: StartRunnerOptions): Promise<RunningR
 }
 
 /**
- * Checks that every existing directory from `/` down to `dataDir` can be searched (`x` for "others"):
+ * Checks that every existing directory above `dataDir` can be searched (`x` for "others"; the data dir itself
+ * is made searchable by the Linux backend):
  * environments run as unprivileged host uids (their user namespace range), and the OCI runtime, entering that
  * user namespace, must reach their rootfs and workspace under the data dir (path_resolution(7)).
  * @throws {InvalidError} reason `InvalidRunnerConfig` naming the first directory that blocks, with the fix.
  */
 export async function assertSearchableByEnvironments(dataDir: string): Promise<void> {
-  let current = resolve(dataDir);
+  let current = dirname(resolve(dataDir));
   const chain: string[] = [];
   for (;;) {
     chain.unshift(current);
