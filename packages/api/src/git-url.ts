@@ -11,6 +11,7 @@
  */
 export function validateGitUrl(url: string): string | undefined {
   if (url.length === 0) return 'must not be empty';
+  // eslint-disable-next-line no-control-regex -- control characters are exactly what must be rejected
   if (/[\s\u0000-\u001f\u007f]/.test(url)) return 'must not contain whitespace or control characters';
   if (url.startsWith('-')) return 'must not start with "-"';
   if (/^[A-Za-z][A-Za-z0-9+.-]*::/.test(url)) return 'remote-helper transports ("<transport>::") are not allowed';
