@@ -8,14 +8,14 @@ describe('validateGitUrl', () => {
   );
   it.each([
     ['', /empty/],
-    ['-uhttps://x', /start with "-"/],
+    ['-uhttps://x', /starts with "-"/],
     ['ext::sh -c touch% /tmp/pwned', /whitespace|transports/],
     ['ext::foo', /transports/],
     ['ftp://h/r', /scheme "ftp"/],
-    ['https://', /valid URL|host/],
+    ['https://', /parsed as a URL|host/],
     ['https://host', /repository path/],
     ['not a url', /whitespace/],
-    ['justaword', /must be a git URL/],
+    ['justaword', /local paths are not allowed/],
   ])('rejects %j', (url, message) => expect(validateGitUrl(url)).toMatch(message));
 });
 

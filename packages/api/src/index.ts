@@ -74,7 +74,8 @@ export type {
 export { REASONS, StatusSchema, makeStatus, ApiError, formatStatus } from './status.js';
 export type { Reason, Status } from './status.js';
 export { setCondition, getCondition, isConditionTrue } from './conditions.js';
-export { validateGitUrl, splitGitUrlRef, repositoryBasename } from './git-url.js';
+export { parseGitUrl, validateGitUrl, redactGitUrl, splitGitUrlRef, repositoryBasename, MAX_GIT_URL_LENGTH } from './git-url.js';
+export type { GitUrlScheme, ParsedGitUrl } from './git-url.js';
 export { AccessGrantSchema, ExecStartSchema, ExecChannel } from './access.js';
 export type { AccessGrant, ExecStart, ExecControl } from './access.js';
 export { WarrenClient } from './client.js';

@@ -24,5 +24,3 @@ export type {
   ResolvedRuntimeOptions,
   WaitFor,
 } from './merge.js';
-export { MAX_GIT_URL_LENGTH, redactGitUrl, validateGitUrl } from './git-url.js';
-export type { GitUrlScheme, ParsedGitUrl } from './git-url.js';

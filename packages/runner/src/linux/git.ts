@@ -4,7 +4,7 @@ import { mkdir, mkdtemp, readFile, readdir, rename, rm, writeFile } from 'node:f
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { type Logger, WarrenError, silentLogger } from '@warren/base';
-import { redactGitUrl, validateGitUrl } from '../devcontainer/git-url.js';
+import { parseGitUrl as validateGitUrl, redactGitUrl } from '@warren/api';
 import { ExecError, exec, spawnLogged } from './exec.js';
 
 /** Why a git operation failed; the wire `reason` of a {@link GitError}. */

@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { InvalidError } from '@warren/base';
-import { redactGitUrl, validateGitUrl } from './git-url.js';
+import { redactGitUrl, parseGitUrl } from './git-url.js';
 
-describe('validateGitUrl', () => {
+describe('parseGitUrl', () => {
   it.each([
     ['https://github.com/org/repo.git', 'https', 'github.com', 'repo'],
     ['http://git.example.com:8080/a/b', 'http', 'git.example.com', 'b'],
@@ -12,19 +12,19 @@ describe('validateGitUrl', () => {
     ['file:///srv/git/project.git', 'file', '', 'project'],
     ['https://user@host/org/repo/', 'https', 'host', 'repo'],
   ])('accepts %s', (url, scheme, host, name) => {
-    const parsed = validateGitUrl(url);
+    const parsed = parseGitUrl(url);
     expect(parsed).toMatchObject({ scheme, host, repositoryName: name, scpLike: false });
   });
 
   it('accepts scp-like URLs as ssh', () => {
-    expect(validateGitUrl('git@github.com:org/repo.git')).toEqual({
+    expect(parseGitUrl('git@github.com:org/repo.git')).toEqual({
       scheme: 'ssh',
       scpLike: true,
       host: 'github.com',
       path: 'org/repo.git',
       repositoryName: 'repo',
     });
-    expect(validateGitUrl('host.example:repo')).toMatchObject({ host: 'host.example', repositoryName: 'repo' });
+    expect(parseGitUrl('host.example:repo')).toMatchObject({ host: 'host.example', repositoryName: 'repo' });
   });
 
   it.each([
@@ -50,7 +50,7 @@ describe('validateGitUrl', () => {
   ])('rejects %j', (url, why) => {
     let caught: unknown;
     try {
-      validateGitUrl(url);
+      parseGitUrl(url);
     } catch (error) {
       caught = error;
     }
@@ -62,9 +62,9 @@ describe('validateGitUrl', () => {
   });
 });
 
-describe('validateGitUrl length', () => {
+describe('parseGitUrl length', () => {
   it('rejects URLs longer than the limit', () => {
-    expect(() => validateGitUrl(`https://host/${'x'.repeat(3000)}`)).toThrow(/longer than 2048/);
+    expect(() => parseGitUrl(`https://host/${'x'.repeat(3000)}`)).toThrow(/longer than 2048/);
   });
 });
 
