@@ -20,6 +20,11 @@ export interface RunnerAgentOptions {
   backend: EnvironmentBackend;
   /** Base URL of this runner's access API, published as `status.endpoints.access`. */
   accessUrl: string;
+  /**
+   * More endpoints and facts to publish with every heartbeat (SSH gateway address, port proxy URL, SSH host
+   * key ...): read at each heartbeat so services started later appear on the next one.
+   */
+  publish?: () => { endpoints?: { ssh?: string; proxy?: string }; info?: Record<string, string> };
   logger?: Logger;
 }
 
@@ -136,14 +141,16 @@ export class RunnerAgent {
       memoryBytes: totalmem(),
       environments: this.config.maxEnvironments,
     };
+    const published = this.options.publish?.() ?? {};
     return {
       phase: 'Active',
       lastHeartbeatTime: new Date().toISOString(),
       capacity,
       allocatable: capacity,
       version: RUNNER_VERSION,
-      endpoints: { access: this.options.accessUrl },
+      endpoints: { ...published.endpoints, access: this.options.accessUrl },
       conditions: [],
+      ...(published.info ? { info: published.info } : {}),
     };
   }
 
