@@ -37,6 +37,7 @@ import { DockerEngine } from '../builder/docker-engine.js';
 import { BaseImageNotFoundError, DevcontainerBuildError, DockerNotInstalledError } from '../builder/errors.js';
 import { type CgroupLimits, CgroupManager, ociLinuxResources } from '../linux/cgroups.js';
 import { exec, spawnLogged } from '../linux/exec.js';
+import { loadNodePty, spawnUnderPty } from '../linux/pty.js';
 import { GitError, cloneRepository } from '../linux/git.js';
 import { createEnvironmentNamespaces, deleteEnvironmentNamespaces, ensureIdmapHelper, readMountInfo, unmountRecursive } from '../linux/idmap.js';
 import { listNetworkObjects, setupNetwork, teardownNetwork, environmentDns, type EnvironmentDns } from '../linux/network.js';
@@ -48,6 +49,7 @@ import { KERNEL_OBJECT_PREFIX, SlotAllocator, slotInfo, type SlotInfo } from '..
 import {
   type ContainerState,
   type EnvironmentBackend,
+  type EnvironmentNetwork,
   EnvironmentNotRunningError,
   type ExecRequest,
   type ExecSession,
@@ -61,6 +63,9 @@ import { type ContainerUser, resolveUserInRootfs } from './users.js';
 
 /** The keep-alive process of `overrideCommand: true`: a PID-1-safe loop that exits 0 on SIGTERM. */
 export const KEEP_ALIVE_COMMAND = ['/bin/sh', '-c', 'trap "exit 0" TERM INT; while :; do sleep 1000 & wait $!; done'];
+
+/** Least time between two registry lookups of one stored tag on the start path (background refresh), ms. */
+const TAG_REFRESH_MS = 5 * 60_000;
 
 /** Prefix of container ids; the rest is the environment id (so a restarted runner can map them back). */
 export const CONTAINER_PREFIX = `${KERNEL_OBJECT_PREFIX}-`;
@@ -120,6 +125,8 @@ export class LinuxBackend implements EnvironmentBackend {
   private readonly logger: Logger;
   /** Created on the first config that needs a build (starting Docker only then). */
   private builder: DevcontainerBuilder | undefined;
+  /** When a background refresh of each tag last started, ms since the epoch. */
+  private readonly tagRefreshedAt = new Map<string, number>();
 
   private constructor(
     private readonly options: LinuxBackendOptions,
@@ -289,6 +296,13 @@ export class LinuxBackend implements EnvironmentBackend {
     return this.paths(environmentId).lifecycleLog;
   }
 
+  /** The veth address of the environment's slot and its container's init pid; undefined unless running. */
+  async network(environmentId: string): Promise<EnvironmentNetwork | undefined> {
+    const [claim, state] = await Promise.all([this.slots.lookup(environmentId), this.runtime.state(this.containerId(environmentId))]);
+    if (claim === undefined || state?.status !== 'running' || state.pid <= 0) return undefined;
+    return { address: this.slotInfo(claim).environmentAddress, pid: state.pid };
+  }
+
   // ------------------------------------------------------------------ content
 
   async prepareContent(environment: Environment, context: StepContext): Promise<{ commit?: string }> {
@@ -386,8 +400,18 @@ export class LinuxBackend implements EnvironmentBackend {
     return summary;
   }
 
-  /** Pulls `reference` with progress; registry answers no retry can fix become terminal (ImageReady=False). */
+  /**
+   * The image for `reference`: the stored one when the store has it (no registry round trip on the start
+   * path; a tag is then refreshed in the background, at most every {@link TAG_REFRESH_MS}, so the next
+   * environment gets a moved tag), otherwise a pull with progress. Registry answers no retry can fix become
+   * terminal (ImageReady=False).
+   */
   private async pull(reference: string, context: StepContext): Promise<ImageInfo> {
+    const stored = await this.images.get(reference).catch(() => undefined);
+    if (stored) {
+      this.refreshTag(stored);
+      return stored;
+    }
     context.onProgress({ step: 'image', message: `Pulling ${reference}` });
     try {
       return await this.images.pull(reference, {
@@ -405,6 +429,22 @@ export class LinuxBackend implements EnvironmentBackend {
       }
       throw error;
     }
+  }
+
+  /**
+   * Pulls a stored tag again in the background when it was last resolved more than {@link TAG_REFRESH_MS}
+   * ago (errors are logged: the stored image stays in use). Digest references never change.
+   */
+  private refreshTag(stored: ImageInfo): void {
+    const reference = stored.reference;
+    const last = Math.max(Date.parse(stored.pulledTime) || 0, this.tagRefreshedAt.get(reference) ?? 0);
+    if (Date.now() - last < TAG_REFRESH_MS || reference.includes('@')) return;
+    this.tagRefreshedAt.set(reference, Date.now());
+    const started = performance.now();
+    this.images.pull(reference).then(
+      (image) => this.logger.debug({ reference, digest: image.digest, durationMs: Math.round(performance.now() - started) }, 'image tag refreshed'),
+      (error: unknown) => this.logger.warn({ reference, error: errorMessage(error) }, 'image tag refresh failed; the stored image stays in use'),
+    );
   }
 
   /**
@@ -476,36 +516,58 @@ export class LinuxBackend implements EnvironmentBackend {
     const state = await this.readState(id);
     if (!state?.resolved) throw new WarrenError('NotResolved', 500, `environment ${id} has no resolved configuration yet`);
     const { devcontainer, image } = state.resolved;
+    // Debug timing of each start step (`start step finished {step, durationMs}`), to see where a start goes.
+    let stepStarted = performance.now();
+    const stepDone = (step: string) => {
+      const now = performance.now();
+      context.logger.debug({ step, durationMs: Math.round(now - stepStarted) }, 'start step finished');
+      stepStarted = now;
+    };
     const slot = this.slotInfo(await this.slots.allocate(id));
     const idMapping = { hostId: slot.uidBase, size: slot.idCount };
 
-    await mountRootfs(
-      { lowerDirs: image.layers, lowerMountDir: paths.lower, upperDir: paths.upper, workDir: paths.work, target: paths.rootfs, idMapping },
-      this.helperPath,
-      { logger: context.logger },
-    );
-    const containerUser = await this.userOf(paths.rootfs, devcontainer.containerUser);
-    const remoteUser = await this.userOf(paths.rootfs, devcontainer.remoteUser);
-
-    // The workspace belongs to the remote user (as with the reference CLI's updateRemoteUserUID): its
-    // host owner is that uid shifted into the environment's range.
-    const owner = `${slot.uidBase + remoteUser.uid}:${slot.gidBase + remoteUser.gid}`;
-    if (state.workspaceOwner !== owner) {
-      await exec(['chown', '-R', '--no-dereference', owner, paths.workspace], { logger: context.logger });
-      await this.updateState(id, (next) => void (next.workspaceOwner = owner));
-    }
-
+    // The namespaces come first (the network lives in the pinned netns); then the network and the root
+    // filesystem are independent of each other and are made at the same time.
     const namespaces = this.namespacePaths(slot);
-    await createEnvironmentNamespaces(this.helperPath, idMapping, namespaces, { logger: context.logger });
-    await setupNetwork(slot.slot, { logger: context.logger });
-
+    const freshNamespace = await createEnvironmentNamespaces(this.helperPath, idMapping, namespaces, { logger: context.logger });
+    stepDone('namespaces');
+    const network = setupNetwork(slot.slot, { logger: context.logger, freshNamespace }).then(() => stepDone('network'));
+    const filesystem = (async () => {
+      await mountRootfs(
+        { lowerDirs: image.layers, lowerMountDir: paths.lower, upperDir: paths.upper, workDir: paths.work, target: paths.rootfs, idMapping },
+        this.helperPath,
+        { logger: context.logger },
+      );
+      stepDone('rootfs');
+      const [containerUser, remoteUser] = await Promise.all([
+        this.userOf(paths.rootfs, devcontainer.containerUser),
+        this.userOf(paths.rootfs, devcontainer.remoteUser),
+      ]);
+      // The workspace belongs to the remote user (as with the reference CLI's updateRemoteUserUID): its
+      // host owner is that uid shifted into the environment's range.
+      const owner = `${slot.uidBase + remoteUser.uid}:${slot.gidBase + remoteUser.gid}`;
+      if (state.workspaceOwner !== owner) {
+        await exec(['chown', '-R', '--no-dereference', owner, paths.workspace], { logger: context.logger });
+        await this.updateState(id, (next) => void (next.workspaceOwner = owner));
+      }
+      stepDone('users');
+      return containerUser;
+    })();
     const hostname = environment.metadata.name.slice(0, 63);
-    await writeFile(paths.resolvConf, this.dns.resolvConf);
-    await writeFile(paths.hosts, `127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n${slot.environmentAddress}\t${hostname}\n`);
-    await writeFile(paths.hostname, `${hostname}\n`);
-    await mkdir(paths.logs, { recursive: true });
+    const files = Promise.all([
+      writeFile(paths.resolvConf, this.dns.resolvConf),
+      writeFile(paths.hosts, `127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n${slot.environmentAddress}\t${hostname}\n`),
+      writeFile(paths.hostname, `${hostname}\n`),
+      mkdir(paths.logs, { recursive: true }),
+    ]);
+    const limitsLookup = this.limits(environment, context.logger);
+    // Every branch settles before anything is thrown, so no step of this start outlives it.
+    const settled = await Promise.allSettled([network, filesystem, files, limitsLookup]);
+    for (const outcome of settled) if (outcome.status === 'rejected') throw outcome.reason;
+    const containerUser = await filesystem;
+    const limits = await limitsLookup;
+    stepDone('files');
 
-    const limits = await this.limits(environment, context.logger);
     const args = devcontainer.overrideCommand ? KEEP_ALIVE_COMMAND : [...image.entrypoint, ...image.cmd];
     if (args.length === 0) {
       throw new TerminalEnvironmentError('Running', 'NoCommand', `image ${image.reference} has no entrypoint or command and overrideCommand is false`);
@@ -534,11 +596,14 @@ export class LinuxBackend implements EnvironmentBackend {
     });
     await mkdir(paths.bundle, { recursive: true });
     await writeFile(join(paths.bundle, 'config.json'), JSON.stringify(config, null, 2));
+    stepDone('config');
     const startedTime = new Date().toISOString();
     await this.runtime.run(paths.bundle, containerId);
+    stepDone('runtime-run');
     const started = await this.runtime.state(containerId);
     const startId = started ? await this.startIdOf(started) : undefined;
     if (startId) await this.updateState(id, (next) => void (next.container = { startId, startedTime }));
+    stepDone('state');
     context.logger.info({ containerId, slot: slot.slot }, 'container started');
   }
 
@@ -571,7 +636,16 @@ export class LinuxBackend implements EnvironmentBackend {
     };
     logger.debug({ environmentId, user: user.name, tty: request.tty }, 'exec starting');
     if (!request.tty) return sessionOf(await this.runtime.exec(containerId, options));
-    // `runc exec --tty` needs a terminal on its stdin. Without a pty library, util-linux script(1) gives it
+    // `runc exec --tty` needs a terminal on its stdin: a resizable node-pty pty when its addon loads.
+    const pty = await loadNodePty(logger);
+    if (pty) {
+      const prepared = await this.runtime.execCommand(containerId, { ...options, tty: true });
+      const size = request.cols && request.rows ? { cols: request.cols, rows: request.rows } : {};
+      const session = spawnUnderPty(pty, prepared.argv, { ...size, logger });
+      void session.exit.finally(() => prepared.dispose().catch(() => {}));
+      return session;
+    }
+    // Without a pty library, util-linux script(1) gives it
     // one: it runs the command on a new pty and relays our pipes to it. The window size is set once with
     // stty(1) before runc starts (runc copies it to the container's console); later resizes are not
     // propagated (a known limitation until the runner uses a pty library).

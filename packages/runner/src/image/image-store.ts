@@ -44,6 +44,8 @@ export interface ImageInfo {
   diffIds: string[];
   /** Runtime settings from the image config; `labels['devcontainer.metadata']` is a JSON string. */
   config: RuntimeConfig;
+  /** When the reference was last resolved against its registry (or imported), RFC 3339. */
+  pulledTime: string;
 }
 
 /** Options of {@link ImageStore.pull}. */
@@ -520,6 +522,7 @@ export class ImageStore {
       layers: record.layerIds.map((id) => this.layerPath(id)).reverse(),
       diffIds: [...record.diffIds].reverse(),
       config: record.config,
+      pulledTime: record.pulledTime,
     };
   }
 }

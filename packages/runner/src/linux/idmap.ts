@@ -192,6 +192,7 @@ export interface EnvironmentNamespacePaths {
  * sysfs in it, and its network capabilities would not apply there (network_namespaces(7)).
  * Idempotent: when both paths already hold nsfs mounts nothing is done; a half-made pair is removed
  * and made again. The network itself (veth, addresses, routes) is configured with `ip -n <name>` as usual.
+ * @returns true when the pair was made now (the network namespace is new and empty), false when it existed.
  * @throws {ExecError} when the helper fails.
  */
 export async function createEnvironmentNamespaces(
@@ -199,11 +200,11 @@ export async function createEnvironmentNamespaces(
   idMapping: { hostId: number; size: number },
   paths: EnvironmentNamespacePaths,
   options: { logger?: Logger } = {},
-): Promise<void> {
+): Promise<boolean> {
   const mounts = await readMountInfo();
   const user = findMount(mounts, paths.userNamespacePath);
   const network = findMount(mounts, paths.networkNamespacePath);
-  if (user?.fsType === 'nsfs' && network?.fsType === 'nsfs') return;
+  if (user?.fsType === 'nsfs' && network?.fsType === 'nsfs') return false;
   await deleteEnvironmentNamespaces(paths, options);
   for (const path of [paths.userNamespacePath, paths.networkNamespacePath]) {
     await mkdir(dirname(path), { recursive: true });
@@ -212,6 +213,7 @@ export async function createEnvironmentNamespaces(
   await exec([helperPath, 'userns', String(idMapping.hostId), String(idMapping.size), paths.userNamespacePath, paths.networkNamespacePath], {
     logger: options.logger,
   });
+  return true;
 }
 
 /**

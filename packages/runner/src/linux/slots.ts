@@ -105,6 +105,8 @@ export class SlotAllocator {
   readonly slotsDir: string;
   private readonly logger: Logger;
   private queue: Promise<unknown> = Promise.resolve();
+  /** Last slot seen for an environment; only a hint, always confirmed by reading that claim's id file. */
+  private readonly known = new Map<string, number>();
 
   constructor(
     readonly dataDir: string,
@@ -126,14 +128,16 @@ export class SlotAllocator {
       ]);
     }
     return this.serialised(async () => {
+      const hinted = await this.confirmed(environmentId);
+      if (hinted !== undefined) return hinted;
       const claims = await this.list();
-      for (const [slot, id] of claims) if (id === environmentId) return slot;
+      for (const [slot, id] of claims) if (id === environmentId) return this.remember(environmentId, slot);
       await mkdir(this.slotsDir, { recursive: true });
       for (let slot = 0; slot <= MAX_SLOT; slot++) {
         if (claims.has(slot)) continue;
         if (await this.tryClaim(slot, environmentId)) {
           this.logger.info({ slot, environmentId }, 'slot allocated');
-          return slot;
+          return this.remember(environmentId, slot);
         }
       }
       throw new SlotsExhaustedError(this.dataDir);
@@ -142,8 +146,26 @@ export class SlotAllocator {
 
   /** Returns the slot held by `environmentId`, or `undefined`. */
   async lookup(environmentId: string): Promise<number | undefined> {
-    for (const [slot, id] of await this.list()) if (id === environmentId) return slot;
+    const hinted = await this.confirmed(environmentId);
+    if (hinted !== undefined) return hinted;
+    for (const [slot, id] of await this.list()) if (id === environmentId) return this.remember(environmentId, slot);
+    this.known.delete(environmentId);
     return undefined;
+  }
+
+  /** The remembered slot of `environmentId` if its claim still names it (one file read instead of a listing). */
+  private async confirmed(environmentId: string): Promise<number | undefined> {
+    const slot = this.known.get(environmentId);
+    if (slot === undefined) return undefined;
+    const id = await readFile(join(this.slotsDir, String(slot), ID_FILE), 'utf8').catch(() => undefined);
+    if (id === environmentId) return slot;
+    this.known.delete(environmentId);
+    return undefined;
+  }
+
+  private remember(environmentId: string, slot: number): number {
+    this.known.set(environmentId, slot);
+    return slot;
   }
 
   /**
@@ -183,15 +205,20 @@ export class SlotAllocator {
       .map(Number)
       .filter((slot) => slot <= MAX_SLOT)
       .sort((a, b) => a - b);
+    const ids = await Promise.all(
+      slots.map((slot) =>
+        readFile(join(this.slotsDir, String(slot), ID_FILE), 'utf8').catch((error: unknown) => {
+          // Released between readdir and read; anything else is a real problem.
+          if (!isErrno(error, 'ENOENT')) throw error;
+          return undefined;
+        }),
+      ),
+    );
     const result = new Map<number, string>();
-    for (const slot of slots) {
-      try {
-        result.set(slot, await readFile(join(this.slotsDir, String(slot), ID_FILE), 'utf8'));
-      } catch (error) {
-        // Released between readdir and read; anything else is a real problem.
-        if (!isErrno(error, 'ENOENT')) throw error;
-      }
-    }
+    slots.forEach((slot, index) => {
+      const id = ids[index];
+      if (id !== undefined) result.set(slot, id);
+    });
     return result;
   }
 
