@@ -117,9 +117,11 @@ export async function startAccessServer(options: AccessServerOptions): Promise<A
       return;
     }
     const environmentId = match[1]!;
+    const received = performance.now();
     verify(tokenOf(request, url), environmentId).then(
       (claims) =>
         sockets.handleUpgrade(request, socket, head, (websocket) => {
+          logger.debug({ environmentId, step: 'verify-upgrade', durationMs: Math.round(performance.now() - received) }, 'exec connection accepted');
           const log = logger.child({ environmentId, userId: claims.userId });
           handleExec(websocket, environmentId, log);
         }),
@@ -165,6 +167,7 @@ export async function startAccessServer(options: AccessServerOptions): Promise<A
         }
         starting = true;
         const start = parsed.data;
+        const requested = performance.now();
         backend
           .exec(
             environmentId,
@@ -186,7 +189,7 @@ export async function startAccessServer(options: AccessServerOptions): Promise<A
               started.kill();
               return;
             }
-            log.info({ argv0: start.argv[0], tty: start.tty }, 'exec started');
+            log.info({ argv0: start.argv[0], tty: start.tty, durationMs: Math.round(performance.now() - requested) }, 'exec started');
             started.stdin.on('error', () => {});
             for (const chunk of early.splice(0)) started.stdin.write(chunk);
             if (earlyEof) started.stdin.end();

@@ -207,6 +207,13 @@ export class RunnerAgent {
           if (event.type === 'BOOKMARK') continue;
           const environment = event.object;
           if (environment.status.runnerId !== undefined && environment.status.runnerId !== this.runnerId) continue;
+          // The echo of our own status write changes nothing the reconcile that wrote it does not already know
+          // (it runs on, has finished, or will be retried): keep the object, skip a reconcile pass.
+          const own = this.written.get(environment.metadata.id);
+          if (event.type === 'MODIFIED' && own?.metadata.resourceVersion === environment.metadata.resourceVersion) {
+            this.queue.update(environment.metadata.id, { environment, gone: false });
+            continue;
+          }
           this.queue.add(environment.metadata.id, { environment, gone: event.type === 'DELETED' });
         }
         // The server ended the stream (e.g. shutting down): reconnect after a short pause.

@@ -10,6 +10,20 @@ async function until(predicate: () => boolean): Promise<void> {
 }
 
 describe('WorkQueue', () => {
+  it('updates the latest item of a known key without processing it again, and ignores unknown keys', async () => {
+    const seen: string[] = [];
+    const queue = new WorkQueue<string>({ concurrency: 1, process: async (key, item) => void seen.push(`${key}=${item}`) });
+    queue.add('a', '1');
+    await queue.idle();
+    queue.update('a', '2');
+    queue.update('b', '1');
+    await queue.idle();
+    expect(seen).toEqual(['a=1']);
+    expect(queue.latest('a')).toBe('2');
+    expect(queue.latest('b')).toBeUndefined();
+    await queue.close();
+  });
+
   it('processes only the latest item of a key added several times while queued', async () => {
     const seen: string[] = [];
     const queue = new WorkQueue<string>({ concurrency: 1, process: async (key, item) => void seen.push(`${key}=${item}`) });

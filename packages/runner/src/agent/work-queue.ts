@@ -58,6 +58,14 @@ export class WorkQueue<T> {
     this.enqueue(key);
   }
 
+  /**
+   * Replaces the latest item of a key the queue already holds without queueing it (a newer copy of an object
+   * that needs no work, e.g. the echo of one's own write). Unknown keys are ignored.
+   */
+  update(key: string, item: T): void {
+    if (!this.closed && this.items.has(key)) this.items.set(key, item);
+  }
+
   /** The latest item stored for `key`, if any. */
   latest(key: string): T | undefined {
     return this.items.get(key);

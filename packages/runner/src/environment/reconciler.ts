@@ -137,13 +137,23 @@ class Run {
     return this.staged.reduce((status, change) => change(status), this.current.status);
   }
 
+  /** Runs one backend step and logs its duration (debug `step finished {step, durationMs}`). */
+  private async timed<T>(step: string, work: () => Promise<T>): Promise<T> {
+    const started = performance.now();
+    try {
+      return await work();
+    } finally {
+      this.logger.debug({ step, durationMs: Math.round(performance.now() - started) }, 'step finished');
+    }
+  }
+
   private context(): StepContext {
     return { signal: this.signal, logger: this.logger, onProgress: (progress) => this.progress(progress) };
   }
 
   async execute(): Promise<void> {
     const { spec, status, metadata } = this.current;
-    const observed = await this.backend.observe(this.id);
+    const observed = await this.timed('observe', () => this.backend.observe(this.id));
     switch (spec.desiredPhase) {
       case 'Deleted':
         await this.delete(observed);
@@ -199,7 +209,7 @@ class Run {
 
     if (!observed.contentReady) {
       this.announce({ phase: 'Creating', progress: { step: 'clone', message: `Cloning ${this.current.spec.source.git.url}` } });
-      const { commit } = await this.backend.prepareContent(this.current, context);
+      const { commit } = await this.timed('clone', () => this.backend.prepareContent(this.current, context));
       this.stage({ ...(commit ? { commit } : {}) }, {
         conditions: (conditions) => setCondition(conditions, ConditionTypes.ContentReady, 'True', 'Cloned', 'The repository is cloned into the workspace folder.'),
       });
@@ -210,7 +220,7 @@ class Run {
     let resolved = observed.resolved;
     if (!resolved) {
       this.announce({ phase: startingPhase, progress: { step: 'image', message: 'Resolving devcontainer.json and pulling the image' } });
-      resolved = await this.backend.resolve(this.current, context);
+      resolved = await this.timed('resolve', () => this.backend.resolve(this.current, context));
     }
     if (!sameResolvedStatus(this.status, resolved) || !isTrue(this.status.conditions, ConditionTypes.ImageReady)) {
       const ready = resolved;
@@ -223,7 +233,7 @@ class Run {
     let container = observed.container;
     if (container.state !== 'running') {
       this.announce({ phase: startingPhase, progress: { step: 'start', message: 'Starting the container' } });
-      await this.backend.start(this.current, context);
+      await this.timed('start', () => this.backend.start(this.current, context));
       container = (await this.backend.observe(this.id)).container;
       if (container.state !== 'running') throw new Error(`container is ${container.state} right after start`);
       // A start counts as activity, so the inactivity timeout measures from here.
@@ -237,12 +247,12 @@ class Run {
     let failure = observed.lifecycle.failure;
     if (!observed.lifecycle.createDone) {
       this.announce({ phase: startingPhase, progress: { step: 'lifecycle', message: 'Running onCreate, updateContent and postCreate commands' } });
-      const outcome = await this.backend.runLifecycle(this.current, 'create', context);
+      const outcome = await this.timed('lifecycle-create', () => this.backend.runLifecycle(this.current, 'create', context));
       if (!outcome.succeeded) failure = outcome.message ?? 'a lifecycle command failed';
     }
     if (container.startId === undefined || observed.lifecycle.postStartDoneFor !== container.startId) {
       this.announce({ phase: startingPhase, progress: { step: 'lifecycle', message: 'Running postStartCommand' } });
-      const outcome = await this.backend.runLifecycle(this.current, 'start', context);
+      const outcome = await this.timed('lifecycle-start', () => this.backend.runLifecycle(this.current, 'start', context));
       if (!outcome.succeeded) failure = outcome.message ?? 'postStartCommand failed';
     }
 
@@ -255,6 +265,7 @@ class Run {
       lifecycleConditionDiffers(status.conditions, failure) ||
       (container.startedTime !== undefined && status.startedTime !== container.startedTime);
     if (!needsWrite) return this.flush();
+    const writeStarted = performance.now();
     await this.write(
       { phase: 'Running', message: undefined, ...(container.startedTime ? { startedTime: container.startedTime } : {}) },
       {
@@ -270,7 +281,7 @@ class Run {
         },
       },
     );
-    this.logger.info({}, 'environment running');
+    this.logger.info({ writeMs: Math.round(performance.now() - writeStarted) }, 'environment running');
   }
 
   /** Records a terminal failure: phase Failed, condition False, observedGeneration = generation. */
