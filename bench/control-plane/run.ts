@@ -27,8 +27,18 @@ const ENVIRONMENTS = Number(process.env['BENCH_ENVIRONMENTS'] ?? 1000);
 const WATCHERS = Number(process.env['BENCH_WATCHERS'] ?? 100);
 /** Creates in flight at once (a busy API, not one client in a loop). */
 const CREATE_CONCURRENCY = Number(process.env['BENCH_CREATE_CONCURRENCY'] ?? 10);
+/** Engines to run, comma-separated (default both; PostgreSQL needs a URL, see above). */
+const ENGINES = (process.env['BENCH_ENGINES'] ?? 'pglite,postgres').split(',');
 /** Targets from issue 2, printed beside the figures. */
 const TARGETS = { createP99: 50, scheduledP99: 100, deliveryP99: 50 };
+/**
+ * p99 figures (ms) of the last run before group commit (commit 59cd781, default settings, both engines, on a
+ * host shared with other test runs), printed beside the new ones.
+ */
+const BASELINE = {
+  pglite: { create: 2652.8, scheduled: 2424.0, delivery: 0.0, cpuMsPerEnvironment: Number.NaN },
+  postgres: { create: 1136.4, scheduled: 44076.6, delivery: 35.4, cpuMsPerEnvironment: Number.NaN },
+} as const;
 
 interface Figures {
   engine: string;
@@ -36,6 +46,8 @@ interface Figures {
   scheduled: number[];
   delivery: number[];
   totalSeconds: number;
+  /** CPU time (user + system) of this process during the creates and until every watcher saw every Running, per environment. */
+  cpuMsPerEnvironment: number;
 }
 
 function percentile(values: number[], p: number): number {
@@ -137,6 +149,7 @@ async function runEngine(engine: 'pglite' | 'postgres', databaseUrl?: string): P
     await new Promise((resolve) => setTimeout(resolve, 1_500));
 
     const started = performance.now();
+    const cpuStarted = process.cpuUsage();
     const create: number[] = [];
     let next = 0;
     await Promise.all(
@@ -160,6 +173,8 @@ async function runEngine(engine: 'pglite' | 'postgres', databaseUrl?: string): P
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
     const totalSeconds = (performance.now() - started) / 1000;
+    const cpu = process.cpuUsage(cpuStarted);
+    const cpuMsPerEnvironment = (cpu.user + cpu.system) / 1000 / ENVIRONMENTS;
     if (runningSeen.some((count) => count < ENVIRONMENTS)) {
       console.error(`${engine}: not every watcher saw every environment Running within 180 s (min ${Math.min(...runningSeen)})`);
     }
@@ -174,7 +189,7 @@ async function runEngine(engine: 'pglite' | 'postgres', databaseUrl?: string): P
       const ack = acknowledged.get(key);
       return ack === undefined ? [] : [Math.max(0, at - ack)];
     });
-    return { engine, create, scheduled, delivery, totalSeconds };
+    return { engine, create, scheduled, delivery, totalSeconds, cpuMsPerEnvironment };
   } finally {
     stop.abort();
     for (const cleanup of cleanups) await cleanup().catch((error: unknown) => console.error('cleanup failed:', error));
@@ -182,24 +197,31 @@ async function runEngine(engine: 'pglite' | 'postgres', databaseUrl?: string): P
 }
 
 function report(figures: Figures[]): void {
-  const row = (cells: string[]) => console.log(cells.map((cell, index) => (index === 0 ? cell.padEnd(28) : cell.padStart(12))).join(''));
-  const ms = (value: number) => `${value.toFixed(1)} ms`;
+  const row = (cells: string[]) => console.log(cells.map((cell, index) => (index === 0 ? cell.padEnd(28) : cell.padStart(14))).join(''));
+  const ms = (value: number) => (Number.isNaN(value) ? '-' : `${value.toFixed(1)} ms`);
   console.log(`\ncontrol plane: ${ENVIRONMENTS} environments, ${WATCHERS} watchers, ${CREATE_CONCURRENCY} creates in flight\n`);
-  row(['metric', ...figures.flatMap((each) => [`${each.engine} p50`, `${each.engine} p99`]), 'target p99']);
-  const metrics: Array<[string, keyof Figures, number]> = [
+  row(['metric', ...figures.flatMap((each) => [`${each.engine} p50`, `${each.engine} p99`, 'baseline p99']), 'target p99']);
+  const metrics: Array<[string, 'create' | 'scheduled' | 'delivery', number]> = [
     ['create latency', 'create', TARGETS.createP99],
     ['create → Scheduled', 'scheduled', TARGETS.scheduledP99],
     ['watch delivery', 'delivery', TARGETS.deliveryP99],
   ];
   for (const [label, key, target] of metrics) {
-    row([label, ...figures.flatMap((each) => [ms(percentile(each[key] as number[], 50)), ms(percentile(each[key] as number[], 99))]), `< ${target} ms`]);
+    row([
+      label,
+      ...figures.flatMap((each) => [ms(percentile(each[key], 50)), ms(percentile(each[key], 99)), ms(BASELINE[each.engine as keyof typeof BASELINE][key])]),
+      `< ${target} ms`,
+    ]);
   }
-  row(['samples (delivery)', ...figures.flatMap((each) => [String(each.delivery.length), ''])]);
-  row(['wall time', ...figures.flatMap((each) => [`${each.totalSeconds.toFixed(1)} s`, ''])]);
+  row(['CPU per environment', ...figures.flatMap((each) => [ms(each.cpuMsPerEnvironment), '', ''])]);
+  row(['samples (delivery)', ...figures.flatMap((each) => [String(each.delivery.length), '', ''])]);
+  row(['wall time', ...figures.flatMap((each) => [`${each.totalSeconds.toFixed(1)} s`, '', ''])]);
 }
 
-const results: Figures[] = [await runEngine('pglite')];
+const results: Figures[] = [];
+if (ENGINES.includes('pglite')) results.push(await runEngine('pglite'));
 const databaseUrl = process.env['WARREN_DATABASE_URL'] || process.env['WARREN_TEST_DATABASE_URL'];
-if (databaseUrl) results.push(await runEngine('postgres', databaseUrl));
+if (!ENGINES.includes('postgres')) console.log('postgres: skipped (not in BENCH_ENGINES)');
+else if (databaseUrl) results.push(await runEngine('postgres', databaseUrl));
 else console.log('postgres: skipped (set WARREN_DATABASE_URL or WARREN_TEST_DATABASE_URL)');
 report(results);
