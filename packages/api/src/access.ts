@@ -47,3 +47,37 @@ export type ExecControl =
 
 /** Channel bytes of binary exec frames. */
 export const ExecChannel = { stdin: 0, stdout: 1, stderr: 2 } as const;
+
+/**
+ * Terminal WebSocket protocol at
+ * `GET {endpoint}/v1/environments/{id}/terminal?token=...[&session=<id>][&cols=N&rows=N]` (upgrade): an
+ * interactive login shell of remoteUser in the workspace folder, on a pty.
+ * Without `session` a new terminal session starts; with it, the runner reattaches to that session (same user
+ * and environment; it outlives a dropped socket for a grace period, 5 minutes by default) and first replays
+ * its scrollback (the last 256 KiB of output or more). A session not found is refused with HTTP 404
+ * `TerminalSessionNotFound`.
+ * Runner → client: first a text frame {@link TerminalControl} `session`; then binary frames prefixed by
+ * channel byte 1 ({@link ExecChannel} stdout) carrying terminal output, the `replayBytes` of scrollback first;
+ * finally `exit` (the shell ended) or `error` before the runner closes the socket.
+ * Client → runner: binary frames prefixed by channel byte 0 (input), and text frames `resize` or
+ * `terminate` (end the session now instead of keeping it for a reconnect).
+ * A second connection to the same session takes it over; the first is closed with code
+ * {@link TERMINAL_TAKEN_OVER_CLOSE_CODE}.
+ */
+export type TerminalControl =
+  | {
+      type: 'session';
+      /** Pass as `?session=` to reconnect. */
+      session: string;
+      /** True when this connection reattached to an existing session. */
+      resumed: boolean;
+      /** Bytes of scrollback replayed right after this frame (0 for a new session). */
+      replayBytes: number;
+    }
+  | { type: 'resize'; cols: number; rows: number }
+  | { type: 'terminate' }
+  | { type: 'exit'; code: number }
+  | { type: 'error'; reason: string; message: string };
+
+/** WebSocket close code sent to a terminal connection whose session was attached by a newer connection. */
+export const TERMINAL_TAKEN_OVER_CLOSE_CODE = 4001;

@@ -78,5 +78,7 @@ export { parseGitUrl, validateGitUrl, redactGitUrl, splitGitUrlRef, repositoryBa
 export type { GitUrlScheme, ParsedGitUrl } from './git-url.js';
 export { AccessGrantSchema, ExecStartSchema, ExecChannel } from './access.js';
 export type { AccessGrant, ExecStart, ExecControl } from './access.js';
+export { TERMINAL_TAKEN_OVER_CLOSE_CODE } from './access.js';
+export type { TerminalControl } from './access.js';
 export { WarrenClient } from './client.js';
 export type { ClientOptions, ListOptions, WatchOptions } from './client.js';

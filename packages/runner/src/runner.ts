@@ -3,8 +3,9 @@
 import { ApiError, WarrenClient } from '@warren/api';
 import { InvalidError, type Logger, silentLogger } from '@warren/base';
 import { RunnerAgent } from './agent/agent.js';
+import { ActivityReporter } from './activity/reporter.js';
 import { createAccessVerifier } from './access/auth.js';
-import { type AccessServer, startAccessServer } from './access/server.js';
+import { type AccessServer, type AccessServerOptions, startAccessServer } from './access/server.js';
 import { type RunnerConfig, type RunnerConfigInput, loadRunnerConfig } from './config.js';
 import type { EnvironmentBackend } from './environment/backend.js';
 import { LinuxBackend, type LinuxBackendOptions } from './environment/linux-backend.js';
@@ -34,6 +35,10 @@ export interface StartRunnerOptions {
   linux?: Partial<Omit<LinuxBackendOptions, 'dataDir' | 'config' | 'logger'>>;
   /** Injected fetch for the API client (tests). */
   fetch?: typeof fetch;
+  /** At most one activity update per environment per this many ms (default 30 000; tests use less). */
+  activityIntervalMs?: number;
+  /** Terminal sessions: grace period after a dropped socket, scrollback bytes. */
+  terminal?: AccessServerOptions['terminal'];
 }
 
 /** A running runner daemon. */
@@ -44,6 +49,11 @@ export interface RunningRunner {
   config: RunnerConfig;
   /** Resolves once the first list of environments has been queued. */
   synced: Promise<void>;
+  /**
+   * Records user activity in an environment (batched to the server's keepalive, activity/reporter.ts). The
+   * SSH gateway and the port proxy take it as their `onActivity` option.
+   */
+  recordActivity(environmentId: string): void;
   /** Resolves when no reconcile is queued or running (tests). */
   idle(): Promise<void>;
   /** Stops the agent and the access API. Environments keep running; a restarted runner adopts them. */
@@ -81,6 +91,14 @@ export async function startRunner(options: StartRunnerOptions): Promise<RunningR
 
   let agent: RunnerAgent | undefined;
   let access: AccessServer | undefined;
+  // Activity from exec, terminals (access API), SSH sessions and proxied requests; sent as keepalives.
+  const activity = new ActivityReporter({
+    send: (environmentId) => client.keepalive(environmentId),
+    ...(options.activityIntervalMs === undefined ? {} : { intervalMs: options.activityIntervalMs }),
+    logger: options.logger ?? silentLogger,
+  });
+  // Hook for the SSH gateway and the port proxy: pass `onActivity` as their `onActivity` option.
+  const onActivity = activity.record;
   try {
     access = await startAccessServer({
       host: options.accessListen.host,
@@ -88,6 +106,8 @@ export async function startRunner(options: StartRunnerOptions): Promise<RunningR
       backend,
       logger: options.logger ?? silentLogger,
       verify: createAccessVerifier({ server: options.server, runnerId: () => agent?.runnerId ?? '' }),
+      onActivity,
+      ...(options.terminal ? { terminal: options.terminal } : {}),
     });
     const accessUrl = options.advertiseUrl ?? access.url;
     agent = new RunnerAgent({ client, name: options.name, config, backend, accessUrl, logger: options.logger ?? silentLogger });
@@ -100,16 +120,19 @@ export async function startRunner(options: StartRunnerOptions): Promise<RunningR
       accessUrl,
       config,
       synced: started.synced,
+      recordActivity: onActivity,
       idle: () => started.idle(),
       async close() {
         await started.close();
         await server.close();
+        await activity.close();
         logger.info({}, 'runner stopped');
       },
     };
   } catch (error) {
     await agent?.close().catch(() => {});
     await access?.close().catch(() => {});
+    await activity.close().catch(() => {});
     throw error;
   }
 }

@@ -1,10 +1,10 @@
-// `warren env ...`: create, list, get, start, stop, delete, logs, exec, keepalive.
+// `warren env ...`: create, list, get, start, stop, delete, logs, exec, terminal, keepalive.
 import type { Command } from 'commander';
 import { Option } from 'commander';
 import WebSocket from 'ws';
 import { InvalidError } from '@warren/base';
 import { splitGitUrlRef, validateGitUrl, type EnvironmentCreate, type EnvironmentPhase } from '@warren/api';
-import { execInEnvironment, followLogs } from '@warren/runner';
+import { execInEnvironment, followLogs, openTerminal } from '@warren/runner';
 import type { CommandContext } from '../main.js';
 import { environmentColumns, render } from '../output.js';
 import { waitForPhase } from '../wait.js';
@@ -127,6 +127,40 @@ export function registerEnvironmentCommands(program: Command, context: CommandCo
         WebSocket,
       });
       setExitCode(code);
+    });
+
+  env
+    .command('terminal')
+    .description('open an interactive shell in an environment; --session reconnects to one that is still alive')
+    .argument('<env>', 'environment name or id')
+    .option('--session <id>', 'reconnect to this terminal session (printed when a terminal opens)')
+    .action(async (idOrName: string, options: { session?: string }) => {
+      const client = await context.client();
+      const grant = await client.createAccessGrant(idOrName);
+      const tty = process.stdin.isTTY && process.stdout.isTTY;
+      const size = () => (process.stdout.columns && process.stdout.rows ? { cols: process.stdout.columns, rows: process.stdout.rows } : {});
+      const terminal = await openTerminal(grant, { stdin: process.stdin, stdout: process.stdout, ...size(), ...(options.session ? { session: options.session } : {}), WebSocket });
+      context.stderr.write(`terminal session ${terminal.session}${terminal.resumed ? ' (resumed)' : ''}; reconnect with: warren env terminal ${idOrName} --session ${terminal.session}\r\n`);
+      const onResize = () => {
+        const { cols, rows } = size();
+        if (cols && rows) terminal.resize(cols, rows);
+      };
+      if (tty) {
+        process.stdin.setRawMode(true);
+        process.stdout.on('resize', onResize);
+      }
+      process.stdin.resume();
+      try {
+        const end = await terminal.done;
+        if (end.kind === 'exit') setExitCode(end.code);
+        else context.stderr.write(`\r\nterminal detached; reconnect with: warren env terminal ${idOrName} --session ${terminal.session}\r\n`);
+      } finally {
+        if (tty) {
+          process.stdout.off('resize', onResize);
+          process.stdin.setRawMode(false);
+        }
+        process.stdin.pause();
+      }
     });
 
   env

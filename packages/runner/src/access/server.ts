@@ -9,6 +9,7 @@ import { type Logger, WarrenError, errorMessage, silentLogger, sleep } from '@wa
 import { type RawData, WebSocket, WebSocketServer } from 'ws';
 import type { EnvironmentBackend, ExecSession } from '../environment/backend.js';
 import type { AccessVerifier } from './auth.js';
+import { TerminalSessions, type TerminalSessionsOptions, parseTerminalSize } from './terminal.js';
 
 /** Options of {@link startAccessServer}. */
 export interface AccessServerOptions {
@@ -20,6 +21,10 @@ export interface AccessServerOptions {
   logger?: Logger;
   /** Milliseconds between checks for appended log data when following (default 200). */
   followIntervalMs?: number;
+  /** Called on exec starts, exec stdin and terminal input (activity tracking; activity/reporter.ts). */
+  onActivity?: (environmentId: string) => void;
+  /** Terminal sessions: grace period after a dropped socket and scrollback size (terminal.ts). */
+  terminal?: Pick<TerminalSessionsOptions, 'graceMs' | 'scrollbackBytes'>;
 }
 
 /** A listening access server. */
@@ -31,7 +36,7 @@ export interface AccessServer {
   close(): Promise<void>;
 }
 
-const PATH = /^\/v1\/environments\/([A-Za-z0-9._-]{1,128})\/(exec|logs)$/;
+const PATH = /^\/v1\/environments\/([A-Za-z0-9._-]{1,128})\/(exec|logs|terminal)$/;
 /** Frames sent but not yet flushed before stdout/stderr are paused (backpressure). */
 const MAX_PENDING_FRAMES = 32;
 
@@ -68,6 +73,7 @@ function rejectUpgrade(socket: Duplex, error: unknown): void {
 /**
  * Starts the access API on `host:port`:
  * - `GET /v1/environments/{id}/exec` (WebSocket upgrade): the exec protocol of `@warren/api` access.ts;
+ * - `GET /v1/environments/{id}/terminal` (WebSocket upgrade): the terminal protocol (TerminalControl), terminal.ts;
  * - `GET /v1/environments/{id}/logs[?follow=true]`: `text/plain` of the lifecycle log; with follow, appended
  *   data is streamed until the client disconnects.
  * Every error is a Status envelope (401 bad/expired token, 403 other environment, 404 unknown path,
@@ -80,6 +86,8 @@ export async function startAccessServer(options: AccessServerOptions): Promise<A
   const followIntervalMs = options.followIntervalMs ?? 200;
   const closing = new AbortController();
   const sessions = new Set<ExecSession>();
+  const onActivity = options.onActivity ?? (() => {});
+  const terminals = new TerminalSessions({ backend, logger, onActivity, ...options.terminal });
 
   const server = createServer((request, response) => {
     void handleHttp(request, response).catch((error: unknown) => sendStatus(response, error));
@@ -112,6 +120,10 @@ export async function startAccessServer(options: AccessServerOptions): Promise<A
     socket.on('error', () => {});
     const url = new URL(request.url ?? '/', 'http://runner');
     const match = PATH.exec(url.pathname);
+    if (match?.[2] === 'terminal') {
+      void upgradeTerminal(request, socket, head, url, match[1]!).catch((error: unknown) => rejectUpgrade(socket, error));
+      return;
+    }
     if (!match || match[2] !== 'exec') {
       rejectUpgrade(socket, new WarrenError('NotFound', 404, `no WebSocket route at ${url.pathname}`));
       return;
@@ -129,7 +141,19 @@ export async function startAccessServer(options: AccessServerOptions): Promise<A
     );
   });
 
+  async function upgradeTerminal(request: IncomingMessage, socket: Duplex, head: Buffer, url: URL, environmentId: string): Promise<void> {
+    const claims = await verify(tokenOf(request, url), environmentId);
+    const session = url.searchParams.get('session');
+    const cols = parseTerminalSize(url.searchParams.get('cols'), 'cols');
+    const rows = parseTerminalSize(url.searchParams.get('rows'), 'rows');
+    const terminalRequest = { environmentId, claims, ...(session ? { session } : {}), ...(cols ? { cols } : {}), ...(rows ? { rows } : {}) };
+    const sessionId = await terminals.prepare(terminalRequest);
+    onActivity(environmentId);
+    sockets.handleUpgrade(request, socket, head, (websocket) => terminals.attach(websocket, sessionId, terminalRequest));
+  }
+
   function handleExec(websocket: WebSocket, environmentId: string, log: Logger): void {
+    onActivity(environmentId);
     let session: ExecSession | undefined;
     let starting = false;
     // stdin that arrives while the process is being started is held until it exists.
@@ -147,6 +171,7 @@ export async function startAccessServer(options: AccessServerOptions): Promise<A
       const bytes = Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data as ArrayBuffer);
       if (isBinary) {
         if (bytes[0] !== ExecChannel.stdin) return;
+        onActivity(environmentId);
         if (!session) early.push(bytes.subarray(1));
         else if (!session.stdin.writableEnded) session.stdin.write(bytes.subarray(1));
         return;
@@ -262,6 +287,7 @@ export async function startAccessServer(options: AccessServerOptions): Promise<A
     port: address.port,
     async close() {
       closing.abort();
+      terminals.close();
       for (const session of sessions) session.kill();
       for (const client of sockets.clients) client.terminate();
       sockets.close();
