@@ -82,3 +82,5 @@ export { TERMINAL_TAKEN_OVER_CLOSE_CODE } from './access.js';
 export type { TerminalControl } from './access.js';
 export { WarrenClient } from './client.js';
 export type { ClientOptions, ListOptions, WatchOptions } from './client.js';
+export { PORT_TOKEN_PARAMETER, PortOpenSchema, portUrl } from './ports.js';
+export type { PortOpen } from './ports.js';

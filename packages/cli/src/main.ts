@@ -9,6 +9,7 @@ import { registerDaemonCommands } from './commands/daemons.js';
 import { registerEnvironmentCommands } from './commands/environments.js';
 import { registerAdminCommands } from './commands/admin.js';
 import { registerImageCommands } from './commands/images.js';
+import { registerPortCommands } from './commands/ports.js';
 
 /** Global options every command can read through {@link CommandContext}. */
 export interface GlobalOptions {
@@ -56,6 +57,7 @@ export async function main(argv: string[]): Promise<number> {
   registerEnvironmentCommands(program, context, setExitCode);
   registerAdminCommands(program, context);
   registerImageCommands(program, context);
+  registerPortCommands(program, context);
 
   try {
     await program.parseAsync(argv);

@@ -9,6 +9,7 @@ import { type AccessServer, type AccessServerOptions, startAccessServer } from '
 import { type RunnerConfig, type RunnerConfigInput, loadRunnerConfig } from './config.js';
 import type { EnvironmentBackend } from './environment/backend.js';
 import { LinuxBackend, type LinuxBackendOptions } from './environment/linux-backend.js';
+import { type PortService, startPortService } from './proxy/service.js';
 import { stat } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 
@@ -35,6 +36,8 @@ export interface StartRunnerOptions {
   linux?: Partial<Omit<LinuxBackendOptions, 'dataDir' | 'config' | 'logger'>>;
   /** Injected fetch for the API client (tests). */
   fetch?: typeof fetch;
+  /** Port proxy (proxy/service.ts): listen address (default 127.0.0.1:7082), `<port>-<env>.<domain>` domain (default localhost), advertised URL. */
+  proxy?: { listen?: { host: string; port: number }; domain?: string; advertiseUrl?: string; scanIntervalMs?: number };
   /** At most one activity update per environment per this many ms (default 30 000; tests use less). */
   activityIntervalMs?: number;
   /** Terminal sessions: grace period after a dropped socket, scrollback bytes. */
@@ -91,6 +94,7 @@ export async function startRunner(options: StartRunnerOptions): Promise<RunningR
 
   let agent: RunnerAgent | undefined;
   let access: AccessServer | undefined;
+  let ports: PortService | undefined;
   // Activity from exec, terminals (access API), SSH sessions and proxied requests; sent as keepalives.
   const activity = new ActivityReporter({
     send: (environmentId) => client.keepalive(environmentId),
@@ -110,11 +114,26 @@ export async function startRunner(options: StartRunnerOptions): Promise<RunningR
       ...(options.terminal ? { terminal: options.terminal } : {}),
     });
     const accessUrl = options.advertiseUrl ?? access.url;
-    agent = new RunnerAgent({ client, name: options.name, config, backend, accessUrl, logger: options.logger ?? silentLogger });
+    // Port URLs: the proxy and the watcher of listening ports (status.ports); the agent exists only below.
+    ports = await startPortService({
+      ...options.proxy,
+      server: options.server,
+      dataDir: options.dataDir,
+      backend,
+      runnerId: () => agent?.runnerId ?? '',
+      environments: () => agent?.environments() ?? [],
+      patchStatus: (id, change) => agent?.patchStatus(id, change) ?? Promise.resolve(undefined),
+      onActivity,
+      logger: options.logger ?? silentLogger,
+    });
+    const proxyEndpoint = ports.endpoint;
+    agent = new RunnerAgent({ client, name: options.name, config, backend, accessUrl, logger: options.logger ?? silentLogger, publish: () => ({ endpoints: { proxy: proxyEndpoint } }) });
     await agent.start();
+    ports.startWatcher();
     logger.info({ runnerId: agent.runnerId, accessUrl }, 'runner started');
     const started = agent;
     const server = access;
+    const portService = ports;
     return {
       runnerId: started.runnerId,
       accessUrl,
@@ -125,6 +144,7 @@ export async function startRunner(options: StartRunnerOptions): Promise<RunningR
       async close() {
         await started.close();
         await server.close();
+        await portService.close();
         await activity.close();
         logger.info({}, 'runner stopped');
       },
@@ -132,6 +152,7 @@ export async function startRunner(options: StartRunnerOptions): Promise<RunningR
   } catch (error) {
     await agent?.close().catch(() => {});
     await access?.close().catch(() => {});
+    await ports?.close().catch(() => {});
     await activity.close().catch(() => {});
     throw error;
   }

@@ -106,6 +106,42 @@ export class RunnerAgent {
     return this.queue.idle();
   }
 
+  /** The freshest known object of each environment this runner reconciles (watch events or our own writes). */
+  environments(): Environment[] {
+    const result: Environment[] = [];
+    for (const key of this.queue.keys()) {
+      const item = this.queue.latest(key);
+      if (!item || item.gone) continue;
+      const written = this.written.get(key);
+      result.push(written && Number(written.metadata.resourceVersion) > Number(item.environment.metadata.resourceVersion) ? written : item.environment);
+    }
+    return result;
+  }
+
+  /**
+   * Changes part of an environment's status without clobbering concurrent writers: `change` gets the freshest
+   * known status and returns the new one (or undefined for "nothing to do"); the write is a PUT guarded by
+   * `resourceVersion`, and on 409 the object is read again and `change` re-applied (up to 5 times).
+   * @returns the stored object, or undefined when `change` found nothing to do or the environment is unknown.
+   * @throws {ApiError} other API failures, or 409 after the last attempt.
+   */
+  async patchStatus(environmentId: string, change: (status: EnvironmentStatus) => EnvironmentStatus | undefined): Promise<Environment | undefined> {
+    let current = this.environments().find((environment) => environment.metadata.id === environmentId);
+    for (let attempt = 0; current; attempt++) {
+      const next = change(current.status);
+      if (!next) return undefined;
+      try {
+        const stored = await this.client.updateEnvironmentStatus(environmentId, next, current.metadata.resourceVersion);
+        this.written.set(environmentId, stored);
+        return stored;
+      } catch (error) {
+        if (!(error instanceof ApiError) || error.code !== 409 || attempt >= 4) throw error;
+        current = await this.client.get('Environment', environmentId);
+      }
+    }
+    return undefined;
+  }
+
   private get signal(): AbortSignal {
     return this.controller.signal;
   }

@@ -132,6 +132,19 @@ export interface EnvironmentBackend {
   exec(environmentId: string, request: ExecRequest, logger: Logger): Promise<ExecSession>;
   /** Absolute path of the environment's lifecycle log (may not exist yet). */
   lifecycleLogPath(environmentId: string): string;
+  /**
+   * Where the running environment is reachable from the host (port proxy, port detection).
+   * @returns undefined when its container is not running. Optional: backends without a network omit it.
+   */
+  network?(environmentId: string): Promise<EnvironmentNetwork | undefined>;
+}
+
+/** The host's way into a running environment. */
+export interface EnvironmentNetwork {
+  /** The environment's address as the host reaches it (its veth address, e.g. `10.88.0.6`). */
+  address: string;
+  /** A process inside the environment's network namespace (the container's init), for /proc/<pid>/net. */
+  pid: number;
 }
 
 /**

@@ -50,6 +50,7 @@ import {
   type ContainerState,
   type EnvironmentBackend,
   type EnvironmentNetwork,
+  type EnvironmentNetwork,
   EnvironmentNotRunningError,
   type ExecRequest,
   type ExecSession,
@@ -294,6 +295,13 @@ export class LinuxBackend implements EnvironmentBackend {
 
   lifecycleLogPath(environmentId: string): string {
     return this.paths(environmentId).lifecycleLog;
+  }
+
+  /** The veth address of the environment's slot and its container's init pid; undefined unless running. */
+  async network(environmentId: string): Promise<EnvironmentNetwork | undefined> {
+    const [claim, state] = await Promise.all([this.slots.lookup(environmentId), this.runtime.state(this.containerId(environmentId))]);
+    if (claim === undefined || state?.status !== 'running' || state.pid <= 0) return undefined;
+    return { address: this.slotInfo(claim).environmentAddress, pid: state.pid };
   }
 
   /** The veth address of the environment's slot and its container's init pid; undefined unless running. */

@@ -1,6 +1,6 @@
 // The OpenAPI 3.1 document of the API, generated from the same zod schemas that validate requests
 // (zod 4 `z.toJSONSchema`, JSON Schema 2020-12, which OpenAPI 3.1 uses as its schema dialect).
-import { API_VERSION, AccessGrantSchema, StatusSchema } from '@warren/api';
+import { API_VERSION, AccessGrantSchema, PortOpenSchema, StatusSchema } from '@warren/api';
 import { z } from 'zod';
 import { KIND_SCHEMAS, WhoamiSchema } from './schemas.js';
 
@@ -158,6 +158,16 @@ export function buildOpenApiDocument(): JsonObject {
     operationId: 'whoami',
     summary: 'The calling principal',
     responses: { '200': { description: 'Principal', content: json('Whoami') }, default: errorResponse },
+  });
+  // Port URLs (http/ports.ts).
+  schemas.PortOpen = toSchema(PortOpenSchema, 'output');
+  operation(`${environmentItem}/ports/{port}/open`, 'post', {
+    operationId: 'openEnvironmentPort',
+    summary: "A port's URL on the runner's proxy with a short-lived token (owner or admin)",
+    tags: ['environments'],
+    parameters: [idParameter, { name: 'port', in: 'path', required: true, schema: { type: 'integer', minimum: 1, maximum: 65535 } }],
+    requestBody: { required: false, content: { 'application/json': { schema: { type: 'object' } } } },
+    responses: { '200': { description: 'URL and token expiry', content: json('PortOpen') }, default: errorResponse },
   });
   const anonymous = { security: [] };
   operation('/api/v1/keys', 'get', {

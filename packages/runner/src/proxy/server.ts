@@ -1,0 +1,327 @@
+// The runner's port proxy: routes `<port>-<env>.<domain>` and `/p/<env>/<port>/...` to that port inside the
+// environment (its veth address), with WebSocket upgrades and streamed bodies both ways (RFC 9110, RFC 6455).
+// Owner ports need the proxy's session cookie, got by exchanging a short-lived server-signed token
+// (`?warren-token=`); Public ports need nothing. Warren's cookie and token never reach the app.
+import { Agent, type IncomingHttpHeaders, type IncomingMessage, type OutgoingHttpHeaders, type ServerResponse, createServer, request as httpRequest } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { pipeline } from 'node:stream';
+import { type Environment, PORT_TOKEN_PARAMETER, makeStatus } from '@warren/api';
+import { type Logger, WarrenError, errorMessage, silentLogger } from '@warren/base';
+import type { EnvironmentNetwork } from '../environment/backend.js';
+import { parseProxyRoute, queryParameter, withoutQueryParameter, type ProxyRoute } from './route.js';
+import { type SessionSigner, sessionSetCookie, takeSessionCookies } from './session.js';
+import type { PortTokenVerifier } from './token.js';
+
+/** Query parameter carrying a server-signed port token; exchanged for the session cookie and never forwarded. */
+export const TOKEN_PARAMETER = PORT_TOKEN_PARAMETER;
+
+/** Options of {@link startPortProxy}. */
+export interface PortProxyOptions {
+  host: string;
+  /** 0 picks a free port. */
+  port: number;
+  /** Domain of the host form `<port>-<env>.<domain>` (default `localhost`: `*.localhost` resolves to loopback). */
+  domain?: string;
+  /** The environments of this runner, freshest known objects (RunnerAgent.environments). */
+  environments: () => Environment[];
+  /** Where a running environment is reachable (LinuxBackend.network); undefined when not running. */
+  network: (environmentId: string) => Promise<EnvironmentNetwork | undefined>;
+  verifyToken: PortTokenVerifier;
+  sessions: SessionSigner;
+  /** Lifetime of the session cookie in seconds (default 8 h). */
+  sessionSeconds?: number;
+  /** Mark the cookie `Secure` (when a TLS front serves the proxy). Default false. */
+  secureCookies?: boolean;
+  /** Called for every proxied request and upgrade (activity tracking; the caller batches). */
+  onActivity?: (environmentId: string) => void;
+  logger?: Logger;
+  /** Clock (tests). */
+  now?: () => Date;
+}
+
+/** A listening port proxy. */
+export interface PortProxy {
+  /** Bound base URL, e.g. `http://127.0.0.1:7082`. */
+  url: string;
+  port: number;
+  /** Stops listening and ends open connections, upgraded ones included. */
+  close(): Promise<void>;
+}
+
+/** A refusal answered before anything is forwarded. */
+class ProxyError extends WarrenError {}
+
+/** Hop-by-hop headers (RFC 9110 §7.6.1), never forwarded in either direction. */
+const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'proxy-authenticate', 'proxy-authorization', 'te', 'trailer', 'transfer-encoding', 'upgrade']);
+
+/** The environment and address a request is allowed to reach, or the redirect of a token exchange. */
+type Decision =
+  | { kind: 'forward'; environment: Environment; network: EnvironmentNetwork; cookieRest: string | undefined }
+  | { kind: 'redirect'; location: string; setCookie: string };
+
+/**
+ * Starts the port proxy.
+ * Answers: 404 `NotFound` when the request names no environment of this runner or a port outside 1-65535;
+ * 401 `Unauthorized` for an Owner port without a valid cookie or token (an HTML page naming
+ * `warren ports open <env> <port>` for browsers, else a Status JSON), 403 `Forbidden` for a token of another
+ * environment or port; 409 `Conflict` when a name is ambiguous; 503 `ServiceUnavailable` when the environment
+ * is not running; 502 `BadGateway`-style `ServiceUnavailable` when nothing listens on the port.
+ * @throws {Error} (errno) when the address cannot be bound.
+ */
+export async function startPortProxy(options: PortProxyOptions): Promise<PortProxy> {
+  const logger = (options.logger ?? silentLogger).child({ component: 'port-proxy' });
+  const domain = (options.domain ?? 'localhost').toLowerCase();
+  const now = options.now ?? (() => new Date());
+  const sessionSeconds = options.sessionSeconds ?? 8 * 3600;
+  // Keep-alive to the apps: a new TCP connection per request would cost more than the proxying itself.
+  const agent = new Agent({ keepAlive: true, maxSockets: Infinity, maxFreeSockets: 64 });
+  const upgraded = new Set<Duplex>();
+
+  async function decide(request: IncomingMessage, route: ProxyRoute, upgrade: boolean): Promise<Decision> {
+    if (!Number.isInteger(route.port) || route.port < 1 || route.port > 65535) {
+      throw new ProxyError('NotFound', 404, `port ${route.port} is outside 1-65535`);
+    }
+    const candidates = options.environments().filter((environment) => environment.metadata.id === route.environment || environment.metadata.name === route.environment);
+    if (candidates.length === 0) throw new ProxyError('NotFound', 404, `environment "${route.environment}" is not on this runner`);
+    const { values, rest } = takeSessionCookies(request.headers.cookie);
+
+    let environment: Environment | undefined;
+    const token = queryParameter(request.url ?? '/', TOKEN_PARAMETER);
+    if (token !== undefined) {
+      const claims = await options.verifyToken(token);
+      environment = candidates.find((candidate) => candidate.metadata.id === claims.environmentId);
+      if (!environment) throw new ProxyError('Forbidden', 403, `the port token does not grant access to environment "${route.environment}"`);
+      if (claims.port !== 0 && claims.port !== route.port) throw new ProxyError('Forbidden', 403, `the port token grants port ${claims.port}, not ${route.port}`);
+      if (!upgrade) {
+        const expiresAt = Math.floor(now().getTime() / 1000) + sessionSeconds;
+        const value = options.sessions.sign({ userId: claims.userId, environmentId: claims.environmentId, port: claims.port, expiresAt });
+        return {
+          kind: 'redirect',
+          location: withoutQueryParameter(request.url ?? '/', TOKEN_PARAMETER),
+          setCookie: sessionSetCookie(value, route.cookiePath, sessionSeconds, options.secureCookies ?? false),
+        };
+      }
+    } else {
+      const nowSeconds = Math.floor(now().getTime() / 1000);
+      for (const value of values) {
+        const session = options.sessions.verify(value, nowSeconds);
+        if (!session || (session.port !== 0 && session.port !== route.port)) continue;
+        environment = candidates.find((candidate) => candidate.metadata.id === session.environmentId);
+        if (environment) break;
+      }
+    }
+    if (!environment) {
+      const isPublic = candidates.filter((candidate) => candidate.spec.ports.some((entry) => entry.port === route.port && entry.visibility === 'Public'));
+      if (isPublic.length > 1) throw new ProxyError('Conflict', 409, `several environments are named "${route.environment}"; address it by id`);
+      environment = isPublic[0];
+    }
+    if (!environment) {
+      throw new ProxyError('Unauthorized', 401, `port ${route.port} of environment "${route.environment}" is private: run "warren ports open ${route.environment} ${route.port}"`);
+    }
+    if (environment.status.phase !== 'Running') {
+      throw new ProxyError('ServiceUnavailable', 503, `environment "${route.environment}" is ${environment.status.phase}, not Running`);
+    }
+    const network = await options.network(environment.metadata.id);
+    if (!network) throw new ProxyError('ServiceUnavailable', 503, `environment "${route.environment}" is not running on this runner`);
+    return { kind: 'forward', environment, network, cookieRest: rest };
+  }
+
+  /** Request headers for the app: hop-by-hop and Warren's cookie removed, X-Forwarded-* added. */
+  function forwardHeaders(request: IncomingMessage, route: ProxyRoute, cookieRest: string | undefined, upgrade: boolean): OutgoingHttpHeaders {
+    const headers: OutgoingHttpHeaders = {};
+    const named = connectionTokens(request.headers);
+    for (const [name, value] of Object.entries(request.headers)) {
+      if (value === undefined || HOP_BY_HOP.has(name) || named.has(name) || name === 'cookie') continue;
+      headers[name] = value;
+    }
+    if (cookieRest !== undefined) headers['cookie'] = cookieRest;
+    const remote = request.socket.remoteAddress ?? '';
+    const prior = request.headers['x-forwarded-for'];
+    headers['x-forwarded-for'] = prior ? `${Array.isArray(prior) ? prior.join(', ') : prior}, ${remote}` : remote;
+    headers['x-forwarded-host'] = request.headers.host ?? '';
+    headers['x-forwarded-proto'] = options.secureCookies ? 'https' : 'http';
+    if (route.prefix) headers['x-forwarded-prefix'] = route.prefix;
+    if (upgrade) {
+      headers['connection'] = 'Upgrade';
+      headers['upgrade'] = request.headers.upgrade ?? 'websocket';
+    }
+    return headers;
+  }
+
+  function refuse(request: IncomingMessage, error: unknown): { code: number; headers: Record<string, string>; body: string } {
+    const known = error instanceof WarrenError;
+    if (!known) logger.warn({ url: request.url, error: errorMessage(error) }, 'proxy request failed');
+    const status = known ? makeStatus(error.reason, error.message, undefined, error.code) : makeStatus('InternalError', 'the port proxy failed');
+    const wantsHtml = (request.headers.accept ?? '').includes('text/html');
+    if (wantsHtml) {
+      return { code: status.code, headers: { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' }, body: htmlPage(status.code, status.reason, status.message) };
+    }
+    return { code: status.code, headers: { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store' }, body: JSON.stringify(status) };
+  }
+
+  async function handleRequest(request: IncomingMessage, response: ServerResponse): Promise<void> {
+    const route = parseProxyRoute(request.headers.host, request.url ?? '/', domain);
+    let decision: Decision;
+    try {
+      if (!route) throw new ProxyError('NotFound', 404, `no environment port here: use http://<port>-<env>.${domain}/ or /p/<env>/<port>/`);
+      decision = await decide(request, route, false);
+    } catch (error) {
+      const answer = refuse(request, error);
+      request.resume();
+      response.writeHead(answer.code, answer.headers).end(answer.body);
+      return;
+    }
+    if (decision.kind === 'redirect') {
+      request.resume();
+      // 303 turns the retry into a GET (fine for navigations); 307 keeps another method and its body (RFC 9110 §15.4).
+      const code = request.method === 'GET' || request.method === 'HEAD' ? 303 : 307;
+      response.writeHead(code, { location: decision.location, 'set-cookie': decision.setCookie, 'cache-control': 'no-store' }).end();
+      return;
+    }
+    options.onActivity?.(decision.environment.metadata.id);
+    const upstream = httpRequest({
+      host: decision.network.address,
+      port: route.port,
+      method: request.method,
+      path: withoutQueryParameter(route.path, TOKEN_PARAMETER),
+      headers: forwardHeaders(request, route, decision.cookieRest, false),
+      agent,
+    });
+    upstream.on('response', (answer) => {
+      const headers: IncomingHttpHeaders = {};
+      const named = connectionTokens(answer.headers);
+      for (const [name, value] of Object.entries(answer.headers)) if (!HOP_BY_HOP.has(name) && !named.has(name)) headers[name] = value;
+      response.writeHead(answer.statusCode ?? 502, answer.statusMessage, headers);
+      response.flushHeaders();
+      pipeline(answer, response, () => {});
+    });
+    upstream.on('error', (error) => {
+      if (response.headersSent) {
+        response.destroy();
+        return;
+      }
+      const status = makeStatus('ServiceUnavailable', `nothing answered on port ${route.port} of environment "${route.environment}": ${errorMessage(error)}`, undefined, 502);
+      response.writeHead(502, { 'content-type': 'application/json; charset=utf-8' }).end(JSON.stringify(status));
+    });
+    response.on('close', () => {
+      if (!response.writableFinished) upstream.destroy();
+    });
+    pipeline(request, upstream, () => {});
+  }
+
+  async function handleUpgrade(request: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
+    socket.on('error', () => socket.destroy());
+    const route = parseProxyRoute(request.headers.host, request.url ?? '/', domain);
+    let decision: Decision;
+    try {
+      if (!route) throw new ProxyError('NotFound', 404, 'no environment port here');
+      decision = await decide(request, route, true);
+      if (decision.kind !== 'forward') throw new ProxyError('InternalError', 500, 'unexpected redirect on an upgrade');
+    } catch (error) {
+      const answer = refuse(request, error);
+      socket.end(rawResponse(answer.code, answer.headers, answer.body));
+      return;
+    }
+    options.onActivity?.(decision.environment.metadata.id);
+    const upstream = httpRequest({
+      host: decision.network.address,
+      port: route.port,
+      method: request.method,
+      path: withoutQueryParameter(route.path, TOKEN_PARAMETER),
+      headers: forwardHeaders(request, route, decision.cookieRest, true),
+      agent: false,
+    });
+    upstream.on('upgrade', (answer, upstreamSocket, upstreamHead) => {
+      upgraded.add(socket);
+      upgraded.add(upstreamSocket);
+      const lines = [`HTTP/1.1 ${answer.statusCode ?? 101} ${answer.statusMessage ?? 'Switching Protocols'}`];
+      for (let index = 0; index + 1 < answer.rawHeaders.length; index += 2) lines.push(`${answer.rawHeaders[index]}: ${answer.rawHeaders[index + 1]}`);
+      socket.write(`${lines.join('\r\n')}\r\n\r\n`);
+      if (upstreamHead.length > 0) socket.write(upstreamHead);
+      if (head.length > 0) upstreamSocket.write(head);
+      (socket as Socket).setNoDelay?.(true);
+      upstreamSocket.setNoDelay(true);
+      const done = () => {
+        upgraded.delete(socket);
+        upgraded.delete(upstreamSocket);
+        socket.destroy();
+        upstreamSocket.destroy();
+      };
+      pipeline(upstreamSocket, socket, done);
+      pipeline(socket, upstreamSocket, done);
+    });
+    upstream.on('response', (answer) => {
+      // The app declined the upgrade: pass its answer through and close.
+      const headers: Record<string, string> = {};
+      for (const [name, value] of Object.entries(answer.headers)) if (value !== undefined && !HOP_BY_HOP.has(name)) headers[name] = Array.isArray(value) ? value.join(', ') : value;
+      const chunks: Buffer[] = [];
+      answer.on('data', (chunk: Buffer) => chunks.push(chunk));
+      answer.on('end', () => socket.end(rawResponse(answer.statusCode ?? 502, headers, Buffer.concat(chunks).toString('utf8'))));
+    });
+    upstream.on('error', (error) => {
+      const status = makeStatus('ServiceUnavailable', `nothing answered on port ${route.port}: ${errorMessage(error)}`, undefined, 502);
+      socket.end(rawResponse(502, { 'content-type': 'application/json; charset=utf-8' }, JSON.stringify(status)));
+    });
+    upstream.end();
+  }
+
+  const server = createServer({ requestTimeout: 0, keepAliveTimeout: 5_000 }, (request, response) => {
+    handleRequest(request, response).catch((error: unknown) => {
+      logger.warn({ error: errorMessage(error) }, 'proxy request failed');
+      response.destroy();
+    });
+  });
+  server.on('upgrade', (request: IncomingMessage, socket: Duplex, head: Buffer) => {
+    handleUpgrade(request, socket, head).catch((error: unknown) => {
+      logger.warn({ error: errorMessage(error) }, 'proxy upgrade failed');
+      socket.destroy();
+    });
+  });
+  server.on('clientError', (_error, socket) => socket.destroy());
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.port, options.host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const { port } = server.address() as AddressInfo;
+  const host = options.host.includes(':') ? `[${options.host}]` : options.host;
+  logger.info({ host: options.host, port, domain }, 'port proxy listening');
+  return {
+    url: `http://${host}:${port}`,
+    port,
+    async close() {
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      server.closeAllConnections();
+      for (const socket of upgraded) socket.destroy();
+      agent.destroy();
+      await closed;
+    },
+  };
+}
+
+/** Header names listed in `Connection` (RFC 9110 §7.6.1): hop-by-hop as well. */
+function connectionTokens(headers: IncomingHttpHeaders): Set<string> {
+  const value = headers.connection;
+  if (!value) return new Set();
+  return new Set(value.split(',').map((token) => token.trim().toLowerCase()).filter((token) => token !== ''));
+}
+
+function rawResponse(code: number, headers: Record<string, string>, body: string): string {
+  const reason = { 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 409: 'Conflict', 500: 'Internal Server Error', 502: 'Bad Gateway', 503: 'Service Unavailable' }[code] ?? 'Error';
+  const lines = [`HTTP/1.1 ${code} ${reason}`, ...Object.entries(headers).map(([name, value]) => `${name}: ${value}`), `content-length: ${Buffer.byteLength(body)}`, 'connection: close'];
+  return `${lines.join('\r\n')}\r\n\r\n${body}`;
+}
+
+function escapeHtml(text: string): string {
+  return text.replace(/[&<>"']/g, (char) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[char] ?? char);
+}
+
+/** The page browsers get for a refusal; the 401 one says how to get access. */
+function htmlPage(code: number, reason: string, message: string): string {
+  const title = code === 401 ? 'This port is private' : `${code} ${reason}`;
+  return `<!doctype html><html><head><meta charset="utf-8"><title>${escapeHtml(title)}</title></head><body><h1>${escapeHtml(title)}</h1><p>${escapeHtml(message)}</p></body></html>\n`;
+}
