@@ -106,6 +106,12 @@ export interface ExecSession {
 export interface EnvironmentBackend {
   /** Derives the environment's state from the host (mounts, runtime state, directories). */
   observe(environmentId: string): Promise<ObservedEnvironment>;
+  /**
+   * Optional: makes the host objects of the environment that depend neither on its content nor on its image
+   * (for the Linux backend: slot, user + network namespaces, network), so that this work runs while the
+   * repository is cloned. {@link start} still makes whatever is missing, so calling this is never required.
+   */
+  prepareHost?(environment: Environment, context: StepContext): Promise<void>;
   /** Clones the repository into the workspace (atomic: half clones are never `contentReady`). */
   prepareContent(environment: Environment, context: StepContext): Promise<{ commit?: string }>;
   /** Locates and parses devcontainer.json, pulls the image, merges its metadata; persists the result. */

@@ -50,7 +50,6 @@ import {
   type ContainerState,
   type EnvironmentBackend,
   type EnvironmentNetwork,
-  type EnvironmentNetwork,
   EnvironmentNotRunningError,
   type ExecRequest,
   type ExecSession,
@@ -304,11 +303,15 @@ export class LinuxBackend implements EnvironmentBackend {
     return { address: this.slotInfo(claim).environmentAddress, pid: state.pid };
   }
 
-  /** The veth address of the environment's slot and its container's init pid; undefined unless running. */
-  async network(environmentId: string): Promise<EnvironmentNetwork | undefined> {
-    const [claim, state] = await Promise.all([this.slots.lookup(environmentId), this.runtime.state(this.containerId(environmentId))]);
-    if (claim === undefined || state?.status !== 'running' || state.pid <= 0) return undefined;
-    return { address: this.slotInfo(claim).environmentAddress, pid: state.pid };
+  // ------------------------------------------------------------------ host objects ahead of start
+
+  /** Claims the slot and makes its user + network namespaces and network (all idempotent; start repeats the checks). */
+  async prepareHost(environment: Environment, context: StepContext): Promise<void> {
+    const slot = this.slotInfo(await this.slots.allocate(environment.metadata.id));
+    const freshNamespace = await createEnvironmentNamespaces(this.helperPath, { hostId: slot.uidBase, size: slot.idCount }, this.namespacePaths(slot), {
+      logger: context.logger,
+    });
+    await setupNetwork(slot.slot, { logger: context.logger, freshNamespace });
   }
 
   // ------------------------------------------------------------------ content

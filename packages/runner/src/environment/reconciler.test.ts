@@ -226,6 +226,32 @@ describe('EnvironmentReconciler', () => {
     expect(writes).toHaveLength(count);
   });
 
+  it('prepares the host while cloning on a create only, and retries (start then makes what is missing) when that fails', async () => {
+    const backend = new FakeBackend();
+    const prepared: string[] = [];
+    let failNext = true;
+    Object.assign(backend, {
+      prepareHost: async (environment: Environment) => {
+        prepared.push(environment.metadata.id);
+        if (failNext) {
+          failNext = false;
+          throw new Error('ip: transient');
+        }
+      },
+    });
+    const { reconciler, signal } = harness(backend);
+    await expect(reconciler.reconcile(makeEnvironment(), signal)).rejects.toThrow('ip: transient');
+    const running = await reconciler.reconcile(makeEnvironment(), signal);
+    expect(running.status.phase).toBe('Running');
+    // The clone of the failed pass is kept, so the retry goes straight on; start makes the host objects.
+    expect(prepared).toEqual(['env-1']);
+    expect(backend.calls.filter((call) => call.startsWith('prepareContent'))).toHaveLength(1);
+    const stopped = await reconciler.reconcile(withSpec(running, { desiredPhase: 'Stopped' }), signal);
+    const started = await reconciler.reconcile(withSpec(stopped, { desiredPhase: 'Running' }), signal);
+    expect(started.status.phase).toBe('Running');
+    expect(prepared).toHaveLength(1);
+  });
+
   it('stops an environment that was never created as Stopped without touching the host', async () => {
     const { backend, reconciler, signal } = harness();
     const result = await reconciler.reconcile(withSpec(makeEnvironment(), { desiredPhase: 'Stopped' }), signal);

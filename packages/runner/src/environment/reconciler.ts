@@ -209,7 +209,15 @@ class Run {
 
     if (!observed.contentReady) {
       this.announce({ phase: 'Creating', progress: { step: 'clone', message: `Cloning ${this.current.spec.source.git.url}` } });
-      const { commit } = await this.timed('clone', () => this.backend.prepareContent(this.current, context));
+      // The host objects that need neither content nor image are made while the repository is cloned.
+      const prepareHost = this.backend.prepareHost?.bind(this.backend);
+      const [cloned, host] = await Promise.allSettled([
+        this.timed('clone', () => this.backend.prepareContent(this.current, context)),
+        observed.container.state !== 'running' && prepareHost ? this.timed('prepare-host', () => prepareHost(this.current, context)) : Promise.resolve(),
+      ]);
+      if (cloned.status === 'rejected') throw cloned.reason;
+      if (host.status === 'rejected') throw host.reason;
+      const { commit } = cloned.value;
       this.stage({ ...(commit ? { commit } : {}) }, {
         conditions: (conditions) => setCondition(conditions, ConditionTypes.ContentReady, 'True', 'Cloned', 'The repository is cloned into the workspace folder.'),
       });
