@@ -151,16 +151,29 @@ const isRunning = (generation: number) => (environment: Environment) =>
 const isStopped = (generation: number) => (environment: Environment) =>
   environment.status.phase === 'Stopped' && (environment.status.observedGeneration ?? 0) >= generation;
 
-/** Creates an access grant and runs `true` through the access API; @throws when it exits non-zero. */
-async function execTrue(admin: WarrenClient, id: string): Promise<void> {
+/** Creates an access grant and runs `true` through the access API; @returns both durations (ms); @throws when it exits non-zero. */
+async function execTrue(admin: WarrenClient, id: string): Promise<{ grantMs: number; execMs: number }> {
+  const t0 = performance.now();
   const grant = await admin.createAccessGrant(id);
+  const t1 = performance.now();
   const code = await execInEnvironment(grant, ['true'], { stdout: nullSink(), stderr: nullSink() });
   if (code !== 0) throw new Error(`exec true in ${id} exited with ${code}`);
+  return { grantMs: t1 - t0, execMs: performance.now() - t1 };
 }
+
+/** Where one measured run's time went, as the client sees it. */
+interface Split {
+  runningMs: number[];
+  grantMs: number[];
+  execMs: number[];
+}
+const newSplit = (): Split => ({ runningMs: [], grantMs: [], execMs: [] });
 
 interface Figures {
   create: number[];
   start: number[];
+  createSplit: Split;
+  startSplit: Split;
   reference: number[];
   referenceUp: number[];
   referenceExec: number[];
@@ -174,7 +187,7 @@ async function main(): Promise<Figures> {
   };
   process.once('SIGINT', () => void cleanup().then(() => process.exit(130)));
   const logger = new TimingLogger();
-  const figures: Figures = { create: [], start: [], reference: [], referenceUp: [], referenceExec: [] };
+  const figures: Figures = { create: [], start: [], createSplit: newSplit(), startSplit: newSplit(), reference: [], referenceUp: [], referenceExec: [] };
   try {
     // ---------------------------------------------------------------- fixtures
     // images.ts finds scripts/test-images.sh relative to itself; give the compiled copy the same neighbour.
@@ -247,8 +260,12 @@ async function main(): Promise<Figures> {
       const environment = await admin.createEnvironment({ metadata: { name: `bench-${run}` }, spec: { source: { git: { url: repo.url } } } });
       created.push(environment.metadata.id);
       await watcher.waitFor(environment.metadata.id, 'Running', isRunning(environment.metadata.generation));
-      await execTrue(admin, environment.metadata.id);
+      const running = performance.now();
+      const { grantMs, execMs } = await execTrue(admin, environment.metadata.id);
       figures.create.push(performance.now() - t0);
+      figures.createSplit.runningMs.push(running - t0);
+      figures.createSplit.grantMs.push(grantMs);
+      figures.createSplit.execMs.push(execMs);
       measured.push(environment.metadata.id);
       TimingLogger.phase = 'stop';
       const stopped = await admin.setDesiredPhase(environment.metadata.id, 'Stopped');
@@ -262,8 +279,12 @@ async function main(): Promise<Figures> {
       const t0 = performance.now();
       const patched = await admin.setDesiredPhase(id, 'Running');
       await watcher.waitFor(id, 'Running', isRunning(patched.metadata.generation));
-      await execTrue(admin, id);
+      const running = performance.now();
+      const { grantMs, execMs } = await execTrue(admin, id);
       figures.start.push(performance.now() - t0);
+      figures.startSplit.runningMs.push(running - t0);
+      figures.startSplit.grantMs.push(grantMs);
+      figures.startSplit.execMs.push(execMs);
       TimingLogger.phase = 'stop';
       const stopped = await admin.setDesiredPhase(id, 'Stopped');
       await watcher.waitFor(id, 'Stopped', isStopped(stopped.metadata.generation));
@@ -320,8 +341,15 @@ function report(figures: Figures): void {
   const line = (label: string, values: number[], target?: number) =>
     row([label, ms(percentile(values, 50)), ms(percentile(values, 95)), ms(Math.min(...values)), ms(Math.max(...values)), target ? `≤ ${target} ms` : '']);
   line('Warren create → first exec', figures.create, TARGETS.createP50);
+  line('  until phase Running is seen', figures.createSplit.runningMs);
+  line('  access grant', figures.createSplit.grantMs);
+  line('  exec true (access API)', figures.createSplit.execMs);
   line('Warren start-from-stopped → exec', figures.start, TARGETS.startP50);
-  if (figures.referenceSkipped) console.log(`reference devcontainer up + exec: skipped (${figures.referenceSkipped})`);
+  line('  until phase Running is seen', figures.startSplit.runningMs);
+  line('  access grant', figures.startSplit.grantMs);
+  line('  exec true (access API)', figures.startSplit.execMs);
+  if (REFERENCE_RUNS === 0) console.log('reference devcontainer up + exec: skipped (BENCH_REFERENCE_RUNS=0)');
+  else if (figures.referenceSkipped) console.log(`reference devcontainer up + exec: skipped (${figures.referenceSkipped})`);
   else {
     line('reference up + exec true', figures.reference);
     line('  devcontainer up', figures.referenceUp);

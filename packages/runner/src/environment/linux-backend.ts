@@ -631,8 +631,7 @@ export class LinuxBackend implements EnvironmentBackend {
 
   async exec(environmentId: string, request: ExecRequest, logger: Logger): Promise<ExecSession> {
     const containerId = this.containerId(environmentId);
-    const runtimeState = await this.runtime.state(containerId);
-    const state = await this.readState(environmentId);
+    const [runtimeState, state] = await Promise.all([this.runtime.state(containerId), this.readState(environmentId)]);
     if (runtimeState?.status !== 'running' || !state?.resolved) throw new EnvironmentNotRunningError(environmentId);
     const { devcontainer, image } = state.resolved;
     const paths = this.paths(environmentId);
