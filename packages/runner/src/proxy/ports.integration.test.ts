@@ -1,0 +1,347 @@
+// Port URLs end to end in one process: control plane + startRunner (Linux backend) + a node app inside a real
+// environment. The app's ports show up in status.ports; the proxy guards the Owner port (token exchange, cookie),
+// serves the Public one freely, passes WebSocket upgrades and streams, never forwards Warren's cookie or token,
+// and keeps user B out of user A's environment (by name and by id); an expired token is refused.
+// Needs root, runc, ip, cc, git, docker-registry, skopeo and the cached test images.
+import { mkdtemp, rm } from 'node:fs/promises';
+import { type IncomingMessage, request as httpRequest } from 'node:http';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import { type Environment, type EnvironmentPhase, PortOpenSchema, WarrenClient } from '@warren/api';
+import { type Logger, silentLogger, sleep } from '@warren/base';
+import { WebSocket } from 'ws';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { execInEnvironment } from '../access/client.js';
+import { CgroupManager } from '../linux/cgroups.js';
+import { RuncRuntime } from '../linux/runtime.js';
+import { type RunningRunner, startRunner } from '../runner.js';
+import { SESSION_COOKIE } from './session.js';
+
+interface Store {
+  close(): Promise<void>;
+}
+interface ServerModules {
+  openStore(options: { dataDir: string; logger: Logger }): Promise<Store>;
+  bootstrap(store: Store): Promise<{ adminToken?: string }>;
+  ensureRunnerToken(store: Store, name: string): Promise<string>;
+  loadSigningKeys(store: Store): Promise<unknown>;
+  issueToken(store: Store, options: { name: string; ownerId: string; type: 'Personal' }): Promise<{ secret: string }>;
+  signPortToken(keys: unknown, claims: { runnerId: string; userId: string; environmentId: string; port: number }, options: { ttlSeconds: number; now: Date }): Promise<{ token: string }>;
+  buildApp(options: { store: Store; logger: Logger; signingKeys: unknown }): { listen(options: { port: number; host: string }): Promise<string>; close(): Promise<void> };
+  runControllers(options: { store: Store; logger: Logger; checkIntervalMs?: number }, signal: AbortSignal): Promise<void>;
+}
+interface Fixtures {
+  registry: { url: string; stop(): Promise<void> };
+  images: { javascriptNode: string; busybox: string };
+  git: { createRepo(name: string, files: Record<string, string>): Promise<{ url: string }>; stop(): Promise<void> };
+}
+const root = new URL('../../../../', import.meta.url).pathname;
+/** Own slot range (two environments): above the network (15000..), terminal (16000..) and SSH (16100..16349) tests. */
+const SLOT_OFFSET = 16_352 + (process.pid % 15) * 2;
+
+/** The app inside the environment: echoes what it received, streams on /stream, echoes WebSocket text frames (RFC 6455 §5). */
+const APP = String.raw`
+const http = require('http');
+const crypto = require('crypto');
+let release = [];
+const handler = (request, response) => {
+  if (request.url.startsWith('/stream')) {
+    response.writeHead(200, { 'content-type': 'text/plain' });
+    response.write('first\n');
+    release.push(() => response.end('last\n'));
+    return;
+  }
+  if (request.url.startsWith('/release')) { release.splice(0).forEach((f) => f()); response.end('ok'); return; }
+  response.writeHead(200, { 'content-type': 'application/json' });
+  response.end(JSON.stringify({ url: request.url, headers: request.headers }));
+};
+const upgrade = (request, socket) => {
+  const accept = crypto.createHash('sha1').update(request.headers['sec-websocket-key'] + '258EAFA5-E914-47DA-95CA-C5AB0DC85B11').digest('base64');
+  socket.write('HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ' + accept + '\r\n\r\n');
+  const send = (text) => { const body = Buffer.from(text); socket.write(Buffer.concat([Buffer.from([0x81, body.length]), body])); };
+  send(JSON.stringify({ cookie: request.headers.cookie || null }));
+  socket.on('data', (frame) => {
+    if ((frame[0] & 0x0f) !== 1) { socket.end(); return; }
+    const length = frame[1] & 0x7f, mask = frame.subarray(2, 6), payload = frame.subarray(6, 6 + length);
+    send(Buffer.from(payload.map((byte, index) => byte ^ mask[index % 4])).toString());
+  });
+};
+for (const port of [3000, 3001, 3002]) { const server = http.createServer(handler); server.on('upgrade', upgrade); server.listen(port, '0.0.0.0'); }
+`;
+
+async function loadModules(): Promise<{ server: ServerModules; fixtures: Fixtures }> {
+  const load = (path: string) => import(`${root}${path}`) as Promise<Record<string, unknown>>;
+  const [storage, auth, signing, tokens, ports, app, controllers, registry, images, git] = await Promise.all([
+    load('packages/server/src/storage/index.ts'),
+    load('packages/server/src/auth/bootstrap.ts'),
+    load('packages/server/src/auth/signing.ts'),
+    load('packages/server/src/auth/tokens.ts'),
+    load('packages/server/src/http/ports.ts'),
+    load('packages/server/src/http/app.ts'),
+    load('packages/server/src/controllers/index.ts'),
+    load('e2e/fixtures/registry.ts'),
+    load('e2e/fixtures/images.ts'),
+    load('e2e/fixtures/git-server.ts'),
+  ]);
+  const server = { ...storage, ...auth, ...signing, ...tokens, ...ports, ...app, ...controllers } as unknown as ServerModules;
+  const fixtureModules = { ...registry, ...images, ...git } as unknown as {
+    startRegistry(): Promise<Fixtures['registry']>;
+    ensureTestImages(registry: Fixtures['registry']): Promise<Fixtures['images']>;
+    startGitServer(): Promise<Fixtures['git']>;
+  };
+  const started = await fixtureModules.startRegistry();
+  return { server, fixtures: { registry: started, images: await fixtureModules.ensureTestImages(started), git: await fixtureModules.startGitServer() } };
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+    server.once('error', reject);
+  });
+}
+
+interface Answer {
+  status: number;
+  headers: IncomingMessage['headers'];
+  body: string;
+}
+
+/** A request to the proxy on loopback with an explicit Host header (as a browser sends for `*.localhost`). */
+function fetchVia(proxyPort: number, url: string, headers: Record<string, string> = {}): Promise<Answer> {
+  const target = new URL(url);
+  return new Promise((resolve, reject) => {
+    const request = httpRequest({ host: '127.0.0.1', port: proxyPort, path: `${target.pathname}${target.search}`, headers: { host: target.host, ...headers } }, (response) => {
+      const chunks: Buffer[] = [];
+      response.on('data', (chunk: Buffer) => chunks.push(chunk));
+      response.on('end', () => resolve({ status: response.statusCode ?? 0, headers: response.headers, body: Buffer.concat(chunks).toString('utf8') }));
+    });
+    request.on('error', reject);
+    request.end();
+  });
+}
+
+describe('port URLs through the runner proxy (server + runner with the Linux backend)', () => {
+  let modules: Awaited<ReturnType<typeof loadModules>>;
+  let serverDir: string;
+  let runnerDir: string;
+  let store: Store;
+  let signingKeys: unknown;
+  let app: ReturnType<ServerModules['buildApp']>;
+  const controllers = new AbortController();
+  let controllersDone: Promise<void>;
+  let admin: WarrenClient;
+  let bob: WarrenClient;
+  let runner: RunningRunner;
+  let proxyPort: number;
+  const runtime = new RuncRuntime({ stateRoot: `/run/warren/runc-ports-test-${process.pid}` });
+  let cgroups: CgroupManager;
+  let envA: Environment;
+  let envB: Environment;
+
+  const phaseOf = async (client: WarrenClient, id: string, phase: EnvironmentPhase): Promise<Environment> => {
+    let last: Environment | undefined;
+    for (let attempt = 0; attempt < 1200; attempt++) {
+      last = await client.get('Environment', id);
+      if (last.status.phase === phase) return last;
+      if (last.status.phase === 'Failed') break;
+      await sleep(100);
+    }
+    throw new Error(`environment did not reach ${phase}: ${JSON.stringify(last?.status)}`);
+  };
+  const open = async (client: WarrenClient, env: string, port: number) =>
+    PortOpenSchema.parse(await client.request('POST', `/api/v1/environments/${env}/ports/${port}/open`, {}));
+  /** Opens the URL with its token: the proxy answers 303 with its cookie; @returns `name=value` and the plain URL. */
+  const login = async (url: string): Promise<{ cookie: string; plain: string }> => {
+    const exchange = await fetchVia(proxyPort, url);
+    expect(exchange.status).toBe(303);
+    const cookie = (exchange.headers['set-cookie']?.[0] ?? '').split(';')[0] ?? '';
+    expect(cookie.startsWith(`${SESSION_COOKIE}=`)).toBe(true);
+    const plain = new URL(exchange.headers.location ?? '/', url).toString();
+    return { cookie, plain };
+  };
+
+  beforeAll(async () => {
+    modules = await loadModules();
+    serverDir = await mkdtemp(join(tmpdir(), 'warren-ports-server-'));
+    runnerDir = await mkdtemp(join(tmpdir(), 'warren-ports-runner-'));
+    const port = await freePort();
+    store = await modules.server.openStore({ dataDir: serverDir, logger: silentLogger });
+    const boot = await modules.server.bootstrap(store);
+    signingKeys = await modules.server.loadSigningKeys(store);
+    app = modules.server.buildApp({ store, logger: silentLogger, signingKeys });
+    await app.listen({ port, host: '127.0.0.1' });
+    controllersDone = modules.server.runControllers({ store, logger: silentLogger, checkIntervalMs: 200 }, controllers.signal);
+    const server = `http://127.0.0.1:${port}`;
+    admin = new WarrenClient({ server, token: boot.adminToken! });
+    const bobUser = await admin.createUser({ metadata: { name: 'bob' } });
+    bob = new WarrenClient({ server, token: (await modules.server.issueToken(store, { name: 'bob-token', ownerId: bobUser.metadata.id, type: 'Personal' })).secret });
+    cgroups = await CgroupManager.detect({ parent: `warren-ports-${process.pid}` });
+    runner = await startRunner({
+      server,
+      token: await modules.server.ensureRunnerToken(store, 'ports-test'),
+      name: 'ports-test',
+      dataDir: runnerDir,
+      accessListen: { host: '127.0.0.1', port: 0 },
+      proxy: { listen: { host: '127.0.0.1', port: 0 } },
+      config: { slotOffset: SLOT_OFFSET, heartbeatSeconds: 1 },
+      linux: { firewall: false, runtime, cgroups },
+    });
+    const { fixtures } = modules;
+    // Two environments must fit on small CI hosts.
+    await admin.createEnvironmentClass({ metadata: { name: 'small' }, spec: { cpuMillicores: 100, memoryBytes: 512 * 1024 * 1024 } });
+    const repoA = await fixtures.git.createRepo(`acme/web${process.pid}`, {
+      '.devcontainer/devcontainer.json': `{ "image": "${fixtures.images.javascriptNode}", "forwardPorts": [3000] }`,
+      'app.js': APP,
+    });
+    const repoB = await fixtures.git.createRepo(`bob/web${process.pid}`, { '.devcontainer/devcontainer.json': `{ "image": "${fixtures.images.busybox}" }` });
+    // Both are named "web": names are unique per owner only.
+    const [createdA, createdB] = await Promise.all([
+      admin.createEnvironment({ metadata: { name: 'web' }, spec: { className: 'small', source: { git: { url: repoA.url } }, ports: [{ port: 3001, visibility: 'Public' }] } }),
+      bob.createEnvironment({ metadata: { name: 'web' }, spec: { className: 'small', source: { git: { url: repoB.url } } } }),
+    ]);
+    [envA, envB] = await Promise.all([phaseOf(admin, createdA.metadata.id, 'Running'), phaseOf(bob, createdB.metadata.id, 'Running')]);
+    const runnerObject = await admin.get('Runner', runner.runnerId);
+    proxyPort = Number(new URL(runnerObject.status.endpoints.proxy ?? 'http://x:0').port);
+    expect(proxyPort).toBeGreaterThan(0);
+  }, 300_000);
+
+  afterAll(async () => {
+    for (const [client, env] of [
+      [admin, envA],
+      [bob, envB],
+    ] as const) {
+      if (env) await client.delete('Environment', env.metadata.id).catch(() => {});
+    }
+    // Wait until the runner removed both (mounts, network, cgroups) before it stops.
+    for (const env of [envA, envB]) {
+      for (let attempt = 0; env && attempt < 600; attempt++) {
+        if (await admin.get('Environment', env.metadata.id).then(() => false, () => true)) break;
+        await sleep(100);
+      }
+    }
+    await runner?.close();
+    controllers.abort();
+    await controllersDone;
+    await app?.close();
+    await store?.close();
+    await cgroups?.removeParent().catch(() => {});
+    await rm(runtime.stateRoot, { recursive: true, force: true });
+    await rm(`${runtime.stateRoot}-exec`, { recursive: true, force: true });
+    for (const dir of [serverDir, runnerDir]) if (dir) await rm(dir, { recursive: true, force: true });
+    await modules?.fixtures.git.stop();
+    await modules?.fixtures.registry.stop();
+  }, 120_000);
+
+  it('lists forwardPorts at once and detects ports that start listening', async () => {
+    expect(envA.status.ports.some((port) => port.port === 3000 && port.source === 'Devcontainer')).toBe(true);
+    // Start the app in its own session so it outlives the exec.
+    const grant = await admin.createAccessGrant(envA.metadata.id);
+    const sinkStream = new Writable({ write: (_chunk, _encoding, callback) => callback() });
+    const code = await execInEnvironment(grant, ['sh', '-c', `setsid -f node ${envA.status.devcontainer?.workspaceFolder}/app.js >/tmp/app.log 2>&1 </dev/null`], { stdout: sinkStream, stderr: sinkStream });
+    expect(code).toBe(0);
+    let ports: Environment['status']['ports'] = [];
+    for (let attempt = 0; attempt < 150; attempt++) {
+      ports = (await admin.get('Environment', envA.metadata.id)).status.ports;
+      if (ports.some((port) => port.port === 3002)) break;
+      await sleep(100);
+    }
+    if (!ports.some((port) => port.port === 3002)) {
+      const log = new Writable({ write: (chunk: Buffer, _encoding, callback) => void (process.stderr.write(chunk), callback()) });
+      await execInEnvironment(await admin.createAccessGrant(envA.metadata.id), ['sh', '-c', 'cat /tmp/app.log; ps aux'], { stdout: log, stderr: log });
+    }
+    // A port nobody declared: detected listening (source Detected).
+    expect(ports.find((port) => port.port === 3002)).toMatchObject({ visibility: 'Owner', source: 'Detected', url: `http://3002-web.localhost:${proxyPort}/` });
+    expect(ports.find((port) => port.port === 3000)).toMatchObject({ visibility: 'Owner', source: 'Devcontainer', url: `http://3000-web.localhost:${proxyPort}/` });
+    expect(ports.find((port) => port.port === 3001)).toMatchObject({ visibility: 'Public', source: 'Spec', url: `http://3001-web.localhost:${proxyPort}/` });
+  });
+
+  it('guards the Owner port: 401 without a cookie, token exchange sets it, the app never sees cookie or token', async () => {
+    const plainUrl = `http://3000-${envA.metadata.id}.localhost:${proxyPort}/hello?a=1`;
+    const refused = await fetchVia(proxyPort, plainUrl, { accept: 'text/html' });
+    expect(refused.status).toBe(401);
+    expect(refused.body).toContain(`warren ports open ${envA.metadata.id} 3000`);
+
+    const opened = await open(admin, 'web', 3000);
+    expect(opened.url).toMatch(new RegExp(`^http://3000-web\\.localhost:${proxyPort}/\\?warren-token=`));
+    const { cookie } = await login(opened.url);
+    const answer = await fetchVia(proxyPort, `http://3000-web.localhost:${proxyPort}/hello?a=1`, { cookie: `app=mine; ${cookie}` });
+    expect(answer.status).toBe(200);
+    const seen = JSON.parse(answer.body) as { url: string; headers: Record<string, string> };
+    expect(seen.url).toBe('/hello?a=1');
+    expect(seen.headers.cookie).toBe('app=mine');
+    expect(answer.body).not.toContain(SESSION_COOKIE);
+    expect(answer.body).not.toContain('warren-token');
+    expect(seen.headers['x-forwarded-host']).toBe(`3000-web.localhost:${proxyPort}`);
+
+    // The path form, with its own cookie path.
+    const token = new URL(opened.url).searchParams.get('warren-token') ?? '';
+    const pathLogin = await login(`http://127.0.0.1:${proxyPort}/p/${envA.metadata.id}/3000/x?warren-token=${token}`);
+    const viaPath = await fetchVia(proxyPort, pathLogin.plain, { cookie: pathLogin.cookie });
+    expect(viaPath.status).toBe(200);
+    expect((JSON.parse(viaPath.body) as { url: string }).url).toBe('/x');
+  });
+
+  it('serves the Public port without anything, and passes WebSocket upgrades and streams', async () => {
+    const answer = await fetchVia(proxyPort, `http://3001-web.localhost:${proxyPort}/`);
+    expect(answer.status).toBe(200);
+
+    const { cookie } = await login((await open(admin, envA.metadata.id, 3000)).url);
+    const socket = new WebSocket(`ws://127.0.0.1:${proxyPort}/ws`, { headers: { host: `3000-web.localhost:${proxyPort}`, cookie: `${cookie}; theirs=1` } });
+    const messages: string[] = [];
+    const both = new Promise<void>((resolve, reject) => {
+      socket.on('message', (data: Buffer) => {
+        messages.push(data.toString('utf8'));
+        if (messages.length === 2) resolve();
+      });
+      socket.on('error', reject);
+    });
+    await new Promise((resolve, reject) => socket.once('open', resolve).once('error', reject));
+    socket.send('hello through the proxy');
+    await both;
+    expect(JSON.parse(messages[0]!)).toEqual({ cookie: 'theirs=1' });
+    expect(messages[1]).toBe('hello through the proxy');
+    socket.terminate();
+
+    const first = await new Promise<string>((resolve, reject) => {
+      const request = httpRequest({ host: '127.0.0.1', port: proxyPort, path: '/stream', headers: { host: `3001-web.localhost:${proxyPort}` } }, (response) => {
+        response.once('data', (chunk: Buffer) => {
+          resolve(chunk.toString('utf8'));
+          response.resume();
+        });
+      });
+      request.on('error', reject);
+      request.end();
+    });
+    expect(first).toBe('first\n');
+    await fetchVia(proxyPort, `http://3001-web.localhost:${proxyPort}/release`);
+  });
+
+  it("keeps user B out of user A's environment, by name and by id; refuses an expired token", async () => {
+    await expect(open(bob, envA.metadata.id, 3000)).rejects.toMatchObject({ code: 404 });
+    const bobUrl = (await open(bob, 'web', 3000)).url;
+    // B's token names B's environment: on A's id it is refused.
+    const token = new URL(bobUrl).searchParams.get('warren-token') ?? '';
+    expect((await fetchVia(proxyPort, `http://3000-${envA.metadata.id}.localhost:${proxyPort}/?warren-token=${token}`)).status).toBe(403);
+    // B's cookie on the shared name reaches B's environment (where nothing listens), never A's app.
+    const { cookie } = await login(bobUrl);
+    const viaName = await fetchVia(proxyPort, `http://3000-web.localhost:${proxyPort}/`, { cookie });
+    expect(viaName.status).toBe(502);
+    expect(viaName.body).not.toContain('"headers"');
+    expect((await fetchVia(proxyPort, `http://3000-${envA.metadata.id}.localhost:${proxyPort}/`, { cookie })).status).toBe(401);
+
+    const expired = await modules.server.signPortToken(
+      signingKeys,
+      { runnerId: runner.runnerId, userId: envA.metadata.ownerId, environmentId: envA.metadata.id, port: 3000 },
+      { ttlSeconds: 60, now: new Date(Date.now() - 3_600_000) },
+    );
+    const refused = await fetchVia(proxyPort, `http://3000-web.localhost:${proxyPort}/?warren-token=${expired.token}`);
+    expect(refused.status).toBe(401);
+    expect(refused.body).toContain('expired');
+  });
+});
