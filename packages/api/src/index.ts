@@ -82,5 +82,7 @@ export { TERMINAL_TAKEN_OVER_CLOSE_CODE } from './access.js';
 export type { TerminalControl } from './access.js';
 export { WarrenClient } from './client.js';
 export type { ClientOptions, ListOptions, WatchOptions } from './client.js';
+export { SshKeySchema, SshKeyCreateSchema, SshAuthorizeRequestSchema, SshGrantSchema, SSH_HOST_KEY_INFO } from './ssh.js';
+export type { SshKey, SshKeyCreate, SshAuthorizeRequest, SshGrant } from './ssh.js';
 export { PORT_TOKEN_PARAMETER, PortOpenSchema, portUrl } from './ports.js';
 export type { PortOpen } from './ports.js';

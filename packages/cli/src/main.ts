@@ -10,6 +10,7 @@ import { registerEnvironmentCommands } from './commands/environments.js';
 import { registerAdminCommands } from './commands/admin.js';
 import { registerImageCommands } from './commands/images.js';
 import { registerPortCommands } from './commands/ports.js';
+import { registerSshCommands } from './commands/ssh.js';
 
 /** Global options every command can read through {@link CommandContext}. */
 export interface GlobalOptions {
@@ -58,6 +59,7 @@ export async function main(argv: string[]): Promise<number> {
   registerAdminCommands(program, context);
   registerImageCommands(program, context);
   registerPortCommands(program, context);
+  registerSshCommands(program, context, setExitCode);
 
   try {
     await program.parseAsync(argv);

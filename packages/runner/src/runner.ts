@@ -5,6 +5,10 @@ import { InvalidError, type Logger, silentLogger } from '@warren/base';
 import { RunnerAgent } from './agent/agent.js';
 import { ActivityReporter } from './activity/reporter.js';
 import { createAccessVerifier } from './access/auth.js';
+import { SSH_HOST_KEY_INFO, SshGrantSchema } from '@warren/api';
+import { type SshGateway, startSshGateway } from './ssh/gateway.js';
+import { loadOrCreateHostKey } from './ssh/host-key.js';
+import { slotForwarder } from './ssh/forward.js';
 import { type AccessServer, type AccessServerOptions, startAccessServer } from './access/server.js';
 import { type RunnerConfig, type RunnerConfigInput, loadRunnerConfig } from './config.js';
 import type { EnvironmentBackend } from './environment/backend.js';
@@ -38,6 +42,14 @@ export interface StartRunnerOptions {
   fetch?: typeof fetch;
   /** Port proxy (proxy/service.ts): listen address (default 127.0.0.1:7082), `<port>-<env>.<domain>` domain (default localhost), advertised URL. */
   proxy?: { listen?: { host: string; port: number }; domain?: string; advertiseUrl?: string; scanIntervalMs?: number };
+  /**
+   * Where the SSH gateway listens (conventionally port 2222; port 0 picks a free port); absent: no gateway. Its
+   * address is published as `status.endpoints.ssh` (`host:port`, or `sshAdvertise`) and its host key as
+   * `status.info.sshHostKey`.
+   */
+  sshListen?: { host: string; port: number };
+  /** `host:port` clients use to reach the SSH gateway when it differs from the bound address. */
+  sshAdvertise?: string;
   /** At most one activity update per environment per this many ms (default 30 000; tests use less). */
   activityIntervalMs?: number;
   /** Terminal sessions: grace period after a dropped socket, scrollback bytes. */
@@ -94,6 +106,7 @@ export async function startRunner(options: StartRunnerOptions): Promise<RunningR
 
   let agent: RunnerAgent | undefined;
   let access: AccessServer | undefined;
+  let ssh: SshGateway | undefined;
   let ports: PortService | undefined;
   // Activity from exec, terminals (access API), SSH sessions and proxied requests; sent as keepalives.
   const activity = new ActivityReporter({
@@ -114,6 +127,23 @@ export async function startRunner(options: StartRunnerOptions): Promise<RunningR
       ...(options.terminal ? { terminal: options.terminal } : {}),
     });
     const accessUrl = options.advertiseUrl ?? access.url;
+    let published: { endpoints: { ssh: string }; info: Record<string, string> } | undefined;
+    if (options.sshListen) {
+      // SSH gateway: every login is decided by the server (POST /api/v1/ssh/authorize with the runner token).
+      const hostKey = await loadOrCreateHostKey(options.dataDir);
+      ssh = await startSshGateway({
+        host: options.sshListen.host,
+        port: options.sshListen.port,
+        hostKey,
+        backend,
+        authorize: async (request) => SshGrantSchema.parse(await client.request('POST', '/api/v1/ssh/authorize', request)),
+        verify: createAccessVerifier({ server: options.server, runnerId: () => agent?.runnerId ?? '' }),
+        ...(options.backend ? {} : { connect: slotForwarder(options.dataDir, config.slotOffset) }),
+        onActivity,
+        logger: options.logger ?? silentLogger,
+      });
+      published = { endpoints: { ssh: options.sshAdvertise ?? ssh.address }, info: { [SSH_HOST_KEY_INFO]: hostKey.publicKey } };
+    }
     // Port URLs: the proxy and the watcher of listening ports (status.ports); the agent exists only below.
     ports = await startPortService({
       ...options.proxy,
@@ -127,12 +157,14 @@ export async function startRunner(options: StartRunnerOptions): Promise<RunningR
       logger: options.logger ?? silentLogger,
     });
     const proxyEndpoint = ports.endpoint;
-    agent = new RunnerAgent({ client, name: options.name, config, backend, accessUrl, logger: options.logger ?? silentLogger, publish: () => ({ endpoints: { proxy: proxyEndpoint } }) });
+    const publish = () => ({ endpoints: { ...published?.endpoints, proxy: proxyEndpoint }, ...(published ? { info: published.info } : {}) });
+    agent = new RunnerAgent({ client, name: options.name, config, backend, accessUrl, publish, logger: options.logger ?? silentLogger });
     await agent.start();
     ports.startWatcher();
     logger.info({ runnerId: agent.runnerId, accessUrl }, 'runner started');
     const started = agent;
     const server = access;
+    const gateway = ssh;
     const portService = ports;
     return {
       runnerId: started.runnerId,
@@ -144,6 +176,7 @@ export async function startRunner(options: StartRunnerOptions): Promise<RunningR
       async close() {
         await started.close();
         await server.close();
+        await gateway?.close();
         await portService.close();
         await activity.close();
         logger.info({}, 'runner stopped');
@@ -152,6 +185,7 @@ export async function startRunner(options: StartRunnerOptions): Promise<RunningR
   } catch (error) {
     await agent?.close().catch(() => {});
     await access?.close().catch(() => {});
+    await ssh?.close().catch(() => {});
     await ports?.close().catch(() => {});
     await activity.close().catch(() => {});
     throw error;

@@ -10,6 +10,7 @@ import { statusFromError } from './errors.js';
 import { buildOpenApiDocument } from './openapi.js';
 import { registerResourceRoutes, type RouteContext } from './resources.js';
 import type { Whoami } from './schemas.js';
+import { registerSshRoutes } from './ssh.js';
 import { registerPortRoutes } from './ports.js';
 
 declare module 'fastify' {
@@ -182,6 +183,7 @@ export function buildApp({ store, logger, signingKeys, options = {} }: BuildAppO
   });
 
   registerResourceRoutes(app, context);
+  registerSshRoutes(app, context);
   registerPortRoutes(app, context);
   return app;
 }

@@ -1,6 +1,6 @@
 // The OpenAPI 3.1 document of the API, generated from the same zod schemas that validate requests
 // (zod 4 `z.toJSONSchema`, JSON Schema 2020-12, which OpenAPI 3.1 uses as its schema dialect).
-import { API_VERSION, AccessGrantSchema, PortOpenSchema, StatusSchema } from '@warren/api';
+import { API_VERSION, AccessGrantSchema, PortOpenSchema, SshAuthorizeRequestSchema, SshGrantSchema, SshKeyCreateSchema, SshKeySchema, StatusSchema } from '@warren/api';
 import { z } from 'zod';
 import { KIND_SCHEMAS, WhoamiSchema } from './schemas.js';
 
@@ -159,6 +159,17 @@ export function buildOpenApiDocument(): JsonObject {
     summary: 'The calling principal',
     responses: { '200': { description: 'Principal', content: json('Whoami') }, default: errorResponse },
   });
+  // SSH keys and the runners' SSH login check (http/ssh.ts).
+  schemas.SshKey = toSchema(SshKeySchema, 'output');
+  schemas.SshKeyCreate = toSchema(SshKeyCreateSchema, 'input');
+  schemas.SshKeyList = { type: 'object', properties: { kind: { const: 'SshKeyList' }, items: { type: 'array', items: { $ref: '#/components/schemas/SshKey' } } }, required: ['items'] };
+  schemas.SshAuthorizeRequest = toSchema(SshAuthorizeRequestSchema, 'input');
+  schemas.SshGrant = toSchema(SshGrantSchema, 'output');
+  const sshBody = (schema: string) => ({ required: true, content: json(schema) });
+  operation('/api/v1/sshkeys', 'get', { operationId: 'listSshKeys', summary: "The caller's SSH public keys", tags: ['ssh'], responses: { '200': { description: 'Keys', content: json('SshKeyList') }, default: errorResponse } });
+  operation('/api/v1/sshkeys', 'post', { operationId: 'createSshKey', summary: 'Register an SSH public key', tags: ['ssh'], requestBody: sshBody('SshKeyCreate'), responses: { '201': { description: 'Registered', content: json('SshKey') }, default: errorResponse } });
+  operation('/api/v1/sshkeys/{id}', 'delete', { operationId: 'deleteSshKey', summary: 'Remove an SSH public key (id, name or fingerprint)', tags: ['ssh'], parameters: [idParameter], responses: { '200': { description: 'Removed', content: json('SshKey') }, default: errorResponse } });
+  operation('/api/v1/ssh/authorize', 'post', { operationId: 'authorizeSsh', summary: 'Runners only: check an SSH login and get a short-lived grant', tags: ['ssh'], requestBody: sshBody('SshAuthorizeRequest'), responses: { '200': { description: 'Grant', content: json('SshGrant') }, default: errorResponse } });
   // Port URLs (http/ports.ts).
   schemas.PortOpen = toSchema(PortOpenSchema, 'output');
   operation(`${environmentItem}/ports/{port}/open`, 'post', {

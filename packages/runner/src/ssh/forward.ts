@@ -1,0 +1,34 @@
+// Where `ssh -L` connections go: to the environment's own address on the runner's host network (the veth of its
+// slot), so a port that listens inside the environment is reached without a process per connection.
+import { connect as netConnect } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { WarrenError } from '@warren/base';
+import { SlotAllocator, slotInfo } from '../linux/slots.js';
+
+/** Destination names that mean "the environment itself" (what `ssh -L 8080:localhost:3000` names). */
+const SELF = new Set(['localhost', '127.0.0.1', '::1', '0.0.0.0', '']);
+
+/**
+ * Builds the gateway's `connect` for the Linux backend: `localhost` (and its aliases) maps to the environment side
+ * address of its slot (`slotInfo(claim + slotOffset).environmentAddress`). Other destinations are refused: reaching
+ * them from the runner's host would bypass the environment's network rules.
+ * A process inside the environment must listen on all addresses (`0.0.0.0`), not only on its loopback.
+ * @throws {WarrenError} `Forbidden` for other destinations; `EnvironmentNotRunning` when the environment holds no slot.
+ */
+export function slotForwarder(dataDir: string, slotOffset: number): (environmentId: string, host: string, port: number) => Promise<Duplex> {
+  const slots = new SlotAllocator(dataDir);
+  return async (environmentId, host, port) => {
+    if (!SELF.has(host.toLowerCase())) throw new WarrenError('Forbidden', 403, `forwarding reaches only the environment itself (localhost), not ${host}`);
+    const claim = await slots.lookup(environmentId);
+    if (claim === undefined) throw new WarrenError('EnvironmentNotRunning', 409, `environment ${environmentId} has no network on this runner`);
+    const address = slotInfo(claim + slotOffset).environmentAddress;
+    return new Promise<Duplex>((resolve, reject) => {
+      const socket = netConnect({ host: address, port });
+      socket.once('connect', () => {
+        socket.off('error', reject);
+        resolve(socket);
+      });
+      socket.once('error', reject);
+    });
+  };
+}

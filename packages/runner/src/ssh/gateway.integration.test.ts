@@ -1,0 +1,334 @@
+// The SSH gateway end to end with the real OpenSSH client (ssh, scp, sftp, ssh -L) against a real environment:
+// control plane (app + PGlite + controllers) and startRunner with the Linux backend in one process, a repository
+// with devcontainer.json on a git server and the Debian test image in a registry. Users A and B register keys with
+// the server; the gateway asks the server about every login.
+// Needs root, runc, ip, cc, git, docker-registry, skopeo, openssh-client and the cached test images.
+import { type ChildProcess, spawn } from 'node:child_process';
+import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { createConnection, createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { type Environment, type EnvironmentPhase, SSH_HOST_KEY_INFO, WarrenClient } from '@warren/api';
+import { type Logger, silentLogger, sleep } from '@warren/base';
+import ssh2 from 'ssh2';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CgroupManager } from '../linux/cgroups.js';
+import { RuncRuntime } from '../linux/runtime.js';
+import { type RunningRunner, startRunner } from '../runner.js';
+
+interface Store {
+  close(): Promise<void>;
+  create(kind: 'User', object: { name: string; ownerId: string; labels: Record<string, string>; spec: { admin: boolean }; status: object }): Promise<{ metadata: { id: string } }>;
+}
+interface ServerModules {
+  openStore(options: { dataDir: string; logger: Logger }): Promise<Store>;
+  bootstrap(store: Store): Promise<{ adminToken?: string; admin: { metadata: { id: string } } }>;
+  ensureRunnerToken(store: Store, name: string): Promise<string>;
+  loadSigningKeys(store: Store): Promise<unknown>;
+  issueToken(store: Store, options: { name: string; ownerId: string; type: 'Personal' }): Promise<{ secret: string }>;
+  buildApp(options: { store: Store; logger: Logger; signingKeys: unknown }): { listen(options: { port: number; host: string }): Promise<string>; close(): Promise<void> };
+  runControllers(options: { store: Store; logger: Logger; checkIntervalMs?: number }, signal: AbortSignal): Promise<void>;
+}
+interface Fixtures {
+  registry: { url: string; stop(): Promise<void> };
+  images: { base: string };
+  git: { createRepo(name: string, files: Record<string, string>): Promise<{ url: string }>; stop(): Promise<void> };
+}
+const root = new URL('../../../../', import.meta.url).pathname;
+/** Own slot range: above the other suites (1000..13000, 13000..15000) and the network tests (15000..16000). */
+const SLOT_OFFSET = 16_100 + (process.pid % 25) * 10;
+
+async function loadModules(): Promise<{ server: ServerModules; fixtures: Fixtures }> {
+  const load = (path: string) => import(`${root}${path}`) as Promise<Record<string, unknown>>;
+  const [storage, auth, tokens, signing, app, controllers, registry, images, git] = await Promise.all([
+    load('packages/server/src/storage/index.ts'),
+    load('packages/server/src/auth/bootstrap.ts'),
+    load('packages/server/src/auth/tokens.ts'),
+    load('packages/server/src/auth/signing.ts'),
+    load('packages/server/src/http/app.ts'),
+    load('packages/server/src/controllers/index.ts'),
+    load('e2e/fixtures/registry.ts'),
+    load('e2e/fixtures/images.ts'),
+    load('e2e/fixtures/git-server.ts'),
+  ]);
+  const server = { ...storage, ...auth, ...tokens, ...signing, ...app, ...controllers } as unknown as ServerModules;
+  const fixtureModules = { ...registry, ...images, ...git } as unknown as {
+    startRegistry(): Promise<Fixtures['registry']>;
+    ensureTestImages(registry: Fixtures['registry']): Promise<Fixtures['images']>;
+    startGitServer(): Promise<Fixtures['git']>;
+  };
+  const started = await fixtureModules.startRegistry();
+  return {
+    server,
+    fixtures: { registry: started, images: await fixtureModules.ensureTestImages(started), git: await fixtureModules.startGitServer() },
+  };
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+    server.once('error', reject);
+  });
+}
+
+interface Ran {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs a command to completion, feeding `input` on stdin. */
+function run(command: string, args: string[], input = ''): Promise<Ran> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(command, args, { stdio: ['pipe', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    child.once('error', reject);
+    child.once('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
+    child.stdin.end(input);
+  });
+}
+
+/** Resolves once `child`'s stdout has shown `text` (rejects if the process ends first). */
+function waitForOutput(child: ChildProcess, text: string, seen: { output: string }): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const check = () => {
+      if (seen.output.includes(text)) {
+        child.stdout?.off('data', check);
+        child.off('close', closed);
+        resolve();
+      }
+    };
+    const closed = () => reject(new Error(`process ended before printing ${JSON.stringify(text)}; output: ${seen.output}`));
+    child.stdout?.on('data', check);
+    child.once('close', closed);
+    check();
+  });
+}
+
+describe('SSH gateway with OpenSSH against a real environment', () => {
+  let modules: Awaited<ReturnType<typeof loadModules>>;
+  let serverDir: string;
+  let runnerDir: string;
+  let clientDir: string;
+  let store: Store;
+  let app: ReturnType<ServerModules['buildApp']>;
+  const controllers = new AbortController();
+  let controllersDone: Promise<void>;
+  let admin: WarrenClient;
+  let alice: WarrenClient;
+  let bob: WarrenClient;
+  let runner: RunningRunner;
+  let sshPort: number;
+  let environment: Environment;
+  const runtime = new RuncRuntime({ stateRoot: `/run/warren/runc-ssh-test-${process.pid}` });
+  let cgroups: CgroupManager;
+  const keys = { alice: '', bob: '', stranger: '' };
+
+  /** OpenSSH options shared by ssh, scp and sftp: no user config, only the given key, the published host key. */
+  const common = (key: string) => [
+    '-F', '/dev/null',
+    '-o', 'BatchMode=yes',
+    '-o', 'IdentitiesOnly=yes',
+    '-o', 'IdentityAgent=none',
+    '-i', key,
+    '-o', `UserKnownHostsFile=${join(clientDir, 'known_hosts')}`,
+    '-o', 'HostKeyAlias=warren-runner-ssh-test',
+    '-o', 'StrictHostKeyChecking=yes',
+  ];
+  const ssh = (key: string, user: string, ...rest: string[]) => ['-p', String(sshPort), ...common(key), '-l', user, '127.0.0.1', ...rest];
+
+  const phaseOf = async (id: string, phase: EnvironmentPhase): Promise<Environment> => {
+    let last: Environment | undefined;
+    for (let attempt = 0; attempt < 1200; attempt++) {
+      last = await admin.get('Environment', id);
+      if (last.status.phase === phase) return last;
+      if (last.status.phase === 'Failed') break;
+      await sleep(100);
+    }
+    throw new Error(`environment did not reach ${phase}: ${JSON.stringify(last?.status)}`);
+  };
+
+  beforeAll(async () => {
+    modules = await loadModules();
+    serverDir = await mkdtemp(join(tmpdir(), 'warren-ssh-server-'));
+    runnerDir = await mkdtemp(join(tmpdir(), 'warren-ssh-runner-'));
+    clientDir = await mkdtemp(join(tmpdir(), 'warren-ssh-client-'));
+    const port = await freePort();
+    const server = `http://127.0.0.1:${port}`;
+    store = await modules.server.openStore({ dataDir: serverDir, logger: silentLogger });
+    const boot = await modules.server.bootstrap(store);
+    app = modules.server.buildApp({ store, logger: silentLogger, signingKeys: await modules.server.loadSigningKeys(store) });
+    await app.listen({ port, host: '127.0.0.1' });
+    controllersDone = modules.server.runControllers({ store, logger: silentLogger, checkIntervalMs: 200 }, controllers.signal);
+    admin = new WarrenClient({ server, token: boot.adminToken! });
+    const userClient = async (name: string) => {
+      const user = await store.create('User', { name, ownerId: boot.admin.metadata.id, labels: {}, spec: { admin: false }, status: {} });
+      const { secret } = await modules.server.issueToken(store, { name: `${name}-token`, ownerId: user.metadata.id, type: 'Personal' });
+      return new WarrenClient({ server, token: secret });
+    };
+    alice = await userClient('alice');
+    bob = await userClient('bob');
+
+    // Keys: Alice's and Bob's registered with the server, a stranger's not.
+    for (const name of ['alice', 'bob', 'stranger'] as const) {
+      const pair = ssh2.utils.generateKeyPairSync('ed25519', { comment: `${name}@test` });
+      keys[name] = join(clientDir, `id_${name}`);
+      await writeFile(keys[name], pair.private);
+      await chmod(keys[name], 0o600);
+      if (name !== 'stranger') await (name === 'alice' ? alice : bob).request('POST', '/api/v1/sshkeys', { publicKey: pair.public });
+    }
+
+    cgroups = await CgroupManager.detect({ parent: `warren-ssh-${process.pid}` });
+    runner = await startRunner({
+      server,
+      token: await modules.server.ensureRunnerToken(store, 'ssh-test'),
+      name: 'ssh-test',
+      dataDir: runnerDir,
+      accessListen: { host: '127.0.0.1', port: 0 },
+      sshListen: { host: '127.0.0.1', port: 0 },
+      config: { slotOffset: SLOT_OFFSET, heartbeatSeconds: 1 },
+      // The host firewall table is shared with other suites running in parallel; this test needs no egress.
+      linux: { firewall: false, runtime, cgroups },
+    });
+
+    // The host key as the server publishes it (no trust on first use).
+    let published: { endpoint?: string; hostKey?: string } = {};
+    for (let attempt = 0; attempt < 100 && !published.hostKey; attempt++) {
+      const status = (await admin.get('Runner', runner.runnerId)).status;
+      published = { endpoint: status.endpoints.ssh, hostKey: status.info?.[SSH_HOST_KEY_INFO] };
+      if (!published.hostKey) await sleep(100);
+    }
+    expect(published.hostKey).toMatch(/^ssh-ed25519 AAAA/);
+    sshPort = Number(published.endpoint?.split(':').pop());
+    await writeFile(join(clientDir, 'known_hosts'), `warren-runner-ssh-test ${published.hostKey}\n`);
+
+    const { fixtures } = modules;
+    const repo = await fixtures.git.createRepo(`acme/ssh${process.pid}`, {
+      '.devcontainer/devcontainer.json': `{
+        "image": "${fixtures.images.base}",
+        "containerEnv": { "GREETING": "hello" },
+        "remoteEnv": { "FAREWELL": "bye-\${containerEnv:GREETING}" },
+      }`,
+    });
+    const created = await alice.createEnvironment({ metadata: { name: 'sshbox' }, spec: { source: { git: { url: repo.url } } } });
+    environment = await phaseOf(created.metadata.id, 'Running');
+  });
+
+  afterAll(async () => {
+    if (environment) {
+      await admin.delete('Environment', environment.metadata.id).catch(() => {});
+      for (let attempt = 0; attempt < 600; attempt++) {
+        const gone = await admin.get('Environment', environment.metadata.id).then(() => false, () => true);
+        if (gone) break;
+        await sleep(100);
+      }
+    }
+    await runner?.close();
+    controllers.abort();
+    await controllersDone;
+    await app?.close();
+    await store?.close();
+    await cgroups?.removeParent().catch(() => {});
+    await rm(runtime.stateRoot, { recursive: true, force: true });
+    await rm(`${runtime.stateRoot}-exec`, { recursive: true, force: true });
+    for (const dir of [serverDir, runnerDir, clientDir]) if (dir) await rm(dir, { recursive: true, force: true });
+    await modules?.fixtures.git.stop();
+    await modules?.fixtures.registry.stop();
+  });
+
+  it('runs a command as remoteUser in the workspace folder with remoteEnv and passes its exit status', async () => {
+    const result = await run('ssh', ssh(keys.alice, 'sshbox', 'id -un; pwd; echo "$GREETING $FAREWELL"; echo err >&2; exit 3'));
+    expect(result.stderr).toBe('err\n');
+    expect(result.stdout).toBe(`vscode\n/workspaces/ssh${process.pid}\nhello bye-hello\n`);
+    expect(result.code).toBe(3);
+    // The environment's id works as user name too.
+    expect((await run('ssh', ssh(keys.alice, environment.metadata.id, 'echo by-id'))).stdout).toBe('by-id\n');
+  });
+
+  it('gives an interactive shell on a pty: commands, Ctrl-C and the exit status', async () => {
+    const child = spawn('ssh', ['-tt', ...ssh(keys.alice, 'sshbox')], { stdio: ['pipe', 'pipe', 'pipe'] });
+    const seen = { output: '' };
+    child.stdout.on('data', (chunk: Buffer) => (seen.output += chunk.toString()));
+    const closed = new Promise<number>((resolve) => child.once('close', (code) => resolve(code ?? -1)));
+    child.stdin.write('[ -t 0 ] && echo "tty-$((6*7))"; echo "ready"; sleep 300\n');
+    await waitForOutput(child, 'tty-42', seen);
+    await waitForOutput(child, '\nready', seen);
+    // Ctrl-C: the terminal echoes "^C" when it signals the foreground process (and flushes pending input), so
+    // the next line is sent only after that.
+    child.stdin.write('\x03');
+    await waitForOutput(child, '^C', seen);
+    child.stdin.write('echo "after-$?"\n');
+    await waitForOutput(child, 'after-130', seen);
+    child.stdin.write('exit 5\n');
+    expect(await closed).toBe(5);
+  });
+
+  it('copies files both ways with scp and sftp', async () => {
+    const local = join(clientDir, 'upload.bin');
+    const payload = Buffer.concat([Buffer.from('warren-scp\n'), Buffer.alloc(300_000, 7)]);
+    await writeFile(local, payload);
+    const up = await run('scp', ['-P', String(sshPort), ...common(keys.alice), local, 'sshbox@127.0.0.1:uploaded.bin']);
+    expect(up.stderr).toBe('');
+    expect(up.code).toBe(0);
+    const check = await run('ssh', ssh(keys.alice, 'sshbox', 'ls -l uploaded.bin; stat -c %s uploaded.bin; id -un; stat -c %U uploaded.bin'));
+    expect(check.stdout.split('\n').slice(1, 4)).toEqual([String(payload.length), 'vscode', 'vscode']);
+    const back = join(clientDir, 'back.bin');
+    expect((await run('scp', ['-P', String(sshPort), ...common(keys.alice), 'sshbox@127.0.0.1:uploaded.bin', back])).code).toBe(0);
+    expect((await readFile(back)).equals(payload)).toBe(true);
+
+    const batch = join(clientDir, 'batch');
+    const fromSftp = join(clientDir, 'from-sftp.bin');
+    await writeFile(batch, [`put ${local} via-sftp.bin`, 'ls -l via-sftp.bin', `get via-sftp.bin ${fromSftp}`, 'mkdir made-by-sftp', 'rmdir made-by-sftp', 'rm via-sftp.bin', ''].join('\n'));
+    const sftp = await run('sftp', ['-P', String(sshPort), ...common(keys.alice), '-b', batch, 'sshbox@127.0.0.1']);
+    expect(sftp.stderr).toBe('');
+    expect(sftp.code).toBe(0);
+    expect(sftp.stdout).toMatch(/-rw-r--r-- .* via-sftp\.bin/);
+    expect((await readFile(fromSftp)).equals(payload)).toBe(true);
+    expect((await run('ssh', ssh(keys.alice, 'sshbox', 'ls via-sftp.bin'))).code).not.toBe(0);
+  });
+
+  it('forwards a local port to a port inside the environment (ssh -L)', async () => {
+    // A server inside the environment (perl-base is Essential in Debian), detached from the ssh session.
+    const serve = `perl -MIO::Socket::INET -e '$s = IO::Socket::INET->new(LocalPort => 8765, Listen => 5, ReuseAddr => 1) or die; while ($c = $s->accept) { print $c "hello-from-env\\n"; close $c }'`;
+    const started = await run('ssh', ssh(keys.alice, 'sshbox', `nohup ${serve} >/dev/null 2>&1 </dev/null & echo started`));
+    expect(started.stdout).toBe('started\n');
+    const localPort = await freePort();
+    const forward = spawn('ssh', ['-N', '-o', 'ExitOnForwardFailure=yes', '-L', `127.0.0.1:${localPort}:localhost:8765`, ...ssh(keys.alice, 'sshbox')], { stdio: 'ignore' });
+    try {
+      let answer = '';
+      for (let attempt = 0; attempt < 200 && !answer.includes('hello-from-env'); attempt++) {
+        answer = await new Promise<string>((resolve) => {
+          let data = '';
+          const socket = createConnection({ host: '127.0.0.1', port: localPort });
+          socket.on('data', (chunk: Buffer) => (data += chunk.toString()));
+          socket.on('close', () => resolve(data));
+          socket.on('error', () => resolve(''));
+        });
+        if (!answer) await sleep(50);
+      }
+      expect(answer).toBe('hello-from-env\n');
+    } finally {
+      forward.kill();
+    }
+  });
+
+  it("refuses an unregistered key and another user's key, by environment name or id", async () => {
+    const stranger = await run('ssh', ssh(keys.stranger, 'sshbox', 'true'));
+    expect(stranger.code).toBe(255);
+    expect(stranger.stderr).toMatch(/Permission denied/);
+    for (const user of ['sshbox', environment.metadata.id]) {
+      const other = await run('ssh', ssh(keys.bob, user, 'true'));
+      expect(other.code).toBe(255);
+      expect(other.stderr).toMatch(/Permission denied/);
+    }
+    // Alice's key works for Alice's environment only: a made-up name is refused too.
+    expect((await run('ssh', ssh(keys.alice, 'nonexistent', 'true'))).code).toBe(255);
+  });
+});
