@@ -53,13 +53,17 @@ describe('SSH gateway', () => {
   let serverNow = () => new Date();
   const requests: SshAuthorizeRequest[] = [];
   const activity: string[] = [];
+  /** Terminal sizes the backend was given: at start, then each resize. */
+  const sizes: Array<[number, number]> = [];
 
   /** A backend whose "environment" is this host, in `directory`. */
   const backend = {
     exec(environmentId: string, request: ExecRequest): Promise<ExecSession> {
       const child = spawn(request.argv[0]!, request.argv.slice(1), { cwd: request.cwd ?? directory, env: { ...process.env, ...Object.fromEntries((request.env ?? []).map((entry) => entry.split('=', 2) as [string, string])) } });
       const exit = new Promise<number>((resolve) => child.once('close', (code, signal) => resolve(code ?? (signal ? 137 : 1))));
-      return Promise.resolve({ stdin: child.stdin, stdout: child.stdout, stderr: child.stderr, exit, kill: () => child.kill('SIGKILL') });
+      if (request.tty) sizes.push([request.cols ?? 0, request.rows ?? 0]);
+      const resize = (cols: number, rows: number) => void sizes.push([cols, rows]);
+      return Promise.resolve({ stdin: child.stdin, stdout: child.stdout, stderr: child.stderr, exit, kill: () => child.kill('SIGKILL'), resize });
     },
   } as unknown as EnvironmentBackend;
 
@@ -119,6 +123,32 @@ describe('SSH gateway', () => {
     }
     expect(requests.at(-1)).toMatchObject({ environment: 'env-1', publicKey: expect.stringMatching(/^ssh-ed25519 /) as unknown });
     expect(activity).toContain('env-1');
+  });
+
+  it('starts a shell on a pty of the requested size and passes window changes on', async () => {
+    const connection = await connect(gateway.port, { username: 'env-1', privateKey: userKey.private });
+    try {
+      const output = await new Promise<string>((resolve, reject) => {
+        connection.client.shell({ cols: 100, rows: 30, term: 'xterm' }, (error, channel) => {
+          if (error) return reject(error);
+          let text = '';
+          channel.on('data', (chunk: Buffer) => {
+            text += chunk.toString();
+            if (text.includes('started')) {
+              channel.setWindow(40, 120, 0, 0);
+              channel.end('exit 0\n');
+            }
+          });
+          channel.on('close', () => resolve(text));
+          channel.write('echo started\n');
+        });
+      });
+      expect(output).toContain('started');
+    } finally {
+      connection.close();
+    }
+    expect(sizes[0]).toEqual([100, 30]);
+    expect(sizes).toContainEqual([120, 40]);
   });
 
   it('logs in with a personal access token as password', async () => {
