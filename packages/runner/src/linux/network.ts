@@ -91,6 +91,17 @@ async function hostLinks(logger: Logger): Promise<IpLink[]> {
   return parseJson<IpLink>(stdout);
 }
 
+/** The slot's host link with its addresses, or undefined when there is none (one link, not every veth of the host). */
+async function readHostLink(info: SlotInfo, logger: Logger): Promise<IpLink | undefined> {
+  const name = info.hostInterface;
+  const result = await exec(['ip', '-j', 'address', 'show', 'dev', name], { logger, okCodes: [0, 1] });
+  if (result.code === 1) {
+    if (/does not exist/i.test(result.stderr)) return undefined;
+    throw new NetworkError(`ip address show dev ${name} failed: ${result.stderr.trim()}`, info.slot);
+  }
+  return parseJson<IpLink>(result.stdout).find((link) => link.ifname === name);
+}
+
 /** The links and default routes inside a slot's namespace (`ip -n <ns> -j -batch`: one JSON array per line). */
 async function readNamespace(info: SlotInfo, logger: Logger): Promise<{ inner: IpLink[]; routes: IpRoute[]; netnsBroken: boolean }> {
   try {
@@ -116,11 +127,10 @@ async function observe(info: SlotInfo, logger: Logger, freshNamespace: boolean):
   // The namespace list is a directory read; the host's links and the namespace's links and default route
   // are read at the same time, the latter two by one `ip -batch` (each `ip` process costs ~10 ms).
   const netns = (await netnsNames(logger)).includes(info.netnsName);
-  const [links, innerState] = await Promise.all([
-    hostLinks(logger),
+  const [hostLink, innerState] = await Promise.all([
+    readHostLink(info, logger),
     netns && !freshNamespace ? readNamespace(info, logger) : Promise.resolve({ inner: [] as IpLink[], routes: [] as IpRoute[], netnsBroken: false }),
   ]);
-  const hostLink = links.find((link) => link.ifname === info.hostInterface);
   const { inner, routes, netnsBroken } = innerState;
   const environmentLink = inner.find((link) => link.ifname === info.environmentInterface);
   const pairedLink =
