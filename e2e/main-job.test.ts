@@ -83,11 +83,13 @@ describe.runIf(built)('warren CLI main job', { timeout: 300_000 }, () => {
     repoUrl = repo.url;
     const port = await freePort();
     const accessPort = await freePort();
+    const sshPort = await freePort();
+    const proxyPort = await freePort();
     env.WARREN_CONFIG = join(dir, 'cli-config.json');
     env.WARREN_LOG_LEVEL = 'warn';
     await mkdir(join(dir, 'data', 'runner'), { recursive: true });
     await writeFile(join(dir, 'data', 'runner', 'runner.json'), JSON.stringify({ mirrors: { 'mcr.microsoft.com': [registry.url] }, slotOffset: 1000 + (process.pid % 1000) }));
-    upArgs = ['up', '--data-dir', join(dir, 'data'), '--listen', `127.0.0.1:${port}`, '--access-listen', `127.0.0.1:${accessPort}`];
+    upArgs = ['up', '--data-dir', join(dir, 'data'), '--listen', `127.0.0.1:${port}`, '--access-listen', `127.0.0.1:${accessPort}`, '--ssh-listen', `127.0.0.1:${sshPort}`, '--proxy-listen', `127.0.0.1:${proxyPort}`];
     await startUp();
   });
 
@@ -150,6 +152,22 @@ describe.runIf(built)('warren CLI main job', { timeout: 300_000 }, () => {
     expect(started.code, started.stderr).toBe(0);
     const check = await warren(['env', 'exec', 'hello', '--', 'sh', '-c', 'cat /home/vscode/state.txt; wc -l < /tmp/post-create.txt; wc -l < /tmp/post-start.txt']);
     expect(check.stdout).toBe('kept\n1\n2\n');
+  });
+
+  it('lets the owner in over SSH with a registered key and the published host key (no first-use prompt)', async () => {
+    const key = join(dir, 'id_ed25519');
+    await new Promise((resolve, reject) => {
+      const child = spawn('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'e2e', '-f', key]);
+      child.on('error', reject);
+      child.on('close', resolve);
+    });
+    const added = await warren(['ssh-key', 'add', `${key}.pub`]);
+    expect(added.code, added.stderr).toBe(0);
+    const result = await warren(['ssh', 'hello', '-i', key, '--', 'sh', '-c', '"echo $(id -un) $(pwd); exit 4"']);
+    expect(result.stdout).toContain('vscode /workspaces/hello');
+    expect(result.code, result.stderr).toBe(4);
+    const config = await warren(['ssh-config', 'hello']);
+    expect(config.stdout).toMatch(/Host hello\.warren/);
   });
 
   it('leaves environments running when the runner is killed with SIGKILL, and adopts them on restart', async () => {

@@ -53,9 +53,12 @@ export function registerDaemonCommands(program: Command, context: CommandContext
     .description('run the Warren server and a local runner in one process, with an embedded database')
     .option('--data-dir <dir>', 'where Warren keeps everything (default $WARREN_DATA_DIR or /var/lib/warren)')
     .option('--listen <host:port>', 'API address', '127.0.0.1:7080')
-    .option('--access-listen <host:port>', 'runner access API address (exec, logs)', '127.0.0.1:7081')
+    .option('--access-listen <host:port>', 'runner access API address (exec, logs, terminal)', '127.0.0.1:7081')
+    .option('--ssh-listen <host:port>', 'SSH gateway address ("off" to disable)', '127.0.0.1:2222')
+    .option('--proxy-listen <host:port>', 'port URL proxy address', '127.0.0.1:7082')
+    .option('--proxy-domain <domain>', 'port URLs are <port>-<env>.<domain>', 'localhost')
     .option('--database-url <url>', 'use PostgreSQL instead of the embedded database')
-    .action(async (options: { dataDir?: string; listen: string; accessListen: string; databaseUrl?: string }) => {
+    .action(async (options: { dataDir?: string; listen: string; accessListen: string; sshListen: string; proxyListen: string; proxyDomain: string; databaseUrl?: string }) => {
       const dataDir = options.dataDir ?? defaultDataDir();
       const listen = parseListen(options.listen, '--listen');
       const accessListen = parseListen(options.accessListen, '--access-listen');
@@ -83,6 +86,7 @@ export function registerDaemonCommands(program: Command, context: CommandContext
         name: runnerName,
         dataDir: join(dataDir, 'runner'),
         accessListen,
+        ...accessServices(options),
         logger,
       });
       context.stdout.write(`Warren is up at ${server.url} (runner ${runnerName}, access ${runner.accessUrl}); press Ctrl-C to stop\n`);
@@ -122,7 +126,10 @@ export function registerDaemonCommands(program: Command, context: CommandContext
     .option('--data-dir <dir>', 'where environments and images live (default $WARREN_DATA_DIR or /var/lib/warren)')
     .option('--access-listen <host:port>', 'access API address (exec, logs)', '127.0.0.1:7081')
     .option('--advertise-url <url>', 'access API URL as clients reach it (default http://<access-listen>)')
-    .action(async (options: { name?: string; dataDir?: string; accessListen: string; advertiseUrl?: string }) => {
+    .option('--ssh-listen <host:port>', 'SSH gateway address ("off" to disable)', '0.0.0.0:2222')
+    .option('--proxy-listen <host:port>', 'port URL proxy address', '0.0.0.0:7082')
+    .option('--proxy-domain <domain>', 'port URLs are <port>-<env>.<domain> (needs wildcard DNS to this host)', 'localhost')
+    .action(async (options: { name?: string; dataDir?: string; accessListen: string; advertiseUrl?: string; sshListen: string; proxyListen: string; proxyDomain: string }) => {
       const { server, token } = context.options();
       if (!server || !token) throw new InvalidError('warren runner needs --server URL and --token T (a runner token made by an admin)');
       const logger = makeLogger();
@@ -134,6 +141,7 @@ export function registerDaemonCommands(program: Command, context: CommandContext
         dataDir: join(options.dataDir ?? defaultDataDir(), 'runner'),
         accessListen: parseListen(options.accessListen, '--access-listen'),
         ...(options.advertiseUrl ? { advertiseUrl: options.advertiseUrl } : {}),
+        ...accessServices(options),
         logger,
       });
       context.stdout.write(`runner ${name} connected to ${server} (access ${runner.accessUrl})\n`);
@@ -150,6 +158,14 @@ async function issueAdminToken(store: ResourceStore): Promise<string> {
   if (!admin) throw new Error('the admin user is missing: the server did not bootstrap');
   const { secret } = await issueToken(store, { name: `cli-${Date.now().toString(36)}`, ownerId: admin.metadata.id, type: 'Personal', description: 'warren up CLI context' });
   return secret;
+}
+
+/** The SSH gateway and port proxy options of `startRunner` from the `--ssh-listen`/`--proxy-*` flags. */
+function accessServices(options: { sshListen: string; proxyListen: string; proxyDomain: string }) {
+  return {
+    ...(options.sshListen === 'off' ? {} : { sshListen: parseListen(options.sshListen, '--ssh-listen') }),
+    proxy: { listen: parseListen(options.proxyListen, '--proxy-listen'), domain: options.proxyDomain },
+  };
 }
 
 /** Turns a host name into a valid resource name (DNS label). */
