@@ -49,6 +49,9 @@ export interface PortProxy {
   close(): Promise<void>;
 }
 
+/** How long the proxy reuses an environment's network lookup, in ms. */
+const NETWORK_CACHE_MS = 1000;
+
 /** A refusal answered before anything is forwarded. */
 class ProxyError extends WarrenError {}
 
@@ -77,6 +80,28 @@ export async function startPortProxy(options: PortProxyOptions): Promise<PortPro
   // Keep-alive to the apps: a new TCP connection per request would cost more than the proxying itself.
   const agent = new Agent({ keepAlive: true, maxSockets: Infinity, maxFreeSockets: 64 });
   const upgraded = new Set<Duplex>();
+  // Where each environment is, for NETWORK_CACHE_MS: the backend reads its slot claim and runc's state file (a
+  // large JSON document) on every call, which cost more than the proxying itself (bench/access). Only a running
+  // environment's network is kept, so a started one is reachable at once; a stopped one answers 502 instead of
+  // 503 for at most that long (its phase is still checked on every request).
+  const networks = new Map<string, { network: Promise<EnvironmentNetwork | undefined>; expiresAt: number }>();
+  const networkOf = (environmentId: string): Promise<EnvironmentNetwork | undefined> => {
+    const now = performance.now();
+    const cached = networks.get(environmentId);
+    if (cached && cached.expiresAt > now) return cached.network;
+    const network = options.network(environmentId).then(
+      (found) => {
+        if (!found) networks.delete(environmentId);
+        return found;
+      },
+      (error: unknown) => {
+        networks.delete(environmentId);
+        throw error;
+      },
+    );
+    networks.set(environmentId, { network, expiresAt: now + NETWORK_CACHE_MS });
+    return network;
+  };
 
   async function decide(request: IncomingMessage, route: ProxyRoute, upgrade: boolean): Promise<Decision> {
     if (!Number.isInteger(route.port) || route.port < 1 || route.port > 65535) {
@@ -122,7 +147,7 @@ export async function startPortProxy(options: PortProxyOptions): Promise<PortPro
     if (environment.status.phase !== 'Running') {
       throw new ProxyError('ServiceUnavailable', 503, `environment "${route.environment}" is ${environment.status.phase}, not Running`);
     }
-    const network = await options.network(environment.metadata.id);
+    const network = await networkOf(environment.metadata.id);
     if (!network) throw new ProxyError('ServiceUnavailable', 503, `environment "${route.environment}" is not running on this runner`);
     return { kind: 'forward', environment, network, cookieRest: rest };
   }
@@ -193,8 +218,15 @@ export async function startPortProxy(options: PortProxyOptions): Promise<PortPro
       const named = connectionTokens(answer.headers);
       for (const [name, value] of Object.entries(answer.headers)) if (!HOP_BY_HOP.has(name) && !named.has(name)) headers[name] = value;
       response.writeHead(answer.statusCode ?? 502, answer.statusMessage, headers);
-      response.flushHeaders();
-      pipeline(answer, response, () => {});
+      // Headers go out with the first body chunk (one write); an answer whose body has not started by the next
+      // turn of the event loop (a stream, server-sent events) gets its headers flushed alone.
+      setImmediate(() => {
+        if (!response.headersSent && !response.destroyed) response.flushHeaders();
+      });
+      // pipe(), not pipeline(): pipeline() makes an AbortController per call and aborts it when done, whose
+      // DOMException cost more than the rest of the request (bench/access profile).
+      answer.on('error', () => response.destroy());
+      answer.pipe(response);
     });
     upstream.on('error', (error) => {
       if (response.headersSent) {
@@ -207,7 +239,8 @@ export async function startPortProxy(options: PortProxyOptions): Promise<PortPro
     response.on('close', () => {
       if (!response.writableFinished) upstream.destroy();
     });
-    pipeline(request, upstream, () => {});
+    request.on('error', () => upstream.destroy());
+    request.pipe(upstream);
   }
 
   async function handleUpgrade(request: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
