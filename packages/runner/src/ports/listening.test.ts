@@ -1,6 +1,6 @@
 // Parsing of /proc/net/tcp{,6}: LISTEN sockets only, addresses decoded, loopback-only binds not reachable.
 import { describe, expect, it } from 'vitest';
-import { parseProcNetTcp, reachableFromHost } from './listening.js';
+import { loopbackOnly, parseProcNetTcp, reachableFromHost } from './listening.js';
 
 const TCP = `  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
    0: 00000000:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000  1000        0 1 1 0 100 0 0 10 0
@@ -33,5 +33,15 @@ describe('parseProcNetTcp', () => {
     const reachable = [...parseProcNetTcp(TCP), ...parseProcNetTcp(TCP6)].filter((socket) => reachableFromHost(socket.address)).map((socket) => socket.port);
     expect(reachable).toEqual([8080, 5000]);
     expect(parseProcNetTcp('header\ngarbage line\n  0: zz 0A\n')).toEqual([]);
+  });
+
+  it('tells loopback-only ports from ports reachable on the veth address', () => {
+    const sockets = [...parseProcNetTcp(TCP), ...parseProcNetTcp(TCP6), { address: '127.0.0.1', port: 5000 }];
+    expect(loopbackOnly(sockets, 3000)).toBe(true);
+    expect(loopbackOnly(sockets, 5001)).toBe(true);
+    expect(loopbackOnly(sockets, 8080)).toBe(false);
+    // Bound to both loopback and the wildcard: the veth address reaches it.
+    expect(loopbackOnly(sockets, 5000)).toBe(false);
+    expect(loopbackOnly(sockets, 9999)).toBe(false);
   });
 });

@@ -1,4 +1,4 @@
-// Listening TCP sockets of an environment, read from /proc/<pid>/net/tcp{,6}: the view of the network
+// Listening TCP sockets of an environment (loopback-only ones included), read from /proc/<pid>/net/tcp{,6}: the view of the network
 // namespace that process lives in (proc(5) "/proc/net/tcp"), so no setns(2) or helper process is needed.
 import { readFile } from 'node:fs/promises';
 
@@ -53,7 +53,7 @@ function ipv6(hex: string): string {
 /**
  * Whether a socket bound to `address` accepts connections arriving on the environment's veth address:
  * wildcard binds (0.0.0.0, ::) and non-loopback addresses do; loopback binds (127.0.0.0/8, ::1) do not, so
- * the proxy cannot reach them and they are not reported.
+ * they are reached from inside the namespace instead (ports/loopback.ts).
  */
 export function reachableFromHost(address: string): boolean {
   if (address.startsWith('127.') || address.startsWith('::ffff:127.')) return false;
@@ -61,19 +61,32 @@ export function reachableFromHost(address: string): boolean {
   return true;
 }
 
-/**
- * Lists the TCP ports listening in the network namespace of process `pid`, reachable from the host
- * (see {@link reachableFromHost}), sorted and without duplicates.
- * @returns an empty list when the process is gone (ENOENT/ESRCH); other read errors are thrown.
- */
-export async function listListeningPorts(pid: number): Promise<number[]> {
+/** Reads the listening sockets of the network namespace of process `pid`; empty when the process is gone. */
+export async function listListeningSockets(pid: number): Promise<ListeningSocket[]> {
   const read = (file: string) =>
     readFile(`/proc/${pid}/net/${file}`, 'utf8').catch((error: NodeJS.ErrnoException) => {
       if (error.code === 'ENOENT' || error.code === 'ESRCH') return '';
       throw error;
     });
   const [tcp, tcp6] = await Promise.all([read('tcp'), read('tcp6')]);
-  const ports = new Set<number>();
-  for (const socket of [...parseProcNetTcp(tcp), ...parseProcNetTcp(tcp6)]) if (reachableFromHost(socket.address)) ports.add(socket.port);
+  return [...parseProcNetTcp(tcp), ...parseProcNetTcp(tcp6)];
+}
+
+/**
+ * Lists the TCP ports listening in the network namespace of process `pid`, loopback-only ones included (the
+ * proxy and `ssh -L` reach those from inside the namespace, ports/loopback.ts), sorted and without duplicates.
+ * @returns an empty list when the process is gone (ENOENT/ESRCH); other read errors are thrown.
+ */
+export async function listListeningPorts(pid: number): Promise<number[]> {
+  const ports = new Set((await listListeningSockets(pid)).map((socket) => socket.port));
   return [...ports].sort((a, b) => a - b);
+}
+
+/**
+ * Whether `port` has listeners and all of them are bound to loopback, so the veth address does not reach it
+ * (see {@link reachableFromHost}).
+ */
+export function loopbackOnly(sockets: readonly ListeningSocket[], port: number): boolean {
+  const listeners = sockets.filter((socket) => socket.port === port);
+  return listeners.length > 0 && listeners.every((socket) => !reachableFromHost(socket.address));
 }

@@ -69,6 +69,8 @@ const upgrade = (request, socket) => {
   });
 };
 for (const port of [3000, 3001, 3002]) { const server = http.createServer(handler); server.on('upgrade', upgrade); server.listen(port, '0.0.0.0'); }
+// A dev server bound to the loopback only (as many are by default).
+{ const server = http.createServer(handler); server.on('upgrade', upgrade); server.listen(3003, '127.0.0.1'); }
 `;
 
 async function loadModules(): Promise<{ server: ServerModules; fixtures: Fixtures }> {
@@ -248,7 +250,7 @@ describe('port URLs through the runner proxy (server + runner with the Linux bac
     let ports: Environment['status']['ports'] = [];
     for (let attempt = 0; attempt < 150; attempt++) {
       ports = (await admin.get('Environment', envA.metadata.id)).status.ports;
-      if (ports.some((port) => port.port === 3002)) break;
+      if (ports.some((port) => port.port === 3002) && ports.some((port) => port.port === 3003)) break;
       await sleep(100);
     }
     if (!ports.some((port) => port.port === 3002)) {
@@ -258,6 +260,8 @@ describe('port URLs through the runner proxy (server + runner with the Linux bac
     // A port nobody declared: detected listening (source Detected).
     expect(ports.find((port) => port.port === 3002)).toMatchObject({ visibility: 'Owner', source: 'Detected', url: `http://3002-web.localhost:${proxyPort}/` });
     expect(ports.find((port) => port.port === 3000)).toMatchObject({ visibility: 'Owner', source: 'Devcontainer', url: `http://3000-web.localhost:${proxyPort}/` });
+    // Listening on 127.0.0.1 only: detected as well.
+    expect(ports.find((port) => port.port === 3003)).toMatchObject({ visibility: 'Owner', source: 'Detected', url: `http://3003-web.localhost:${proxyPort}/` });
     expect(ports.find((port) => port.port === 3001)).toMatchObject({ visibility: 'Public', source: 'Spec', url: `http://3001-web.localhost:${proxyPort}/` });
   });
 
@@ -320,6 +324,32 @@ describe('port URLs through the runner proxy (server + runner with the Linux bac
     });
     expect(first).toBe('first\n');
     await fetchVia(proxyPort, `http://3001-web.localhost:${proxyPort}/release`);
+  });
+
+  it('reaches an app bound to the environment\'s loopback only, requests and WebSocket upgrades', async () => {
+    const { cookie } = await login((await open(admin, 'web', 3003)).url);
+    const answer = await fetchVia(proxyPort, `http://3003-web.localhost:${proxyPort}/on-loopback?b=2`, { cookie: `${cookie}; app=1` });
+    expect(answer.status).toBe(200);
+    const seen = JSON.parse(answer.body) as { url: string; headers: Record<string, string> };
+    expect(seen.url).toBe('/on-loopback?b=2');
+    expect(seen.headers.cookie).toBe('app=1');
+    // Several requests in a row (one helper connection each).
+    for (let index = 0; index < 3; index++) expect((await fetchVia(proxyPort, `http://3003-web.localhost:${proxyPort}/again`, { cookie })).status).toBe(200);
+
+    const socket = new WebSocket(`ws://127.0.0.1:${proxyPort}/ws`, { headers: { host: `3003-web.localhost:${proxyPort}`, cookie } });
+    const messages: string[] = [];
+    const both = new Promise<void>((resolve, reject) => {
+      socket.on('message', (data: Buffer) => {
+        messages.push(data.toString('utf8'));
+        if (messages.length === 2) resolve();
+      });
+      socket.on('error', reject);
+    });
+    await new Promise((resolve, reject) => socket.once('open', resolve).once('error', reject));
+    socket.send('hello on loopback');
+    await both;
+    expect(messages[1]).toBe('hello on loopback');
+    socket.terminate();
   });
 
   it("keeps user B out of user A's environment, by name and by id; refuses an expired token", async () => {

@@ -1,5 +1,5 @@
 // The runner's port proxy: routes `<port>-<env>.<domain>` and `/p/<env>/<port>/...` to that port inside the
-// environment (its veth address), with WebSocket upgrades and streamed bodies both ways (RFC 9110, RFC 6455).
+// environment (its veth address, or its loopback through a helper in its namespace), with WebSocket upgrades and streamed bodies both ways (RFC 9110, RFC 6455).
 // Owner ports need the proxy's session cookie, got by exchanging a short-lived server-signed token
 // (`?warren-token=`); Public ports need nothing. Warren's cookie and token never reach the app.
 import { Agent, type IncomingHttpHeaders, type IncomingMessage, type OutgoingHttpHeaders, type ServerResponse, createServer, request as httpRequest } from 'node:http';
@@ -9,6 +9,8 @@ import { pipeline } from 'node:stream';
 import { type Environment, PORT_TOKEN_PARAMETER, makeStatus } from '@warren/api';
 import { type Logger, WarrenError, errorMessage, silentLogger } from '@warren/base';
 import type { EnvironmentNetwork } from '../environment/backend.js';
+import { listListeningSockets, loopbackOnly } from '../ports/listening.js';
+import { connectInNamespace } from '../ports/loopback.js';
 import { parseProxyRoute, queryParameter, withoutQueryParameter, type ProxyRoute } from './route.js';
 import { type SessionSigner, sessionSetCookie, takeSessionCookies } from './session.js';
 import type { PortTokenVerifier } from './token.js';
@@ -102,6 +104,28 @@ export async function startPortProxy(options: PortProxyOptions): Promise<PortPro
     networks.set(environmentId, { network, expiresAt: now + NETWORK_CACHE_MS });
     return network;
   };
+
+  // Whether a port listens on the environment's loopback only (then it is reached from inside its namespace,
+  // ports/loopback.ts), from /proc/<pid>/net/tcp{,6}, kept NETWORK_CACHE_MS per pid and port.
+  const loopbackPorts = new Map<string, { loopback: Promise<boolean>; expiresAt: number }>();
+  const isLoopbackOnly = (pid: number, port: number): Promise<boolean> => {
+    const key = `${pid}:${port}`;
+    const now = performance.now();
+    const cached = loopbackPorts.get(key);
+    if (cached && cached.expiresAt > now) return cached.loopback;
+    const loopback = listListeningSockets(pid).then(
+      (sockets) => loopbackOnly(sockets, port),
+      () => false,
+    );
+    if (loopbackPorts.size > 4096) loopbackPorts.clear();
+    loopbackPorts.set(key, { loopback, expiresAt: now + NETWORK_CACHE_MS });
+    return loopback;
+  };
+  /** How the upstream request connects: the keep-alive agent to the veth address, or a helper per connection. */
+  const connection = async (network: EnvironmentNetwork, port: number, upgrade: boolean) =>
+    (await isLoopbackOnly(network.pid, port))
+      ? { host: '127.0.0.1', createConnection: () => connectInNamespace(`/proc/${network.pid}/ns/net`, port, logger) as Socket }
+      : { host: network.address, agent: upgrade ? false : agent };
 
   async function decide(request: IncomingMessage, route: ProxyRoute, upgrade: boolean): Promise<Decision> {
     if (!Number.isInteger(route.port) || route.port < 1 || route.port > 65535) {
@@ -206,12 +230,11 @@ export async function startPortProxy(options: PortProxyOptions): Promise<PortPro
     }
     options.onActivity?.(decision.environment.metadata.id);
     const upstream = httpRequest({
-      host: decision.network.address,
+      ...(await connection(decision.network, route.port, false)),
       port: route.port,
       method: request.method,
       path: withoutQueryParameter(route.path, TOKEN_PARAMETER),
       headers: forwardHeaders(request, route, decision.cookieRest, false),
-      agent,
     });
     upstream.on('response', (answer) => {
       const headers: IncomingHttpHeaders = {};
@@ -258,12 +281,11 @@ export async function startPortProxy(options: PortProxyOptions): Promise<PortPro
     }
     options.onActivity?.(decision.environment.metadata.id);
     const upstream = httpRequest({
-      host: decision.network.address,
+      ...(await connection(decision.network, route.port, true)),
       port: route.port,
       method: request.method,
       path: withoutQueryParameter(route.path, TOKEN_PARAMETER),
       headers: forwardHeaders(request, route, decision.cookieRest, true),
-      agent: false,
     });
     upstream.on('upgrade', (answer, upstreamSocket, upstreamHead) => {
       upgraded.add(socket);
@@ -274,7 +296,8 @@ export async function startPortProxy(options: PortProxyOptions): Promise<PortPro
       if (upstreamHead.length > 0) socket.write(upstreamHead);
       if (head.length > 0) upstreamSocket.write(head);
       (socket as Socket).setNoDelay?.(true);
-      upstreamSocket.setNoDelay(true);
+      // A loopback-only port's connection is a helper's stdio, not a socket.
+      (upstreamSocket as Partial<Socket>).setNoDelay?.(true);
       const done = () => {
         upgraded.delete(socket);
         upgraded.delete(upstreamSocket);

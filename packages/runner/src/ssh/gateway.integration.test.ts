@@ -319,6 +319,30 @@ describe('SSH gateway with OpenSSH against a real environment', () => {
     }
   });
 
+  it('forwards a local port to a server bound to the environment\'s loopback only (ssh -L)', async () => {
+    const serve = `perl -MIO::Socket::INET -e '$s = IO::Socket::INET->new(LocalAddr => "127.0.0.1", LocalPort => 8766, Listen => 5, ReuseAddr => 1) or die; while ($c = $s->accept) { print $c "hello-from-loopback\\n"; close $c }'`;
+    const started = await run('ssh', ssh(keys.alice, 'sshbox', `nohup ${serve} >/dev/null 2>&1 </dev/null & echo started`));
+    expect(started.stdout).toBe('started\n');
+    const localPort = await freePort();
+    const forward = spawn('ssh', ['-N', '-o', 'ExitOnForwardFailure=yes', '-L', `127.0.0.1:${localPort}:localhost:8766`, ...ssh(keys.alice, 'sshbox')], { stdio: 'ignore' });
+    try {
+      let answer = '';
+      for (let attempt = 0; attempt < 200 && !answer.includes('hello-from-loopback'); attempt++) {
+        answer = await new Promise<string>((resolve) => {
+          let data = '';
+          const socket = createConnection({ host: '127.0.0.1', port: localPort });
+          socket.on('data', (chunk: Buffer) => (data += chunk.toString()));
+          socket.on('close', () => resolve(data));
+          socket.on('error', () => resolve(''));
+        });
+        if (!answer) await sleep(50);
+      }
+      expect(answer).toBe('hello-from-loopback\n');
+    } finally {
+      forward.kill();
+    }
+  });
+
   it("refuses an unregistered key and another user's key, by environment name or id", async () => {
     const stranger = await run('ssh', ssh(keys.stranger, 'sshbox', 'true'));
     expect(stranger.code).toBe(255);
