@@ -327,7 +327,13 @@ async function main(): Promise<Figures> {
     });
     await Promise.race([everyoneRunning, sleep(180_000)]);
     const allUpMs = performance.now() - t0;
-    await run(admin, id, ['touch', release]);
+    try {
+      await run(admin, id, ['touch', release]);
+    } catch (error) {
+      // Seen with 200 sessions: the access API exec itself fails (exit 255) while they are held; end them instead.
+      figures.sessions.firstError ??= `release failed: ${error instanceof Error ? error.message : String(error)}`;
+      for (const client of opened) client.end();
+    }
     await Promise.all(sessions);
     figures.sessions.wallMs = performance.now() - t0;
     console.log(`${SESSIONS} sessions: all running (or failed) after ${allUpMs.toFixed(0)} ms`);
