@@ -13,6 +13,7 @@
 // Imports go to the built server files (packages/server/dist) because the bench is compiled next to itself.
 import { randomBytes } from 'node:crypto';
 import { setMaxListeners } from 'node:events';
+import { readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -41,6 +42,18 @@ const ENGINES = (process.env['BENCH_ENGINES'] ?? 'pglite,postgres').split(',');
 /** Targets from issue 2 (p99, ms), judged in latency mode. */
 const TARGETS = { create: 50, scheduled: 100, delivery: 50 };
 const PHASE_TIMEOUT_MS = 180_000;
+
+/** CPU time (user + system) of this process's main thread (the server) in ms, from Linux's /proc (NaN elsewhere). */
+function serverThreadCpuMs(): number {
+  try {
+    // Fields after the command name: state is field 3, utime 14 and stime 15 (proc(5)), in clock ticks (100 Hz).
+    const stat = readFileSync(`/proc/self/task/${process.pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) * 10;
+  } catch {
+    return Number.NaN;
+  }
+}
 
 /** Wall-clock time in ms, comparable across threads of this host. */
 const now = (): number => performance.timeOrigin + performance.now();
@@ -135,7 +148,7 @@ async function runnerMain(data: Extract<WorkerData, { role: 'runner' }>): Promis
   parentPort!.postMessage({ type: 'scheduled', records: [...scheduled], errors } satisfies FromWorker);
 }
 
-async function creatorMain(data: Extract<WorkerData, { role: 'creator' }>): Promise<void> {
+function creatorMain(data: Extract<WorkerData, { role: 'creator' }>): void {
   const client = new WarrenClient({ server: data.server, token: data.token });
   parentPort!.on('message', (message: ToWorker) => {
     void (async () => {
@@ -184,8 +197,10 @@ interface PhaseFigures {
   scheduled: number[];
   delivery: number[];
   environmentsPerSecond: number;
-  /** Busy time of the server's event loop (main thread) per environment, ms. */
+  /** Busy time of the server's event loop (main thread) per environment, ms (includes time the OS ran others). */
   serverBusyMsPerEnvironment: number;
+  /** CPU time of the server's thread per environment, ms. */
+  serverCpuMsPerEnvironment: number;
 }
 
 interface EngineFigures {
@@ -372,13 +387,18 @@ async function runEngine(engine: 'pglite' | 'postgres', baseUrl?: string): Promi
       { label: `throughput mode: ${THROUGHPUT_CONCURRENCY} creates in flight`, concurrency: THROUGHPUT_CONCURRENCY },
     ];
     const created: Array<Array<[string, number, number]>> = [];
-    const phaseStats: Array<{ seconds: number; busyMs: number }> = [];
+    const phaseStats: Array<{ seconds: number; busyMs: number; cpuMs: number }> = [];
     for (const [index, mode] of modes.entries()) {
       phaseIndex = index;
       const started = now();
       const utilization = performance.eventLoopUtilization();
+      const cpuStarted = serverThreadCpuMs();
       created.push(await createAndWait(`bench${index}`, ENVIRONMENTS, mode.concurrency));
-      phaseStats.push({ seconds: (now() - started) / 1000, busyMs: performance.eventLoopUtilization(utilization).active });
+      phaseStats.push({
+        seconds: (now() - started) / 1000,
+        busyMs: performance.eventLoopUtilization(utilization).active,
+        cpuMs: serverThreadCpuMs() - cpuStarted,
+      });
     }
     phaseIndex = -2;
 
@@ -428,6 +448,7 @@ async function runEngine(engine: 'pglite' | 'postgres', baseUrl?: string): Promi
         delivery,
         environmentsPerSecond: ENVIRONMENTS / phaseStats[index]!.seconds,
         serverBusyMsPerEnvironment: phaseStats[index]!.busyMs / ENVIRONMENTS,
+        serverCpuMsPerEnvironment: phaseStats[index]!.cpuMs / ENVIRONMENTS,
       };
     });
     return { engine, rawInsert, roundTrip, phases, errors };
@@ -460,7 +481,8 @@ function report(results: EngineFigures[]): void {
         row([label, ms(percentile(values, 50)), ms(p99), ...(judged ? [`< ${target} ms`, p99 < target ? 'PASS' : 'MISS'] : [])]);
       }
       row(['throughput', `${phase.environmentsPerSecond.toFixed(1)} env/s`]);
-      row(['server busy per environment', ms(phase.serverBusyMsPerEnvironment)]);
+      row(['server loop busy per environment', ms(phase.serverBusyMsPerEnvironment)]);
+      row(['server thread CPU per environment', ms(phase.serverCpuMsPerEnvironment)]);
     }
     for (const error of result.errors.slice(0, 10)) console.log(`error: ${error}`);
     if (result.errors.length > 10) console.log(`... ${result.errors.length - 10} more errors`);
@@ -479,5 +501,5 @@ if (isMainThread) {
   const data = workerData as WorkerData;
   if (data.role === 'watchers') await watchersMain(data);
   else if (data.role === 'runner') await runnerMain(data);
-  else await creatorMain(data);
+  else creatorMain(data);
 }

@@ -1,6 +1,11 @@
 // Watch streams over a real socket, read with the @warren/api client.
+import { EventEmitter } from 'node:events';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { ApiError, WarrenClient, type Environment, type ResourceList, type WatchEvent } from '@warren/api';
+import { ApiError, WarrenClient, type Environment, type Resource, type ResourceList, type WatchEvent } from '@warren/api';
+import { silentLogger } from '@warren/base';
+import type { FastifyReply } from 'fastify';
+import type { ResourceStore } from '../storage/store.js';
+import { serveWatch } from './watch.js';
 import { closeSharedPglite } from '../storage/testing.js';
 import { openApiFixture, statusOf, type ApiFixture } from './testing.js';
 
@@ -80,6 +85,26 @@ describe('watch', () => {
     expect((await nextEvent(r2)).object.metadata.id).toBe(other.metadata.id);
   });
 
+  it('delivers a burst of concurrent writes whole and in resourceVersion order to every watcher', async () => {
+    const listed = await fx.call('admin', 'GET', '/api/v1/environments');
+    const resourceVersion = listed.json<ResourceList<Environment>>().metadata.resourceVersion;
+    const watchers = [open('admin', resourceVersion), open('admin', resourceVersion), open('userA', resourceVersion)];
+    // Written concurrently, so several events share one commit batch and one tick of each stream's writer.
+    const created = await Promise.all(Array.from({ length: 12 }, (_, index) => fx.createEnvironment(index % 2 ? 'userA' : 'userB', `burst-${index}`)));
+    const all = created.map((environment) => environment.metadata.resourceVersion).sort((a, b) => Number(a) - Number(b));
+    const userA = created
+      .filter((environment) => environment.metadata.ownerId === fx.userIds.userA)
+      .map((environment) => environment.metadata.resourceVersion)
+      .sort((a, b) => Number(a) - Number(b));
+    for (const [index, watcher] of watchers.entries()) {
+      const expected = index < 2 ? all : userA;
+      const seen: WatchEvent<Environment>[] = [];
+      while (seen.length < expected.length) seen.push(await nextEvent(watcher));
+      expect(seen.map((event) => event.object.metadata.resourceVersion)).toEqual(expected);
+      expect(seen.every((event) => event.type === 'ADDED' && event.object.spec.source.git.url !== undefined)).toBe(true);
+    }
+  });
+
   it('refuses anonymous watches with 401', async () => {
     const response = await fx.call('anonymous', 'GET', '/api/v1/environments?watch=true');
     expect(response.statusCode).toBe(401);
@@ -139,5 +164,95 @@ describe('bookmarks', () => {
     } finally {
       await fx.close();
     }
+  });
+});
+
+describe('backpressure', () => {
+  /** A response whose writes report backpressure while `full`, until `drain()`; records what was written. */
+  class FakeResponse extends EventEmitter {
+    chunks: string[] = [];
+    full = false;
+    writableNeedDrain = false;
+    destroyed = false;
+    writableEnded = false;
+    writableFinished = false;
+    writeHead(): this {
+      return this;
+    }
+    flushHeaders(): void {}
+    write(chunk: string): boolean {
+      this.chunks.push(chunk);
+      if (this.full) this.writableNeedDrain = true;
+      return !this.full;
+    }
+    end(): void {
+      this.writableEnded = this.writableFinished = true;
+      this.emit('finish');
+    }
+    drain(): void {
+      this.full = false;
+      this.writableNeedDrain = false;
+      this.emit('drain');
+    }
+    names(): string[] {
+      return this.chunks.join('').split('\n').filter(Boolean).map((line) => (JSON.parse(line) as WatchEvent<Environment>).object.metadata.name);
+    }
+  }
+
+  it('stops pulling events while the client is backpressured and resumes on drain, also after a drain it did not wait for', async () => {
+    const queued: WatchEvent<Resource>[] = [];
+    let wake: (() => void) | undefined;
+    const store = {
+      async *watch(_kind: string, options: { signal: AbortSignal }) {
+        options.signal.addEventListener('abort', () => wake?.());
+        for (;;) {
+          while (queued.length === 0 && !options.signal.aborted) await new Promise<void>((resolve) => (wake = resolve));
+          if (options.signal.aborted) return;
+          yield queued.shift()!;
+        }
+      },
+    } as unknown as ResourceStore;
+    const send = (name: string) => {
+      queued.push({ type: 'ADDED', object: { kind: 'Environment', metadata: { name, resourceVersion: String(queued.length + 1) } } as unknown as Resource });
+      wake?.();
+    };
+    const ticks = async () => {
+      for (let index = 0; index < 5; index++) await new Promise((resolve) => setImmediate(resolve));
+    };
+    const raw = new FakeResponse();
+    const reply = { raw, sent: false } as unknown as FastifyReply & { sent: boolean };
+    (reply as unknown as { hijack: () => void }).hijack = () => (reply.sent = true);
+    const closing = new AbortController();
+    raw.full = true;
+    send('a');
+    const served = serveWatch(reply, {
+      store, kind: 'Environment', filter: {}, visible: undefined, fromResourceVersion: '0', present: (object) => object,
+      timing: { bookmarkIntervalMs: 60_000, firstEventGraceMs: 1_000 }, logger: silentLogger, requestId: 'r', serverSignal: closing.signal,
+    });
+    await ticks();
+    expect(raw.names()).toEqual(['a']);
+    raw.drain(); // while the stream waits for its next event, not for 'drain'
+    send('b');
+    await ticks();
+    expect(raw.names()).toEqual(['a', 'b']);
+
+    raw.full = true;
+    send('c');
+    await ticks();
+    send('d');
+    await ticks();
+    send('e');
+    send('f');
+    await ticks();
+    // 'c' filled the socket; the event in hand ('d') is still written, 'e' is read ahead, 'f' waits for 'drain'.
+    expect(raw.names()).toEqual(['a', 'b', 'c', 'd']);
+    expect(queued.length).toBe(1);
+    raw.drain();
+    await ticks();
+    expect(raw.names()).toEqual(['a', 'b', 'c', 'd', 'e', 'f']);
+
+    closing.abort();
+    await served;
+    expect(raw.writableEnded).toBe(true);
   });
 });

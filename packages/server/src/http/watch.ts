@@ -59,6 +59,68 @@ async function settleWithin<T>(promise: Promise<T>, ms: number): Promise<Settled
   }
 }
 
+/** Serialised event lines by the (frozen, shared) object they carry: one JSON.stringify per event, not per watcher. */
+const serializedLines = new WeakMap<Resource, Partial<Record<'ADDED' | 'MODIFIED' | 'DELETED', string>>>();
+
+/**
+ * The NDJSON line of an ADDED/MODIFIED/DELETED event. The store hands the same frozen object to every watcher whose
+ * filter matches, so the line is built once and reused; `present` returning a new object (tokens) just misses.
+ */
+function eventLine(type: 'ADDED' | 'MODIFIED' | 'DELETED', object: Resource): string {
+  let lines = serializedLines.get(object);
+  if (!lines) {
+    lines = {};
+    serializedLines.set(object, lines);
+  }
+  return (lines[type] ??= `{"type":"${type}","object":${JSON.stringify(object)}}\n`);
+}
+
+/**
+ * Buffers a stream's lines and writes them in one `write` per tick (after the microtasks that dispatched them), so
+ * events dispatched together cost one chunk and one socket write (a writev syscall: the main cost of fan-out to
+ * many watchers on loopback) per watcher. Deferring to setImmediate merged more on PostgreSQL but delayed delivery
+ * on PGlite, whose queries run as microtasks and make a loop turn long (bench/control-plane/README.md).
+ */
+class LineWriter {
+  private buffer = '';
+  private scheduled = false;
+
+  constructor(private readonly raw: ServerResponse) {}
+
+  /** False once the client has gone or the stream ended. */
+  get open(): boolean {
+    return !this.raw.destroyed && !this.raw.writableEnded;
+  }
+
+  /** True while the socket is backpressured (a write returned false and 'drain' has not come yet): await {@link drained}. */
+  get full(): boolean {
+    return this.raw.writableNeedDrain;
+  }
+
+  push(line: string): void {
+    this.buffer += line;
+    if (!this.scheduled) {
+      this.scheduled = true;
+      process.nextTick(() => this.flush());
+    }
+  }
+
+  flush(): void {
+    this.scheduled = false;
+    if (this.buffer === '') return;
+    const chunk = this.buffer;
+    this.buffer = '';
+    if (this.open) this.raw.write(chunk);
+  }
+
+  /** Resolves once the client has taken what was written. @returns false when the client has gone. */
+  async drained(): Promise<boolean> {
+    if (!this.raw.writableNeedDrain) return this.open;
+    const result = await Promise.race([once(this.raw, 'drain').then(() => true), once(this.raw, 'close').then(() => false)]);
+    return result && this.open;
+  }
+}
+
 /**
  * Serves one watch. Before the headers are sent, errors are thrown (so the app's error handler answers with a
  * Status, e.g. 410 Gone); after, they end the stream with an `{type:"ERROR", object: Status}` line.
@@ -71,6 +133,8 @@ export async function serveWatch(reply: FastifyReply, watch: WatchRequest): Prom
   reply.raw.once('close', abort);
   let iterator: AsyncIterator<WatchEvent<Resource>> | undefined;
   let pending: Promise<IteratorResult<WatchEvent<Resource>>> | undefined;
+  let bookmarkTimer: NodeJS.Timeout | undefined;
+  let writer: LineWriter | undefined;
   try {
     let lastResourceVersion: string;
     let initial: Resource[] = [];
@@ -102,52 +166,56 @@ export async function serveWatch(reply: FastifyReply, watch: WatchRequest): Prom
       connection: 'close',
     });
     raw.flushHeaders();
+    const lines = (writer = new LineWriter(raw));
     for (const object of initial) {
-      if (!(await writeLine(raw, { type: 'ADDED', object: watch.present(object) }))) return;
+      lines.push(eventLine('ADDED', watch.present(object)));
+      lines.flush();
+      if (!(await lines.drained())) return;
     }
 
-    const closed = new Promise<'closed'>((resolve) => {
-      if (controller.signal.aborted) resolve('closed');
-      controller.signal.addEventListener('abort', () => resolve('closed'), { once: true });
-    });
+    // A BOOKMARK after each quiet interval: one timer per stream, pushed back (refresh) by every event.
+    const bookmark = () => {
+      if (!lines.open) return;
+      const line = { type: 'BOOKMARK', object: { kind: watch.kind, apiVersion: API_VERSION, metadata: { resourceVersion: lastResourceVersion } } };
+      lines.push(`${JSON.stringify(line)}\n`);
+      bookmarkTimer?.refresh();
+    };
+    bookmarkTimer = setTimeout(bookmark, watch.timing.bookmarkIntervalMs);
+    // The store's stream ends (done) when `controller` aborts (client gone, server closing), so awaiting it alone
+    // is enough: no race against a timer or a close promise per event.
     for (;;) {
-      let timer: NodeJS.Timeout | undefined;
-      const bookmark = new Promise<'bookmark'>((resolve) => {
-        timer = setTimeout(() => resolve('bookmark'), watch.timing.bookmarkIntervalMs);
-      });
-      let outcome: IteratorResult<WatchEvent<Resource>> | 'bookmark' | 'closed';
+      let outcome: IteratorResult<WatchEvent<Resource>>;
       try {
-        outcome = await Promise.race([pending, bookmark, closed]);
+        outcome = await pending;
       } catch (error) {
         if (controller.signal.aborted) return;
-        await writeError(raw, error, watch);
+        await writeError(lines, error, watch);
         return;
-      } finally {
-        clearTimeout(timer);
       }
-      if (outcome === 'closed') return;
-      if (outcome === 'bookmark') {
-        const line = { type: 'BOOKMARK', object: { kind: watch.kind, apiVersion: API_VERSION, metadata: { resourceVersion: lastResourceVersion } } };
-        if (!(await writeLine(raw, line))) return;
-        continue;
-      }
-      if (outcome.done) return;
+      if (outcome.done || controller.signal.aborted) return;
       const event = outcome.value;
       pending = iterator.next();
       pending.catch(() => undefined);
       lastResourceVersion = event.object.metadata.resourceVersion;
+      bookmarkTimer.refresh();
       // The store's filter already turns "stopped matching" into DELETED; `visible` only checks immutable fields.
-      if (event.type !== 'BOOKMARK' && watch.visible && !watch.visible(event.object)) continue;
-      const line = event.type === 'BOOKMARK' ? event : { type: event.type, object: watch.present(event.object) };
-      if (!(await writeLine(raw, line))) return;
+      if (event.type === 'BOOKMARK') {
+        lines.push(`${JSON.stringify(event)}\n`);
+      } else {
+        if (watch.visible && !watch.visible(event.object)) continue;
+        lines.push(eventLine(event.type, watch.present(event.object)));
+      }
+      if (lines.full && !(await lines.drained())) return;
     }
   } finally {
+    clearTimeout(bookmarkTimer);
     watch.serverSignal.removeEventListener('abort', abort);
     controller.abort();
     if (iterator?.return) {
       // Do not await: an async generator's return() waits for its pending next(), which the abort ends.
       iterator.return().catch(() => undefined);
     }
+    writer?.flush();
     const raw = reply.raw;
     if (reply.sent && !raw.writableFinished && !raw.destroyed) {
       // Wait until the last line is flushed: the app's close() destroys sockets once every watch has returned.
@@ -158,17 +226,11 @@ export async function serveWatch(reply: FastifyReply, watch: WatchRequest): Prom
   }
 }
 
-/** Writes one NDJSON line, honouring backpressure. @returns false when the client has gone. */
-async function writeLine(raw: ServerResponse, value: unknown): Promise<boolean> {
-  if (raw.destroyed || raw.writableEnded) return false;
-  if (raw.write(`${JSON.stringify(value)}\n`)) return true;
-  const result = await Promise.race([once(raw, 'drain').then(() => true), once(raw, 'close').then(() => false)]);
-  return result && !raw.destroyed;
-}
-
-async function writeError(raw: ServerResponse, error: unknown, watch: WatchRequest): Promise<void> {
+async function writeError(lines: LineWriter, error: unknown, watch: WatchRequest): Promise<void> {
   const { status, internal } = statusFromError(error, watch.requestId);
   if (internal) watch.logger.error({ requestId: watch.requestId, kind: watch.kind, err: error, error: errorMessage(error) }, 'watch failed');
   const gone = error instanceof WarrenError && error.reason === 'Gone';
-  await writeLine(raw, { type: 'ERROR', object: gone ? makeStatus('Gone', status.message) : status });
+  lines.push(`${JSON.stringify({ type: 'ERROR', object: gone ? makeStatus('Gone', status.message) : status })}\n`);
+  lines.flush();
+  await lines.drained();
 }
