@@ -741,6 +741,8 @@ class WatchQueue implements HubSubscriber {
   private head = 0;
   private error: Error | undefined;
   private wake: (() => void) | undefined;
+  /** The signal whose abort wakes {@link next} (the watch's own; hooked once). */
+  private hooked: AbortSignal | undefined;
 
   constructor(
     private readonly limit: number,
@@ -777,14 +779,13 @@ class WatchQueue implements HubSubscriber {
         }
         return record;
       }
-      await new Promise<void>((resolve) => {
-        const onAbort = () => resolve();
-        signal.addEventListener('abort', onAbort, { once: true });
-        this.wake = () => {
-          signal.removeEventListener('abort', onAbort);
-          resolve();
-        };
-      });
+      // One abort listener per watch, not an add/remove per wait: with many watchers that pair cost more than the rest
+      // of a delivery (bench/control-plane profile).
+      if (this.hooked !== signal) {
+        this.hooked = signal;
+        signal.addEventListener('abort', () => this.signal(), { once: true });
+      }
+      await new Promise<void>((resolve) => (this.wake = resolve));
       this.wake = undefined;
     }
   }
