@@ -44,7 +44,7 @@ import { listNetworkObjects, setupNetwork, teardownNetwork, environmentDns, type
 import { applyFirewall } from '../linux/nft.js';
 import { buildOciConfig } from '../linux/oci-spec.js';
 import { mountRootfs, unmountRootfs } from '../linux/overlay.js';
-import { type ContainerState as RuntimeState, type OciRuntime, RuncRuntime, stopContainer } from '../linux/runtime.js';
+import { type ContainerState as RuntimeState, type OciRuntime, selectOciRuntime, stopContainer } from '../linux/runtime.js';
 import { KERNEL_OBJECT_PREFIX, SlotAllocator, slotInfo, type SlotInfo } from '../linux/slots.js';
 import {
   type ContainerState,
@@ -96,7 +96,10 @@ export interface LinuxBackendOptions {
   logger?: Logger;
   /** Looks up an EnvironmentClass's limits by name (from the server); `undefined` = no limits. */
   environmentClass?: (name: string) => Promise<EnvironmentClassSpec | undefined>;
-  /** OCI runtime; default runc with state root `/run/warren/runc`. */
+  /**
+   * OCI runtime; default chosen by `config.runtime` ({@link selectOciRuntime}: runc under `/run/warren/runc`
+   * or crun under `/run/warren/crun`, each also driving containers found under the other's state root).
+   */
   runtime?: OciRuntime;
   /** cgroup manager; default detected for the host, parent `warren`. */
   cgroups?: CgroupManager;
@@ -169,7 +172,7 @@ export class LinuxBackend implements EnvironmentBackend {
     }
     const helperPath = await ensureIdmapHelper(join(options.dataDir, 'bin'), { logger });
     const cgroups = options.cgroups ?? (await CgroupManager.detect({}));
-    const runtime = options.runtime ?? new RuncRuntime({ logger });
+    const runtime = options.runtime ?? (await selectOciRuntime({ prefer: options.config.runtime, logger }));
     const dns = await environmentDns({ logger });
     if (dns.warning) logger.warn({ warning: dns.warning }, 'environments get no DNS resolver');
     if (options.firewall !== false) await applyFirewall({ hostDnsAddresses: dns.hostDnsAddresses, logger });

@@ -1,5 +1,6 @@
-// Runs a real container with runc: busybox rootfs shared through an idmapped lower layer + overlay,
-// a user namespace, a prepared netns, Docker's seccomp profile. Needs root, runc, busybox-static, cc.
+// Runs a real container with runc and with crun (on hybrid hosts through its private-mount-namespace
+// wrapper): busybox rootfs shared through an idmapped lower layer + overlay, a user namespace, a prepared
+// netns, Docker's seccomp profile. Needs root, runc, crun, busybox-static, cc.
 import type { ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { chmod, mkdir, mkdtemp, readFile, rm, stat, writeFile, copyFile } from 'node:fs/promises';
@@ -9,20 +10,17 @@ import { exec } from './exec.js';
 import { createEnvironmentNamespaces, deleteEnvironmentNamespaces, ensureIdmapHelper, findMount, readMountInfo, unmountRecursive } from './idmap.js';
 import { buildOciConfig } from './oci-spec.js';
 import { mountRootfs, unmountRootfs, type RootfsLayout } from './overlay.js';
-import { RuncRuntime } from './runtime.js';
-
-const suffix = `${process.pid}`;
-const hostId = 1_000_000 + (process.pid % 500) * 65_536;
-const idMapping = { hostId, size: 65_536 };
-const netnsName = `warren-test-${suffix}`;
-const containerId = `warren-test-${suffix}`;
-const cgroupsPath = `/warren-test-${suffix}`;
-const namespaces = { userNamespacePath: `/run/warren/userns/${netnsName}`, networkNamespacePath: `/run/netns/${netnsName}` };
+import { CliOciRuntime, CrunRuntime, RoutedOciRuntime, RuncRuntime, hybridUnifiedMount, selectOciRuntime } from './runtime.js';
 
 interface Output {
   code: number | null;
   stdout: string;
   stderr: string;
+}
+
+/** Quotes one word for sh(1) (script(1) runs its command through the shell; crun's argv holds a script). */
+function shellQuote(word: string): string {
+  return `'${word.replaceAll("'", `'\\''`)}'`;
 }
 
 function collect(child: ChildProcess, input?: string): Promise<Output> {
@@ -37,17 +35,23 @@ function collect(child: ChildProcess, input?: string): Promise<Output> {
   });
 }
 
-/** What the runc binary itself reports (`runc state`), for comparison with the state.json reader. */
-async function cliState(id: string): Promise<unknown> {
-  const parsed = JSON.parse((await exec(['runc', '--root', '/run/warren/runc-test', 'state', id])).stdout) as { id: string; status: string; pid: number; bundle: string };
-  return { id: parsed.id, status: parsed.status, pid: parsed.pid, bundle: parsed.bundle };
-}
-
-describe('RuncRuntime with an idmapped overlay rootfs', () => {
+describe.each([
+  { name: 'runc', make: () => new RuncRuntime({ stateRoot: '/run/warren/runc-test' }) },
+  { name: 'crun', make: () => new CrunRuntime({ stateRoot: '/run/warren/crun-test' }) },
+])('$name with an idmapped overlay rootfs', ({ name, make }) => {
+  const suffix = `${process.pid}-${name}`;
+  const hostId = 1_000_000 + (process.pid % 500) * 65_536;
+  const idMapping = { hostId, size: 65_536 };
+  const netnsName = `warren-test-${suffix}`;
+  const containerId = `warren-test-${suffix}`;
+  const cgroupsPath = `/warren-test-${suffix}`;
+  const namespaces = { userNamespacePath: `/run/warren/userns/${netnsName}`, networkNamespacePath: `/run/netns/${netnsName}` };
   let dir = '';
   let layout: RootfsLayout;
   let bundle = '';
-  const runtime = new RuncRuntime({ stateRoot: '/run/warren/runc-test' });
+  const runtime = make();
+  /** What the runtime binary itself reports (`runc state` / `crun state`), for comparison with the file reader. */
+  const cliState = (id: string): Promise<unknown> => CliOciRuntime.prototype.state.call(runtime, id);
   const run = async (args: string[], options: { uid?: number; gid?: number; env?: string[] } = {}): Promise<Output> =>
     collect(await runtime.exec(containerId, { args, ...options }));
 
@@ -203,13 +207,22 @@ describe('RuncRuntime with an idmapped overlay rootfs', () => {
   it('runs a terminal exec when its argv is spawned under a pty (script(1) stands in for node-pty)', async () => {
     const prepared = await runtime.execCommand(containerId, { args: ['sh', '-c', 'tty; echo "term=$TERM"; exit 4'], env: ['TERM=xterm'], tty: true });
     try {
-      const result = await exec(['script', '--quiet', '--return', '--command', prepared.argv.join(' '), '/dev/null'], { okCodes: [4] });
+      const result = await exec(['script', '--quiet', '--return', '--command', prepared.argv.map(shellQuote).join(' '), '/dev/null'], { okCodes: [4] });
       expect(result.stdout).toMatch(/\/dev\/pts\/\d+\r\n/); // \r\n: the pty's onlcr shows it was a terminal
       expect(result.stdout).toMatch(/^term=xterm\r?$/m);
     } finally {
       await prepared.dispose();
     }
     expect(existsSync(prepared.argv[prepared.argv.indexOf('--process') + 1]!)).toBe(false);
+  });
+
+  it('is driven through a routed runtime whose primary is the other runtime (adoption after a restart)', async () => {
+    const other = name === 'crun' ? new RuncRuntime({ stateRoot: '/run/warren/runc-test-other' }) : new CrunRuntime({ stateRoot: '/run/warren/crun-test-other' });
+    const routed = new RoutedOciRuntime([other, runtime]);
+    expect(routed.runtimeOf(containerId)).toBe(runtime);
+    expect(await routed.state(containerId)).toEqual(await runtime.state(containerId));
+    expect(await routed.list()).toContain(containerId);
+    expect((await collect(await routed.exec(containerId, { args: ['echo', 'routed'] }))).stdout).toBe('routed\n');
   });
 
   it('pauses and resumes', async () => {
@@ -221,7 +234,7 @@ describe('RuncRuntime with an idmapped overlay rootfs', () => {
     expect(await runtime.state(containerId)).toEqual(await cliState(containerId));
   });
 
-  it('reads the same state from state.json as `runc state` reports, also for created and stopped containers', async () => {
+  it("reads the same state from its state file as the runtime's `state` command reports, also for created and stopped containers", async () => {
     const other = `${containerId}-b`;
     const config = JSON.parse(await readFile(join(bundle, 'config.json'), 'utf8')) as { process: { args: string[] }; linux: Record<string, unknown> };
     const otherBundle = join(dir, 'bundle-b');
@@ -263,5 +276,30 @@ describe('RuncRuntime with an idmapped overlay rootfs', () => {
     expect((await readMountInfo()).filter((entry) => entry.mountPoint.includes(netnsName))).toEqual([]);
     // The environment's disk state survives the stop.
     expect(await readFile(join(layout.upperDir, 'root/new'), 'utf8')).toBe('hello\n');
+  });
+});
+
+describe('selectOciRuntime', () => {
+  const crunStateRoot = `/run/warren/crun-select-test-${process.pid}`;
+  const runcStateRoot = `/run/warren/runc-select-test-${process.pid}`;
+  afterAll(async () => {
+    for (const root of [crunStateRoot, runcStateRoot]) await rm(root, { recursive: true, force: true });
+  });
+
+  it('auto picks crun when its self-test passes, and keeps runc as the runtime for adopted containers', async () => {
+    const selected = await selectOciRuntime({ crunStateRoot, runcStateRoot });
+    expect(selected.name).toBe('crun');
+    expect(selected.runtimes.map((runtime) => runtime.name)).toEqual(['crun', 'runc']);
+    expect(await selected.list()).toEqual([]); // the self-test container is gone
+  });
+
+  it('auto falls back to runc when the crun self-test fails (here: crun without its wrapper on a hybrid host)', async () => {
+    const selected = await selectOciRuntime({ crunStateRoot, runcStateRoot, hybridUnifiedMount: null });
+    expect(selected.name).toBe(hybridUnifiedMount() === null ? 'crun' : 'runc');
+  });
+
+  it('honours an explicit choice without a self-test', async () => {
+    expect((await selectOciRuntime({ prefer: 'runc', crunStateRoot, runcStateRoot })).name).toBe('runc');
+    expect((await selectOciRuntime({ prefer: 'crun', crunStateRoot, runcStateRoot })).name).toBe('crun');
   });
 });

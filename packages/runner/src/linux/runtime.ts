@@ -1,8 +1,10 @@
-// The OCI runtime adapter: runs environment containers with runc (or crun on pure cgroup v2 hosts)
-// through the exec seam, with a private state root so Warren's containers never mix with others.
+// The OCI runtime adapter: runs environment containers with runc or crun (through a private-mount-namespace
+// wrapper on hybrid cgroup hosts) via the exec seam, each with a private state root so Warren's containers
+// never mix with others.
 import type { ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir, open, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, mkdtemp, open, readFile, readlink, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { type Logger, InvalidError, WarrenError, silentLogger } from '@warren/base';
@@ -102,7 +104,7 @@ export interface CliOciRuntimeOptions {
 export class CliOciRuntime implements OciRuntime {
   readonly name: string;
   readonly stateRoot: string;
-  private readonly logger: Logger;
+  protected readonly logger: Logger;
 
   constructor(options: CliOciRuntimeOptions = {}) {
     this.name = options.binary ?? 'runc';
@@ -110,7 +112,8 @@ export class CliOciRuntime implements OciRuntime {
     this.logger = (options.logger ?? silentLogger).child({ component: 'oci-runtime', runtime: this.name });
   }
 
-  private argv(...args: string[]): string[] {
+  /** The command line of one runtime call; subclasses may wrap it (see {@link CrunRuntime}). */
+  protected argv(...args: string[]): string[] {
     return [this.name, '--root', this.stateRoot, ...args];
   }
 
@@ -366,15 +369,142 @@ async function isLiveProcess(pid: number, startTime: number): Promise<boolean> {
   return state !== 'Z' && state !== 'X' && Number(fields[19]) === startTime;
 }
 
+/** Default private state root of {@link CrunRuntime}. */
+export const DEFAULT_CRUN_STATE_ROOT = '/run/warren/crun';
+
 /**
- * crun (faster start). Usable only where crun accepts the cgroup layout: it refuses "hybrid" hosts
- * (v1 hierarchies plus a v2 mount that owns a controller), see docs host-feasibility §2a.
- * Not exercised by the tests on the hybrid CI host.
+ * The shell run by `unshare` in a private mount namespace before crun on hybrid hosts: it removes the
+ * cgroup2 mount `$1` (only in that namespace) and replaces itself with crun (`$2…`), so crun's stdio,
+ * exit code and signals are crun's own.
+ */
+const HYBRID_WRAPPER_SCRIPT = 'umount "$1" 2>/dev/null; shift; exec "$@"';
+
+/** Options of {@link CrunRuntime}. */
+export interface CrunRuntimeOptions extends Omit<CliOciRuntimeOptions, 'binary'> {
+  /**
+   * The cgroup2 mount to hide from crun in a private mount namespace, on a "hybrid" host (cgroup v1
+   * hierarchies plus a cgroup2 mount that owns a controller, which crun 1.8 refuses: "cgroups in hybrid
+   * mode not supported"). Default: {@link hybridUnifiedMount} of the host; `null` runs crun directly.
+   */
+  hybridUnifiedMount?: string | null;
+}
+
+/** The fields of crun's `<root>/<id>/status` that {@link CrunRuntime.state} reads (crun 1.8 `libcrun_write_container_status`). */
+interface CrunStatusFile {
+  pid?: number;
+  'process-start-time'?: number;
+  'cgroup-path'?: string;
+  bundle?: string;
+}
+
+/**
+ * crun: the same CLI as runc, 2-4x faster per run/exec on minimal containers (host-feasibility §2d), 10-20 ms
+ * less per call on Warren's environment containers (bench/env-start). On a pure
+ * cgroup v2 (or pure v1) host it runs directly. On a hybrid host every call (create, start, run, exec,
+ * kill, pause, resume, state, list, delete) runs as `unshare --mount --propagation private sh -c
+ * 'umount <unified>; exec crun …'`: crun then sees a pure v1 layout and manages the v1 hierarchies with
+ * its cgroupfs manager; nothing changes outside that short-lived namespace (host-feasibility §2a). The
+ * container's own mount namespace is created from it, so the container does not see the cgroup2 mount.
  */
 export class CrunRuntime extends CliOciRuntime {
-  constructor(options: Omit<CliOciRuntimeOptions, 'binary'> = {}) {
-    super({ ...options, binary: 'crun' });
+  /** The cgroup2 mount hidden from crun, or `null` when crun runs directly. */
+  readonly hybridUnifiedMount: string | null;
+
+  constructor(options: CrunRuntimeOptions = {}) {
+    const { hybridUnifiedMount: unified, ...rest } = options;
+    super({ stateRoot: DEFAULT_CRUN_STATE_ROOT, ...rest, binary: 'crun' });
+    this.hybridUnifiedMount = unified === undefined ? hybridUnifiedMount() : unified;
   }
+
+  protected override argv(...args: string[]): string[] {
+    const direct = ['crun', '--root', this.stateRoot, '--cgroup-manager=cgroupfs', ...args];
+    if (this.hybridUnifiedMount === null) return direct;
+    return ['unshare', '--mount', '--propagation', 'private', 'sh', '-c', HYBRID_WRAPPER_SCRIPT, 'warren-crun', this.hybridUnifiedMount, ...direct];
+  }
+
+  /**
+   * Reads the state the way `crun state` derives it (crun 1.8 `libcrun_get_container_state_string`),
+   * without starting crun (and its wrapper): stopped when the init pid is gone, a zombie or a different
+   * process (start time); paused when the freezer says so (v1 `freezer/<cgroup-path>/freezer.state`,
+   * v2 `<cgroup-path>/cgroup.freeze`); created while `exec.fifo` exists; otherwise running. `pid` is 0
+   * once stopped. crun writes `status` with a rename. Anything unexpected falls back to `crun state`.
+   */
+  override async state(id: string): Promise<ContainerState | undefined> {
+    if (!/^[A-Za-z0-9][A-Za-z0-9_.+-]*$/.test(id)) return super.state(id);
+    const dir = join(this.stateRoot, id);
+    let file: CrunStatusFile;
+    try {
+      file = JSON.parse(await readFile(join(dir, 'status'), 'utf8')) as CrunStatusFile;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT' && !existsSync(dir)) return undefined;
+      return super.state(id);
+    }
+    const { pid, bundle } = file;
+    const startTime = file['process-start-time'];
+    const cgroupPath = file['cgroup-path'];
+    if (typeof pid !== 'number' || typeof startTime !== 'number' || typeof bundle !== 'string' || typeof cgroupPath !== 'string') return super.state(id);
+    const base = { id, bundle };
+    if (!(await isLiveProcess(pid, startTime))) return { ...base, status: 'stopped', pid: 0 };
+    const cgroupPaths: Record<string, string> =
+      cgroupPath === '' ? {} : isPureCgroupV2() ? { '': join('/sys/fs/cgroup', cgroupPath) } : { freezer: join('/sys/fs/cgroup/freezer', cgroupPath) };
+    if (await isFrozen(cgroupPaths)) return { ...base, status: 'paused', pid };
+    const created = await stat(join(dir, 'exec.fifo')).then(() => true, () => false);
+    return { ...base, status: created ? 'created' : 'running', pid };
+  }
+
+  /**
+   * Proves that crun works on this host the way Warren calls it: `crun run` (foreground, through the
+   * hybrid wrapper if any) of a throwaway container whose read-only root holds the host's `/usr` (and
+   * `/bin`, `/sbin`, `/lib*`, as symlinks where the host has them, else read-only binds) running
+   * `true` in new mount/pid/ipc/uts/network namespaces and a cgroup of its own (which is what crun
+   * refuses on a hybrid host without the wrapper). Takes ~40 ms.
+   * @throws {ExecError} when crun fails (or is missing), {@link WarrenError} when `true` exits non-zero.
+   */
+  async selfTest(options: { timeoutMs?: number } = {}): Promise<void> {
+    const id = `warren-selftest-${process.pid}-${randomUUID().slice(0, 8)}`;
+    const dir = await mkdtemp(join(tmpdir(), 'warren-crun-selftest-'));
+    try {
+      const rootfs = join(dir, 'rootfs');
+      await mkdir(join(rootfs, 'dev'), { recursive: true });
+      const mounts: Array<{ destination: string; type: string; source: string; options: string[] }> = [];
+      for (const name of ['usr', 'bin', 'sbin', 'lib', 'lib32', 'lib64']) {
+        const host = `/${name}`;
+        const info = await lstat(host).catch(() => undefined);
+        if (!info) continue;
+        if (info.isSymbolicLink()) {
+          await symlink(await readlink(host), join(rootfs, name));
+        } else if (info.isDirectory()) {
+          await mkdir(join(rootfs, name));
+          mounts.push({ destination: host, type: 'bind', source: host, options: ['rbind', 'ro', 'nosuid', 'nodev'] });
+        }
+      }
+      const config = {
+        ociVersion: '1.0.2',
+        process: { args: ['true'], cwd: '/', user: { uid: 0, gid: 0 }, env: ['PATH=/usr/bin:/bin:/usr/sbin:/sbin'], noNewPrivileges: true },
+        root: { path: rootfs, readonly: true },
+        mounts,
+        linux: {
+          namespaces: [{ type: 'mount' }, { type: 'pid' }, { type: 'ipc' }, { type: 'uts' }, { type: 'network' }],
+          cgroupsPath: `/${id}`,
+        },
+      };
+      await writeFile(join(dir, 'config.json'), JSON.stringify(config));
+      await mkdir(this.stateRoot, { recursive: true, mode: 0o700 });
+      await exec(this.argv('run', '--bundle', dir, id), { cwd: dir, timeoutMs: options.timeoutMs ?? 10_000, logger: this.logger });
+    } finally {
+      await this.delete(id, { force: true }).catch(() => undefined);
+      await rm(dir, { recursive: true, force: true });
+    }
+  }
+}
+
+/**
+ * The cgroup2 mount that makes this host "hybrid" for crun: `<root>/unified` when `<root>` itself is not
+ * cgroup2 and `<root>/unified` is a cgroup2 mount (it has `cgroup.controllers`); otherwise `null`.
+ */
+export function hybridUnifiedMount(cgroupRoot = '/sys/fs/cgroup'): string | null {
+  const unified = join(cgroupRoot, 'unified');
+  return !isPureCgroupV2(cgroupRoot) && existsSync(join(unified, 'cgroup.controllers')) ? unified : null;
 }
 
 /**
@@ -386,18 +516,111 @@ export function isPureCgroupV2(cgroupRoot = '/sys/fs/cgroup'): boolean {
 }
 
 /**
- * Picks the runtime for this host: crun on a pure cgroup v2 host when `crun` runs, otherwise runc.
- * @param options.prefer force one runtime (e.g. from configuration).
+ * An {@link OciRuntime} over several runtimes with separate state roots: new containers (`create`,
+ * `run`) go to the first one; every call naming an existing container goes to the runtime whose state
+ * root holds it (`<stateRoot>/<id>`), so containers created by another runtime before a runner restart
+ * (e.g. runc before crun was selected) keep being driven by that runtime. `list` is the union.
  */
-export async function selectOciRuntime(options: Omit<CliOciRuntimeOptions, 'binary'> & { prefer?: 'runc' | 'crun' } = {}): Promise<OciRuntime> {
-  const { prefer, ...rest } = options;
-  if (prefer === 'runc') return new RuncRuntime(rest);
-  if (prefer === 'crun') return new CrunRuntime(rest);
-  if (isPureCgroupV2()) {
-    const usable = await exec(['crun', '--version'], { logger: rest.logger }).then(() => true, () => false);
-    if (usable) return new CrunRuntime(rest);
+export class RoutedOciRuntime implements OciRuntime {
+  readonly name: string;
+
+  /** @param runtimes the runtime for new containers first, then the others to adopt containers from. */
+  constructor(readonly runtimes: readonly [CliOciRuntime, ...CliOciRuntime[]]) {
+    this.name = runtimes[0].name;
   }
-  return new RuncRuntime(rest);
+
+  /** The runtime whose state root holds `id`; the primary when none does. */
+  runtimeOf(id: string): CliOciRuntime {
+    const safe = /^[A-Za-z0-9][A-Za-z0-9_.+-]*$/.test(id);
+    return (safe && this.runtimes.find((runtime) => existsSync(join(runtime.stateRoot, id)))) || this.runtimes[0];
+  }
+
+  create(bundleDir: string, id: string): Promise<number> {
+    return this.runtimeOf(id).create(bundleDir, id);
+  }
+  start(id: string): Promise<void> {
+    return this.runtimeOf(id).start(id);
+  }
+  run(bundleDir: string, id: string): Promise<number> {
+    return this.runtimeOf(id).run(bundleDir, id);
+  }
+  exec(id: string, options: ContainerExecOptions): Promise<ChildProcess> {
+    return this.runtimeOf(id).exec(id, options);
+  }
+  execCommand(id: string, options: ContainerExecOptions): Promise<PreparedExec> {
+    return this.runtimeOf(id).execCommand(id, options);
+  }
+  kill(id: string, signal: string, options?: { all?: boolean }): Promise<void> {
+    return this.runtimeOf(id).kill(id, signal, options);
+  }
+  delete(id: string, options?: { force?: boolean }): Promise<void> {
+    return this.runtimeOf(id).delete(id, options);
+  }
+  state(id: string): Promise<ContainerState | undefined> {
+    return this.runtimeOf(id).state(id);
+  }
+  async list(): Promise<string[]> {
+    const lists = await Promise.all(this.runtimes.map((runtime) => runtime.list()));
+    return [...new Set(lists.flat())];
+  }
+  pause(id: string): Promise<void> {
+    return this.runtimeOf(id).pause(id);
+  }
+  resume(id: string): Promise<void> {
+    return this.runtimeOf(id).resume(id);
+  }
+}
+
+/** Which OCI runtime to use: `auto` = crun when its self-test passes on this host, else runc. */
+export type OciRuntimeChoice = 'auto' | 'runc' | 'crun';
+
+/** Options of {@link selectOciRuntime}. */
+export interface SelectOciRuntimeOptions {
+  /** Default `auto`. */
+  prefer?: OciRuntimeChoice;
+  /** State root of runc (default {@link DEFAULT_STATE_ROOT}). */
+  runcStateRoot?: string;
+  /** State root of crun (default {@link DEFAULT_CRUN_STATE_ROOT}). */
+  crunStateRoot?: string;
+  /** Overrides {@link CrunRuntimeOptions.hybridUnifiedMount} (tests). */
+  hybridUnifiedMount?: string | null;
+  logger?: Logger;
+}
+
+/**
+ * Picks the runtime for new containers and logs the choice: `runc` or `crun` as configured, or with
+ * `auto` crun when {@link CrunRuntime.selfTest} passes (on hybrid hosts through its wrapper), runc on
+ * any failure. The result is a {@link RoutedOciRuntime} that also drives containers found under the
+ * other runtime's state root (created before a restart with another choice).
+ * @returns the routed runtime; its `name` is the runtime used for new containers.
+ */
+export async function selectOciRuntime(options: SelectOciRuntimeOptions = {}): Promise<RoutedOciRuntime> {
+  const logger = options.logger ?? silentLogger;
+  const prefer = options.prefer ?? 'auto';
+  const runc = new RuncRuntime({ stateRoot: options.runcStateRoot, logger });
+  const crun = new CrunRuntime({
+    stateRoot: options.crunStateRoot,
+    logger,
+    ...(options.hybridUnifiedMount !== undefined ? { hybridUnifiedMount: options.hybridUnifiedMount } : {}),
+  });
+  let useCrun = prefer === 'crun';
+  let reason = 'configured';
+  if (prefer === 'auto') {
+    const started = performance.now();
+    try {
+      await crun.selfTest();
+      useCrun = true;
+      reason = `crun self-test passed in ${Math.round(performance.now() - started)} ms`;
+    } catch (error) {
+      reason = `crun self-test failed: ${error instanceof Error ? error.message : String(error)}`;
+    }
+  }
+  const routed = useCrun ? new RoutedOciRuntime([crun, runc]) : new RoutedOciRuntime([runc, crun]);
+  logger.info(
+    { runtime: routed.name, prefer, reason, crunHybridWrapper: useCrun ? crun.hybridUnifiedMount !== null : undefined },
+    `OCI runtime for new containers: ${routed.name}`,
+  );
+  return routed;
 }
 
 /**
