@@ -211,11 +211,23 @@ async function main(): Promise<Figures> {
     const runnerDir = await mkdtemp(join(tmpdir(), 'warren-bench-env-runner-'));
     cleanups.push(() => rm(runnerDir, { recursive: true, force: true }));
     await chmod(runnerDir, 0o711); // environments' unprivileged roots must traverse it to their mounts
-    const { RuncRuntime } = await load<typeof Runtime>('packages/runner/dist/linux/runtime.js');
+    const { selectOciRuntime } = await load<typeof Runtime>('packages/runner/dist/linux/runtime.js');
     const { CgroupManager } = await load<typeof Cgroups>('packages/runner/dist/linux/cgroups.js');
-    const runtime = new RuncRuntime({ stateRoot: `/run/warren/runc-bench-env-start-${process.pid}`, logger });
-    cleanups.push(() => rm(runtime.stateRoot, { recursive: true, force: true }));
-    cleanups.push(() => rm(`${runtime.stateRoot}-exec`, { recursive: true, force: true }));
+    // The runner's own selection (config `runtime`, default auto: crun when its self-test passes, else runc),
+    // with private state roots; BENCH_RUNTIME=runc|crun forces one.
+    const stateRoots = { runc: `/run/warren/runc-bench-env-start-${process.pid}`, crun: `/run/warren/crun-bench-env-start-${process.pid}` };
+    const runtime = await selectOciRuntime({
+      prefer: (process.env.BENCH_RUNTIME as 'auto' | 'runc' | 'crun' | undefined) ?? 'auto',
+      runcStateRoot: stateRoots.runc,
+      crunStateRoot: stateRoots.crun,
+      logger,
+    });
+    process.env.BENCH_RUNTIME_NAME = runtime.name;
+    console.log(`OCI runtime: ${runtime.name}`);
+    for (const root of Object.values(stateRoots)) {
+      cleanups.push(() => rm(root, { recursive: true, force: true }));
+      cleanups.push(() => rm(`${root}-exec`, { recursive: true, force: true }));
+    }
     const cgroups = await CgroupManager.detect({ parent: `warren-bench-${process.pid}`, logger });
     cleanups.push(() => cgroups.removeParent());
     const runner: RunningRunner = await startRunner({
@@ -336,7 +348,7 @@ async function reference(figures: Figures, input: { image: string; repoUrl: stri
 function report(figures: Figures): void {
   const row = (cells: string[]) => console.log(cells.map((cell, index) => (index === 0 ? cell.padEnd(36) : cell.padStart(12))).join(''));
   const ms = (value: number) => (Number.isNaN(value) ? '-' : `${value.toFixed(0)} ms`);
-  console.log(`\nenvironment start: ${RUNS} runs each, image cached, runc; reference: ${figures.reference.length} runs\n`);
+  console.log(`\nenvironment start: ${RUNS} runs each, image cached, OCI runtime ${process.env.BENCH_RUNTIME_NAME ?? '?'}; reference: ${figures.reference.length} runs\n`);
   row(['metric', 'p50', 'p95', 'min', 'max', 'target p50']);
   const line = (label: string, values: number[], target?: number) =>
     row([label, ms(percentile(values, 50)), ms(percentile(values, 95)), ms(Math.min(...values)), ms(Math.max(...values)), target ? `≤ ${target} ms` : '']);
