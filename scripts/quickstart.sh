@@ -69,7 +69,9 @@ JSON
   git clone -q --bare "$work" "$DEMO_DIR/git/hello.git"
   rm -rf "$work"
 fi
-if ! (exec 3<>/dev/tcp/127.0.0.1/9418) 2>/dev/null; then
+if ! { [[ -f "$DEMO_DIR/git-daemon.pid" ]] && kill -0 "$(cat "$DEMO_DIR/git-daemon.pid")" 2>/dev/null; }; then
+  # Ours is not running; anything else on the port would serve other repositories, so say so instead.
+  if (exec 3<>/dev/tcp/127.0.0.1/9418) 2>/dev/null; then die "port 9418 is taken by another git daemon; stop it and run again"; fi
   git daemon --reuseaddr --export-all --base-path="$DEMO_DIR/git" --listen=127.0.0.1 --port=9418 \
     --detach --pid-file="$DEMO_DIR/git-daemon.pid"
 fi
