@@ -43,6 +43,7 @@ export function describeEnvironment(environment: Environment): string {
       if (progress.bytesTotal) detail += `/${formatBytes(progress.bytesTotal)} (${Math.floor((100 * progress.bytesDone) / progress.bytesTotal)}%)`;
     }
     parts.push(detail);
+    if (status.message) parts.push(status.message);
   } else if (status.message) {
     parts.push(status.message);
   } else {

@@ -216,6 +216,17 @@ describe('EnvironmentReconciler', () => {
     expect(writes.at(-1)?.progress).toBeUndefined();
   });
 
+  it('says in status.message why a transient failure stalls progress, and clears it once Running', async () => {
+    const backend = new FakeBackend();
+    backend.failNext('start', new Error('runc: permission denied'));
+    const { writes, reconciler, signal } = harness(backend);
+    await expect(reconciler.reconcile(makeEnvironment(), signal)).rejects.toThrow('runc: permission denied');
+    expect(writes.at(-1)?.message).toBe('retrying after an error: runc: permission denied');
+    const result = await reconciler.reconcile(makeEnvironment(), signal);
+    expect(result.status.phase).toBe('Running');
+    expect(result.status.message).toBeUndefined();
+  });
+
   it('writes nothing after a failed pass returns', async () => {
     const backend = new FakeBackend();
     backend.failNext('start', new Error('runc: transient'));

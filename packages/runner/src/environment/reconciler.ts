@@ -76,6 +76,7 @@ export class EnvironmentReconciler {
         await run.fail(error);
       } else {
         run.logger.warn({ error: errorMessage(error) }, 'reconcile step failed, will retry');
+        await run.retrying(error).catch(() => {});
         throw error;
       }
     } finally {
@@ -300,6 +301,17 @@ class Run {
       clearProgress: true,
       conditions: (conditions) => setCondition(conditions, error.conditionType, 'False', error.reason, error.message),
     });
+  }
+
+  /**
+   * Records a transient failure so the user sees why progress stalls: `status.message` says what failed and
+   * that Warren retries (phase and progress stay). The Running write clears it.
+   */
+  async retrying(error: unknown): Promise<void> {
+    this.cancelProgress();
+    await this.writes.catch(() => {});
+    const text = errorMessage(error).replace(/\s+/g, ' ').trim();
+    await this.write({ message: `retrying after an error: ${text.length > 300 ? `${text.slice(0, 300)}…` : text}` });
   }
 
   /** Ends the pass: drops what is staged and pending (a retry derives it again) and waits for writes in flight. */
