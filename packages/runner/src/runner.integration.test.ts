@@ -5,7 +5,6 @@
 // the exit code through; the lifecycle log is served; delete leaves nothing.
 // Needs root, runc, ip, cc, git, docker-registry, skopeo and the cached test images.
 import { mkdtemp, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
@@ -17,6 +16,7 @@ import { CgroupManager } from './linux/cgroups.js';
 import { readMountInfo } from './linux/idmap.js';
 import { RuncRuntime } from './linux/runtime.js';
 import { type RunningRunner, startRunner } from './runner.js';
+import { freePort, loadServerModules, startFixtures, type IntegrationFixtures } from './testing/integration-harness.js';
 
 interface Store {
   close(): Promise<void>;
@@ -29,50 +29,14 @@ interface ServerModules {
   buildApp(options: { store: Store; logger: Logger; signingKeys: unknown }): { listen(options: { port: number; host: string }): Promise<string>; close(): Promise<void> };
   runControllers(options: { store: Store; logger: Logger; checkIntervalMs?: number }, signal: AbortSignal): Promise<void>;
 }
-interface Fixtures {
-  registry: { url: string; stop(): Promise<void> };
-  images: { base: string };
-  git: { createRepo(name: string, files: Record<string, string>): Promise<{ url: string }>; stop(): Promise<void> };
-}
-const root = new URL('../../../', import.meta.url).pathname;
+type Fixtures = IntegrationFixtures<{ base: string }>;
 /** Own slot range, apart from `warren up` (0...), the other suites (1000..13000) and the network tests (15000...). */
 const SLOT_OFFSET = 13_000 + (process.pid % 50) * 40;
 
 async function loadModules(): Promise<{ server: ServerModules; fixtures: Fixtures }> {
-  const load = (path: string) => import(`${root}${path}`) as Promise<Record<string, unknown>>;
-  const [storage, auth, signing, app, controllers, registry, images, git] = await Promise.all([
-    load('packages/server/src/storage/index.ts'),
-    load('packages/server/src/auth/bootstrap.ts'),
-    load('packages/server/src/auth/signing.ts'),
-    load('packages/server/src/http/app.ts'),
-    load('packages/server/src/controllers/index.ts'),
-    load('e2e/fixtures/registry.ts'),
-    load('e2e/fixtures/images.ts'),
-    load('e2e/fixtures/git-server.ts'),
-  ]);
-  const server = { ...storage, ...auth, ...signing, ...app, ...controllers } as unknown as ServerModules;
-  const fixtureModules = { ...registry, ...images, ...git } as unknown as {
-    startRegistry(): Promise<Fixtures['registry']>;
-    ensureTestImages(registry: Fixtures['registry']): Promise<Fixtures['images']>;
-    startGitServer(): Promise<Fixtures['git']>;
-  };
-  const started = await fixtureModules.startRegistry();
-  return {
-    server,
-    fixtures: { registry: started, images: await fixtureModules.ensureTestImages(started), git: await fixtureModules.startGitServer() },
-  };
+  return { server: await loadServerModules<ServerModules>(), fixtures: await startFixtures<Fixtures['images']>() };
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-    server.once('error', reject);
-  });
-}
 
 function sink() {
   const chunks: Buffer[] = [];

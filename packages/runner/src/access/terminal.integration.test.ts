@@ -17,6 +17,7 @@ import { openTerminal } from './terminal-client.js';
 import { CgroupManager } from '../linux/cgroups.js';
 import { RuncRuntime } from '../linux/runtime.js';
 import { type RunningRunner, startRunner } from '../runner.js';
+import { loadServerModules, startFixtures, type IntegrationFixtures } from '../testing/integration-harness.js';
 
 interface Store {
   create(kind: string, object: unknown): Promise<{ metadata: { id: string } }>;
@@ -40,38 +41,13 @@ interface ServerModules {
   loadSigningKeys(store: Store): Promise<unknown>;
   signAccessToken(keys: unknown, claims: { runnerId: string; userId: string; environmentId: string }, options: { ttlSeconds?: number; now?: Date }): Promise<{ token: string; expiresTime: string }>;
 }
-interface Fixtures {
-  registry: { url: string; stop(): Promise<void> };
-  images: { base: string; busybox: string };
-  git: { createRepo(name: string, files: Record<string, string>): Promise<{ url: string }>; stop(): Promise<void> };
-}
-const root = new URL('../../../../', import.meta.url).pathname;
+type Fixtures = IntegrationFixtures<{ base: string; busybox: string }>;
 /** Own slot range, apart from the other suites (0..15999, see runner.integration.test.ts) and other helpers. */
 const SLOT_OFFSET = 16_000 + (process.pid % 30) * 10;
 const INACTIVITY_SECONDS = 4;
 
 async function loadModules(): Promise<{ server: ServerModules; fixtures: Fixtures }> {
-  const load = (path: string) => import(`${root}${path}`) as Promise<Record<string, unknown>>;
-  const [serverModule, bootstrap, tokens, signing, registry, images, git] = await Promise.all([
-    load('packages/server/src/server.ts'),
-    load('packages/server/src/auth/bootstrap.ts'),
-    load('packages/server/src/auth/tokens.ts'),
-    load('packages/server/src/auth/signing.ts'),
-    load('e2e/fixtures/registry.ts'),
-    load('e2e/fixtures/images.ts'),
-    load('e2e/fixtures/git-server.ts'),
-  ]);
-  const server = { ...serverModule, ...bootstrap, ...tokens, ...signing } as unknown as ServerModules;
-  const fixtureModules = { ...registry, ...images, ...git } as unknown as {
-    startRegistry(): Promise<Fixtures['registry']>;
-    ensureTestImages(registry: Fixtures['registry']): Promise<Fixtures['images']>;
-    startGitServer(): Promise<Fixtures['git']>;
-  };
-  const started = await fixtureModules.startRegistry();
-  return {
-    server,
-    fixtures: { registry: started, images: await fixtureModules.ensureTestImages(started), git: await fixtureModules.startGitServer() },
-  };
+  return { server: await loadServerModules<ServerModules>(), fixtures: await startFixtures<Fixtures['images']>() };
 }
 
 function sink() {

@@ -5,7 +5,6 @@
 // Needs root, runc, ip, cc, git, docker-registry, skopeo and the cached test images.
 import { mkdtemp, rm } from 'node:fs/promises';
 import { type IncomingMessage, request as httpRequest } from 'node:http';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
@@ -18,6 +17,7 @@ import { CgroupManager } from '../linux/cgroups.js';
 import { RuncRuntime } from '../linux/runtime.js';
 import { type RunningRunner, startRunner } from '../runner.js';
 import { SESSION_COOKIE } from './session.js';
+import { freePort, loadServerModules, startFixtures, type IntegrationFixtures } from '../testing/integration-harness.js';
 
 interface Store {
   close(): Promise<void>;
@@ -32,12 +32,7 @@ interface ServerModules {
   buildApp(options: { store: Store; logger: Logger; signingKeys: unknown }): { listen(options: { port: number; host: string }): Promise<string>; close(): Promise<void> };
   runControllers(options: { store: Store; logger: Logger; checkIntervalMs?: number }, signal: AbortSignal): Promise<void>;
 }
-interface Fixtures {
-  registry: { url: string; stop(): Promise<void> };
-  images: { javascriptNode: string; busybox: string };
-  git: { createRepo(name: string, files: Record<string, string>): Promise<{ url: string }>; stop(): Promise<void> };
-}
-const root = new URL('../../../../', import.meta.url).pathname;
+type Fixtures = IntegrationFixtures<{ javascriptNode: string; busybox: string }>;
 /** Own slot range (two environments): above the network (15000..), terminal (16000..) and SSH (16100..16349) tests. */
 const SLOT_OFFSET = 16_352 + (process.pid % 15) * 2;
 
@@ -74,39 +69,9 @@ for (const port of [3000, 3001, 3002]) { const server = http.createServer(handle
 `;
 
 async function loadModules(): Promise<{ server: ServerModules; fixtures: Fixtures }> {
-  const load = (path: string) => import(`${root}${path}`) as Promise<Record<string, unknown>>;
-  const [storage, auth, signing, tokens, ports, app, controllers, registry, images, git] = await Promise.all([
-    load('packages/server/src/storage/index.ts'),
-    load('packages/server/src/auth/bootstrap.ts'),
-    load('packages/server/src/auth/signing.ts'),
-    load('packages/server/src/auth/tokens.ts'),
-    load('packages/server/src/http/ports.ts'),
-    load('packages/server/src/http/app.ts'),
-    load('packages/server/src/controllers/index.ts'),
-    load('e2e/fixtures/registry.ts'),
-    load('e2e/fixtures/images.ts'),
-    load('e2e/fixtures/git-server.ts'),
-  ]);
-  const server = { ...storage, ...auth, ...signing, ...tokens, ...ports, ...app, ...controllers } as unknown as ServerModules;
-  const fixtureModules = { ...registry, ...images, ...git } as unknown as {
-    startRegistry(): Promise<Fixtures['registry']>;
-    ensureTestImages(registry: Fixtures['registry']): Promise<Fixtures['images']>;
-    startGitServer(): Promise<Fixtures['git']>;
-  };
-  const started = await fixtureModules.startRegistry();
-  return { server, fixtures: { registry: started, images: await fixtureModules.ensureTestImages(started), git: await fixtureModules.startGitServer() } };
+  return { server: await loadServerModules<ServerModules>(), fixtures: await startFixtures<Fixtures['images']>() };
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-    server.once('error', reject);
-  });
-}
 
 interface Answer {
   status: number;

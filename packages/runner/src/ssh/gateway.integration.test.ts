@@ -5,7 +5,7 @@
 // Needs root, runc, ip, cc, git, docker-registry, skopeo, openssh-client and the cached test images.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { createConnection, createServer } from 'node:net';
+import { createConnection } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type Environment, type EnvironmentPhase, SSH_HOST_KEY_INFO, WarrenClient } from '@warren/api';
@@ -15,6 +15,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CgroupManager } from '../linux/cgroups.js';
 import { RuncRuntime } from '../linux/runtime.js';
 import { type RunningRunner, startRunner } from '../runner.js';
+import { freePort, loadServerModules, startFixtures, type IntegrationFixtures } from '../testing/integration-harness.js';
 
 interface Store {
   close(): Promise<void>;
@@ -29,51 +30,14 @@ interface ServerModules {
   buildApp(options: { store: Store; logger: Logger; signingKeys: unknown }): { listen(options: { port: number; host: string }): Promise<string>; close(): Promise<void> };
   runControllers(options: { store: Store; logger: Logger; checkIntervalMs?: number }, signal: AbortSignal): Promise<void>;
 }
-interface Fixtures {
-  registry: { url: string; stop(): Promise<void> };
-  images: { base: string };
-  git: { createRepo(name: string, files: Record<string, string>): Promise<{ url: string }>; stop(): Promise<void> };
-}
-const root = new URL('../../../../', import.meta.url).pathname;
+type Fixtures = IntegrationFixtures<{ base: string }>;
 /** Own slot range: above the other suites (1000..13000, 13000..15000) and the network tests (15000..16000). */
 const SLOT_OFFSET = 16_100 + (process.pid % 25) * 10;
 
 async function loadModules(): Promise<{ server: ServerModules; fixtures: Fixtures }> {
-  const load = (path: string) => import(`${root}${path}`) as Promise<Record<string, unknown>>;
-  const [storage, auth, tokens, signing, app, controllers, registry, images, git] = await Promise.all([
-    load('packages/server/src/storage/index.ts'),
-    load('packages/server/src/auth/bootstrap.ts'),
-    load('packages/server/src/auth/tokens.ts'),
-    load('packages/server/src/auth/signing.ts'),
-    load('packages/server/src/http/app.ts'),
-    load('packages/server/src/controllers/index.ts'),
-    load('e2e/fixtures/registry.ts'),
-    load('e2e/fixtures/images.ts'),
-    load('e2e/fixtures/git-server.ts'),
-  ]);
-  const server = { ...storage, ...auth, ...tokens, ...signing, ...app, ...controllers } as unknown as ServerModules;
-  const fixtureModules = { ...registry, ...images, ...git } as unknown as {
-    startRegistry(): Promise<Fixtures['registry']>;
-    ensureTestImages(registry: Fixtures['registry']): Promise<Fixtures['images']>;
-    startGitServer(): Promise<Fixtures['git']>;
-  };
-  const started = await fixtureModules.startRegistry();
-  return {
-    server,
-    fixtures: { registry: started, images: await fixtureModules.ensureTestImages(started), git: await fixtureModules.startGitServer() },
-  };
+  return { server: await loadServerModules<ServerModules>(), fixtures: await startFixtures<Fixtures['images']>() };
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-    server.once('error', reject);
-  });
-}
 
 interface Ran {
   code: number;
