@@ -3,7 +3,6 @@
 // and a server restart in the middle (same data dir and port) that the runner survives.
 // The host side is the in-memory FakeBackend, so this needs no root.
 import { mkdtemp, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
@@ -13,6 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execInEnvironment } from '../access/client.js';
 import { FakeBackend } from '../environment/fake-backend.js';
 import { type RunningRunner, startRunner } from '../runner.js';
+import { freePort, loadServerModules } from '../testing/integration-harness.js';
 
 // The server package is not a dependency of the runner (the DAG forbids it), so its sources are loaded
 // at run time by path, with just the shapes this test uses.
@@ -30,27 +30,6 @@ interface ServerModules {
   loadSigningKeys(store: Store): Promise<unknown>;
   buildApp(options: { store: Store; logger: Logger; signingKeys: unknown }): App;
   runControllers(options: { store: Store; logger: Logger; checkIntervalMs?: number }, signal: AbortSignal): Promise<void>;
-}
-const serverSrc = new URL('../../../server/src/', import.meta.url).pathname;
-
-async function loadServerModules(): Promise<ServerModules> {
-  const storage = (await import(`${serverSrc}storage/index.ts`)) as Pick<ServerModules, 'openStore'>;
-  const auth = (await import(`${serverSrc}auth/bootstrap.ts`)) as Pick<ServerModules, 'bootstrap' | 'ensureRunnerToken'>;
-  const signing = (await import(`${serverSrc}auth/signing.ts`)) as Pick<ServerModules, 'loadSigningKeys'>;
-  const app = (await import(`${serverSrc}http/app.ts`)) as Pick<ServerModules, 'buildApp'>;
-  const controllers = (await import(`${serverSrc}controllers/index.ts`)) as Pick<ServerModules, 'runControllers'>;
-  return { ...storage, ...auth, ...signing, ...app, ...controllers };
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-    server.once('error', reject);
-  });
 }
 
 /** One server process: store on `dataDir`, app on `port`, controllers running. */
@@ -104,7 +83,7 @@ describe('runner agent against the real control plane', () => {
     });
 
   beforeAll(async () => {
-    modules = await loadServerModules();
+    modules = await loadServerModules<ServerModules>();
     serverDir = await mkdtemp(join(tmpdir(), 'warren-agent-server-'));
     runnerDir = await mkdtemp(join(tmpdir(), 'warren-agent-runner-'));
     port = await freePort();
