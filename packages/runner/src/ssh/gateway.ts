@@ -82,6 +82,10 @@ export async function startSshGateway(options: SshGatewayOptions): Promise<SshGa
 
   const server = new ssh2.Server({ hostKeys: [options.hostKey.privateKey], ident: 'Warren' }, (connection) => {
     connections.add(connection);
+    // Small packets at once (no Nagle): every login round trip otherwise waits on the client's delayed ACK
+    // (~40 ms per exchange on Linux, tcp(7) TCP_NODELAY).
+    // (ssh2's server Connection has setNoDelay, lib/server.js; @types/ssh2 declares it on Client only.)
+    (connection as Connection & { setNoDelay(noDelay: boolean): unknown }).setNoDelay(true);
     connection.on('close', () => connections.delete(connection));
     connection.on('error', (error: Error) => logger.debug({ error: errorMessage(error) }, 'ssh connection error'));
     let login: Login | undefined;
