@@ -30,6 +30,9 @@ const ROUNDS = Number(process.env['BENCH_ROUNDS'] ?? 3);
 const CONNECTIONS = Number(process.env['BENCH_CONNECTIONS'] ?? 16);
 const SSH_RUNS = Number(process.env['BENCH_SSH_RUNS'] ?? 30);
 const SESSIONS = Number(process.env['BENCH_SESSIONS'] ?? 200);
+/** Which parts run (`BENCH_PARTS`, a comma list of `proxy`, `ssh`, `sessions`; default all). */
+const PARTS = new Set((process.env['BENCH_PARTS'] ?? 'proxy,ssh,sessions').split(',').map((part) => part.trim()).filter((part) => part !== ''));
+for (const part of PARTS) if (!['proxy', 'ssh', 'sessions'].includes(part)) throw new Error(`BENCH_PARTS: unknown part "${part}" (proxy, ssh, sessions)`);
 /** Slot range of this bench's runner (15500..15529), apart from the test suites and the other benches. */
 const SLOT_OFFSET = Number(process.env['BENCH_SLOT_OFFSET'] ?? 15_500);
 /** Issue 4 targets. */
@@ -235,14 +238,17 @@ async function main(): Promise<Figures> {
     console.log(`environment ${id} at ${address}; proxy ${proxyUrl} (Host ${proxyHost}); ssh 127.0.0.1:${sshPort}`);
 
     // ---------------------------------------------------------------- HTTP: direct vs proxy, interleaved
-    await wrk(directUrl, CONNECTIONS); // warm-up (JIT of the app and the proxy)
-    await wrk(proxyUrl, CONNECTIONS, proxyHost);
-    for (let round = 0; round < ROUNDS; round++) {
-      figures.direct.throughput.push(await wrk(directUrl, CONNECTIONS));
-      figures.proxy.throughput.push(await wrk(proxyUrl, CONNECTIONS, proxyHost));
-      figures.direct.latency.push(await wrk(directUrl, 1));
-      figures.proxy.latency.push(await wrk(proxyUrl, 1, proxyHost));
+    if (PARTS.has('proxy')) {
+      await wrk(directUrl, CONNECTIONS); // warm-up (JIT of the app and the proxy)
+      await wrk(proxyUrl, CONNECTIONS, proxyHost);
+      for (let round = 0; round < ROUNDS; round++) {
+        figures.direct.throughput.push(await wrk(directUrl, CONNECTIONS));
+        figures.proxy.throughput.push(await wrk(proxyUrl, CONNECTIONS, proxyHost));
+        figures.direct.latency.push(await wrk(directUrl, 1));
+        figures.proxy.latency.push(await wrk(proxyUrl, 1, proxyHost));
+      }
     }
+    if (!PARTS.has('ssh') && !PARTS.has('sessions')) return figures;
 
     // ---------------------------------------------------------------- SSH
     const clientDir = await mkdtemp(join(tmpdir(), 'warren-bench-access-client-'));
@@ -253,34 +259,37 @@ async function main(): Promise<Figures> {
     await admin.request('POST', '/api/v1/sshkeys', { publicKey: pair.public });
     // A bench on loopback: the host key is not checked (the tests check the published one).
     const sshArgv = ['ssh', '-F', '/dev/null', '-o', 'BatchMode=yes', '-o', 'IdentitiesOnly=yes', '-o', 'IdentityAgent=none', '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null', '-o', 'LogLevel=ERROR', '-i', keyFile, '-p', String(sshPort), '-l', 'bench-access', '127.0.0.1', 'true'];
-    await exec(sshArgv, { timeoutMs: 60_000 });
-    for (let index = 0; index < SSH_RUNS; index++) {
-      const t0 = performance.now();
+    if (PARTS.has('ssh')) {
       await exec(sshArgv, { timeoutMs: 60_000 });
-      figures.openssh.push(performance.now() - t0);
+      for (let index = 0; index < SSH_RUNS; index++) {
+        const t0 = performance.now();
+        await exec(sshArgv, { timeoutMs: 60_000 });
+        figures.openssh.push(performance.now() - t0);
+      }
+      const warm = await sshConnect(sshPort, 'bench-access', pair.private);
+      await sshExec(warm, 'true');
+      for (let index = 0; index < SSH_RUNS; index++) {
+        const t0 = performance.now();
+        const { code } = await sshExec(warm, 'true');
+        if (code !== 0) throw new Error(`ssh2 exec exited with ${code}`);
+        figures.ssh2Warm.push(performance.now() - t0);
+      }
+      warm.end();
+      for (let index = 0; index < SSH_RUNS; index++) {
+        const t0 = performance.now();
+        const client = await sshConnect(sshPort, 'bench-access', pair.private);
+        await sshExec(client, 'true');
+        figures.ssh2Cold.push(performance.now() - t0);
+        client.end();
+      }
+      // Baseline in the same run: the access API's exec (grant + WebSocket + runc exec), what the gateway runs on.
+      for (let index = 0; index < SSH_RUNS; index++) {
+        const t0 = performance.now();
+        await execInEnvironment(await admin.createAccessGrant(id), ['true'], { stdout: sink(), stderr: sink() });
+        figures.accessExec.push(performance.now() - t0);
+      }
     }
-    const warm = await sshConnect(sshPort, 'bench-access', pair.private);
-    await sshExec(warm, 'true');
-    for (let index = 0; index < SSH_RUNS; index++) {
-      const t0 = performance.now();
-      const { code } = await sshExec(warm, 'true');
-      if (code !== 0) throw new Error(`ssh2 exec exited with ${code}`);
-      figures.ssh2Warm.push(performance.now() - t0);
-    }
-    warm.end();
-    for (let index = 0; index < SSH_RUNS; index++) {
-      const t0 = performance.now();
-      const client = await sshConnect(sshPort, 'bench-access', pair.private);
-      await sshExec(client, 'true');
-      figures.ssh2Cold.push(performance.now() - t0);
-      client.end();
-    }
-    // Baseline in the same run: the access API's exec (grant + WebSocket + runc exec), what the gateway runs on.
-    for (let index = 0; index < SSH_RUNS; index++) {
-      const t0 = performance.now();
-      await execInEnvironment(await admin.createAccessGrant(id), ['true'], { stdout: sink(), stderr: sink() });
-      figures.accessExec.push(performance.now() - t0);
-    }
+    if (!PARTS.has('sessions')) return figures;
 
     // ---------------------------------------------------------------- 200 concurrent SSH sessions
     // Every session holds its connection until all are open (the command waits for a file the bench makes last).
@@ -347,6 +356,13 @@ const f = (value: number, digits = 1) => (Number.isFinite(value) ? value.toFixed
 const mark = (ok: boolean) => (ok ? 'met' : 'MISSED');
 
 function report(figures: Figures): void {
+  console.log(`\n# bench/access — ${new Date().toISOString().slice(0, 10)}, parts: ${[...PARTS].join(', ')}`);
+  if (PARTS.has('proxy')) reportProxy(figures);
+  if (PARTS.has('ssh')) reportSsh(figures);
+  if (PARTS.has('sessions')) reportSessions(figures);
+}
+
+function reportProxy(figures: Figures): void {
   const byRps = (results: WrkResult[]) => [...results].sort((a, b) => a.requestsPerSecond - b.requestsPerSecond)[Math.floor(results.length / 2)]!;
   const directT = byRps(figures.direct.throughput);
   const proxyT = byRps(figures.proxy.throughput);
@@ -357,13 +373,16 @@ function report(figures: Figures): void {
   const ratio = proxyT.requestsPerSecond / directT.requestsPerSecond;
   const added = proxyP50 - directP50;
   const errors = [...figures.direct.throughput, ...figures.proxy.throughput, ...figures.direct.latency, ...figures.proxy.latency].reduce((sum, result) => sum + result.errors, 0);
-  console.log(`\n# bench/access — ${new Date().toISOString().slice(0, 10)}, ${ROUNDS} rounds × ${SECONDS} s per wrk run (median round)\n`);
+  console.log(`\nHTTP: ${ROUNDS} rounds × ${SECONDS} s per wrk run (median round)\n`);
   console.log('HTTP (wrk, 1 thread)                  direct (baseline)    through proxy    target');
   console.log(`throughput, ${String(CONNECTIONS).padStart(2)} connections (req/s)   ${f(directT.requestsPerSecond, 0).padStart(12)}   ${f(proxyT.requestsPerSecond, 0).padStart(14)}    ratio ${f(ratio * 100)} % (≥ ${TARGETS.throughputRatio * 100} %: ${mark(ratio >= TARGETS.throughputRatio)})`);
   console.log(`  p50 / p99 at that load (ms)        ${`${f(directT.p50Ms, 2)} / ${f(directT.p99Ms, 2)}`.padStart(12)}   ${`${f(proxyT.p50Ms, 2)} / ${f(proxyT.p99Ms, 2)}`.padStart(14)}`);
   console.log(`latency, 1 connection: p50 (ms)       ${f(directP50, 3).padStart(12)}   ${f(proxyP50, 3).padStart(14)}    added ${f(added, 3)} ms (≤ ${TARGETS.addedP50Ms} ms: ${mark(added <= TARGETS.addedP50Ms)})`);
   console.log(`  req/s at 1 connection              ${f(directL, 0).padStart(12)}   ${f(proxyL, 0).padStart(14)}`);
   console.log(`  errors (non-2xx + socket), all runs: ${errors}`);
+}
+
+function reportSsh(figures: Figures): void {
   const row = (name: string, values: number[], target?: number) =>
     console.log(`${name.padEnd(52)} ${f(percentile(values, 50)).padStart(8)} ${f(percentile(values, 95)).padStart(8)}${target !== undefined ? `    p50 ≤ ${target} ms: ${mark(percentile(values, 50) <= target)}` : ''}`);
   console.log(`\nSSH exec round trip (${SSH_RUNS} runs)                       p50 ms   p95 ms`);
@@ -371,6 +390,9 @@ function report(figures: Figures): void {
   row('ssh2: connect + auth + exec `true`', figures.ssh2Cold);
   row('ssh2: exec `true` on a warm connection', figures.ssh2Warm);
   row('baseline: access API exec `true` (grant + ws)', figures.accessExec);
+}
+
+function reportSessions(figures: Figures): void {
   const sessions = figures.sessions;
   console.log(`\n${SESSIONS} concurrent SSH sessions (ssh2, one connection each, all held open until every one runs)`);
   console.log(`  succeeded ${sessions.ok}/${SESSIONS}, failed ${sessions.failed}; wall ${f(sessions.wallMs / 1000, 2)} s; per session p50 ${f(percentile(sessions.perSession, 50) / 1000, 2)} s, p95 ${f(percentile(sessions.perSession, 95) / 1000, 2)} s`);
