@@ -26,7 +26,8 @@ export function slotForwarder(dataDir: string, slotOffset: number): (environment
     if (claim === undefined) throw new WarrenError('EnvironmentNotRunning', 409, `environment ${environmentId} has no network on this runner`);
     const slot = slotInfo(claim + slotOffset);
     return new Promise<Duplex>((resolve, reject) => {
-      const socket = netConnect({ host: slot.environmentAddress, port });
+      // Forwarded traffic is interactive (an editor's language server, a dev server's reload socket): no Nagle delay.
+      const socket = netConnect({ host: slot.environmentAddress, port, noDelay: true });
       socket.once('connect', () => {
         socket.off('error', fail);
         resolve(socket);
