@@ -181,11 +181,21 @@ async function main(): Promise<Figures> {
     const runnerDir = await mkdtemp(join(tmpdir(), 'warren-bench-access-runner-'));
     cleanups.push(() => rm(runnerDir, { recursive: true, force: true }));
     await chmod(runnerDir, 0o711);
-    const { RuncRuntime } = await load<typeof Runtime>('packages/runner/dist/linux/runtime.js');
+    const { selectOciRuntime } = await load<typeof Runtime>('packages/runner/dist/linux/runtime.js');
     const { CgroupManager } = await load<typeof Cgroups>('packages/runner/dist/linux/cgroups.js');
-    const runtime = new RuncRuntime({ stateRoot: `/run/warren/runc-bench-access-${process.pid}` });
-    cleanups.push(() => rm(runtime.stateRoot, { recursive: true, force: true }));
-    cleanups.push(() => rm(`${runtime.stateRoot}-exec`, { recursive: true, force: true }));
+    // The runner's own selection (config `runtime`, default auto: crun when its self-test passes, else runc),
+    // with private state roots; BENCH_RUNTIME=runc|crun forces one.
+    const stateRoots = { runc: `/run/warren/runc-bench-access-${process.pid}`, crun: `/run/warren/crun-bench-access-${process.pid}` };
+    const runtime = await selectOciRuntime({
+      prefer: (process.env.BENCH_RUNTIME as 'auto' | 'runc' | 'crun' | undefined) ?? 'auto',
+      runcStateRoot: stateRoots.runc,
+      crunStateRoot: stateRoots.crun,
+    });
+    console.log(`OCI runtime: ${runtime.name}`);
+    for (const root of Object.values(stateRoots)) {
+      cleanups.push(() => rm(root, { recursive: true, force: true }));
+      cleanups.push(() => rm(`${root}-exec`, { recursive: true, force: true }));
+    }
     const cgroups = await CgroupManager.detect({ parent: `warren-bench-access-${process.pid}` });
     cleanups.push(() => cgroups.removeParent());
     const runner: RunningRunner = await startRunner({
