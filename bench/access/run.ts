@@ -110,7 +110,8 @@ async function run(admin: WarrenClient, id: string, argv: string[]): Promise<str
 function sshConnect(port: number, username: string, privateKey: string): Promise<ssh2.Client> {
   return new Promise((resolve, reject) => {
     const client = new ssh2.Client();
-    client.once('ready', () => resolve(client));
+    // As OpenSSH does for interactive sessions (packet_set_interactive → TCP_NODELAY): no Nagle delay on requests.
+    client.once('ready', () => resolve(client.setNoDelay(true)));
     client.once('error', reject);
     client.connect({ host: '127.0.0.1', port, username, privateKey, readyTimeout: 120_000, keepaliveInterval: 0 });
   });
