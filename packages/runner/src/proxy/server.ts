@@ -2,8 +2,12 @@
 // environment (its veth address, or its loopback through a helper in its namespace), with WebSocket upgrades and streamed bodies both ways (RFC 9110, RFC 6455).
 // Owner ports need the proxy's session cookie, got by exchanging a short-lived server-signed token
 // (`?warren-token=`); Public ports need nothing. Warren's cookie and token never reach the app.
+// Two paths: every connection starts on the fast path (relay.ts: a byte relay to the app, one upstream connection
+// per client connection, for plain host-form requests that pass auth); at the first request it cannot relay, the
+// connection goes to the slow path, Node's HTTP server below, which answers refusals, token exchanges, the path
+// form, upgrades, chunked uploads and malformed requests.
 import { Agent, type IncomingHttpHeaders, type IncomingMessage, type OutgoingHttpHeaders, type ServerResponse, createServer, request as httpRequest } from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
+import { type AddressInfo, type Socket, createServer as createNetServer } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { pipeline } from 'node:stream';
 import { type Environment, PORT_TOKEN_PARAMETER, makeStatus } from '@warren/api';
@@ -12,7 +16,9 @@ import type { EnvironmentNetwork } from '../environment/backend.js';
 import { listListeningSockets, loopbackOnly } from '../ports/listening.js';
 import { connectInNamespace } from '../ports/loopback.js';
 import { parseProxyRoute, queryParameter, withoutQueryParameter, type ProxyRoute } from './route.js';
-import { type SessionSigner, sessionSetCookie, takeSessionCookies } from './session.js';
+import { RelayConnection, type RelayAdmission, type RelayHooks, type RelayTarget } from './relay.js';
+import type { RequestHead } from './request-head.js';
+import { SESSION_COOKIE, type SessionSigner, sessionSetCookie, takeSessionCookies } from './session.js';
 import type { PortTokenVerifier } from './token.js';
 
 /** Query parameter carrying a server-signed port token; exchanged for the session cookie and never forwarded. */
@@ -127,33 +133,31 @@ export async function startPortProxy(options: PortProxyOptions): Promise<PortPro
       ? { host: '127.0.0.1', createConnection: () => connectInNamespace(`/proc/${network.pid}/ns/net`, port, logger) as Socket }
       : { host: network.address, agent: upgrade ? false : agent };
 
-  async function decide(request: IncomingMessage, route: ProxyRoute, upgrade: boolean): Promise<Decision> {
+  /**
+   * The environments a route names (by id or name).
+   * @throws {ProxyError} 404 `NotFound` for a port outside 1-65535 or when no environment of this runner matches.
+   */
+  function candidatesOf(route: ProxyRoute): Environment[] {
     if (!Number.isInteger(route.port) || route.port < 1 || route.port > 65535) {
       throw new ProxyError('NotFound', 404, `port ${route.port} is outside 1-65535`);
     }
     const candidates = options.environments().filter((environment) => environment.metadata.id === route.environment || environment.metadata.name === route.environment);
     if (candidates.length === 0) throw new ProxyError('NotFound', 404, `environment "${route.environment}" is not on this runner`);
-    const { values, rest } = takeSessionCookies(request.headers.cookie);
+    return candidates;
+  }
 
-    let environment: Environment | undefined;
-    const token = queryParameter(request.url ?? '/', TOKEN_PARAMETER);
-    if (token !== undefined) {
-      const claims = await options.verifyToken(token);
-      environment = candidates.find((candidate) => candidate.metadata.id === claims.environmentId);
-      if (!environment) throw new ProxyError('Forbidden', 403, `the port token does not grant access to environment "${route.environment}"`);
-      if (claims.port !== 0 && claims.port !== route.port) throw new ProxyError('Forbidden', 403, `the port token grants port ${claims.port}, not ${route.port}`);
-      if (!upgrade) {
-        const expiresAt = Math.floor(now().getTime() / 1000) + sessionSeconds;
-        const value = options.sessions.sign({ userId: claims.userId, environmentId: claims.environmentId, port: claims.port, expiresAt });
-        return {
-          kind: 'redirect',
-          location: withoutQueryParameter(request.url ?? '/', TOKEN_PARAMETER),
-          setCookie: sessionSetCookie(value, route.cookiePath, sessionSeconds, options.secureCookies ?? false),
-        };
-      }
-    } else {
+  /**
+   * The environment a request may reach: `granted` (by a port token), else the first candidate a valid session
+   * value grants for this port, else the candidate whose port is Public; it must be Running.
+   * @param sessionValues values of Warren's cookie in the request (none when it carries a token).
+   * @throws {ProxyError} 409 `Conflict` for several Public candidates, 401 `Unauthorized` for none,
+   *   503 `ServiceUnavailable` when the environment is not Running.
+   */
+  function admitted(route: ProxyRoute, candidates: Environment[], sessionValues: string[], granted: Environment | undefined): Environment {
+    let environment = granted;
+    if (!environment) {
       const nowSeconds = Math.floor(now().getTime() / 1000);
-      for (const value of values) {
+      for (const value of sessionValues) {
         const session = options.sessions.verify(value, nowSeconds);
         if (!session || (session.port !== 0 && session.port !== route.port)) continue;
         environment = candidates.find((candidate) => candidate.metadata.id === session.environmentId);
@@ -171,9 +175,62 @@ export async function startPortProxy(options: PortProxyOptions): Promise<PortPro
     if (environment.status.phase !== 'Running') {
       throw new ProxyError('ServiceUnavailable', 503, `environment "${route.environment}" is ${environment.status.phase}, not Running`);
     }
+    return environment;
+  }
+
+  async function decide(request: IncomingMessage, route: ProxyRoute, upgrade: boolean): Promise<Decision> {
+    const candidates = candidatesOf(route);
+    const { values, rest } = takeSessionCookies(request.headers.cookie);
+
+    let granted: Environment | undefined;
+    const token = queryParameter(request.url ?? '/', TOKEN_PARAMETER);
+    if (token !== undefined) {
+      const claims = await options.verifyToken(token);
+      granted = candidates.find((candidate) => candidate.metadata.id === claims.environmentId);
+      if (!granted) throw new ProxyError('Forbidden', 403, `the port token does not grant access to environment "${route.environment}"`);
+      if (claims.port !== 0 && claims.port !== route.port) throw new ProxyError('Forbidden', 403, `the port token grants port ${claims.port}, not ${route.port}`);
+      if (!upgrade) {
+        const expiresAt = Math.floor(now().getTime() / 1000) + sessionSeconds;
+        const value = options.sessions.sign({ userId: claims.userId, environmentId: claims.environmentId, port: claims.port, expiresAt });
+        return {
+          kind: 'redirect',
+          location: withoutQueryParameter(request.url ?? '/', TOKEN_PARAMETER),
+          setCookie: sessionSetCookie(value, route.cookiePath, sessionSeconds, options.secureCookies ?? false),
+        };
+      }
+    }
+    const environment = admitted(route, candidates, token === undefined ? values : [], granted);
     const network = await networkOf(environment.metadata.id);
     if (!network) throw new ProxyError('ServiceUnavailable', 503, `environment "${route.environment}" is not running on this runner`);
     return { kind: 'forward', environment, network, cookieRest: rest };
+  }
+
+  /**
+   * The fast path's admission of a request (relay.ts): the same route and auth checks as {@link decide}, without
+   * the parts that need the slow path.
+   * @returns undefined (slow path) for the path form, a port token in the query, and every refusal.
+   */
+  function admitFast(head: RequestHead): RelayAdmission | undefined {
+    const route = parseProxyRoute(head.host, head.target, domain);
+    if (route?.form !== 'host') return undefined;
+    if (head.target.includes('?') && queryParameter(head.target, TOKEN_PARAMETER) !== undefined) return undefined;
+    // Only a Cookie field that names Warren's cookie is split (and then rewritten); others reach the app as sent.
+    const session = head.cookie?.includes(SESSION_COOKIE) ? takeSessionCookies(head.cookie) : undefined;
+    let environment: Environment;
+    try {
+      environment = admitted(route, candidatesOf(route), session?.values ?? [], undefined);
+    } catch (error) {
+      if (error instanceof ProxyError) return undefined;
+      throw error;
+    }
+    return { environmentId: environment.metadata.id, port: route.port, stripCookie: session !== undefined, cookie: session?.rest };
+  }
+
+  /** Where the fast path connects: the environment's veth address; undefined for a loopback-only port (the slow path spawns the helper). */
+  async function relayTarget(admission: RelayAdmission): Promise<RelayTarget | undefined> {
+    const network = await networkOf(admission.environmentId);
+    if (!network || (await isLoopbackOnly(network.pid, admission.port))) return undefined;
+    return { host: network.address, port: admission.port };
   }
 
   /** Request headers for the app: hop-by-hop and Warren's cookie removed, X-Forwarded-* added. */
@@ -335,23 +392,47 @@ export async function startPortProxy(options: PortProxyOptions): Promise<PortPro
     });
   });
   server.on('clientError', (_error, socket) => socket.destroy());
+  // The HTTP server gets its connections from the fast path, never from a listen() of its own; 'listening' starts
+  // its connection tracking (headersTimeout checks, closeAllConnections), as listen() would.
+  server.emit('listening');
+
+  const relays = new Set<RelayConnection>();
+  const hooks: RelayHooks = {
+    admit: admitFast,
+    target: relayTarget,
+    handOff(socket, buffered) {
+      // Paused while the bytes go back in front, so that the HTTP server's parser reads them first.
+      socket.pause();
+      if (buffered !== undefined && buffered.length > 0) socket.unshift(buffered);
+      server.emit('connection', socket);
+      socket.resume();
+    },
+    onActivity: options.onActivity ?? (() => {}),
+    proto: options.secureCookies ? 'https' : 'http',
+    logger,
+  };
+  const listener = createNetServer({ allowHalfOpen: true, noDelay: true }, (socket) => {
+    relays.add(new RelayConnection(socket, hooks, (relay) => relays.delete(relay)));
+  });
 
   await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(options.port, options.host, () => {
-      server.off('error', reject);
+    listener.once('error', reject);
+    listener.listen(options.port, options.host, () => {
+      listener.off('error', reject);
       resolve();
     });
   });
-  const { port } = server.address() as AddressInfo;
+  const { port } = listener.address() as AddressInfo;
   const host = options.host.includes(':') ? `[${options.host}]` : options.host;
   logger.info({ host: options.host, port, domain }, 'port proxy listening');
   return {
     url: `http://${host}:${port}`,
     port,
     async close() {
-      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      const closed = new Promise<void>((resolve) => listener.close(() => resolve()));
+      for (const relay of relays) relay.destroy();
       server.closeAllConnections();
+      server.close();
       for (const socket of upgraded) socket.destroy();
       agent.destroy();
       await closed;
