@@ -4,19 +4,21 @@
 //
 // Layout under `<dataDir>`:
 //   images/                     ImageStore root (shared, read-only layers)
-//   bin/                        the compiled idmap helper
+//   bin/                        the compiled idmap helper and exec agent (the containers' init)
 //   slots/                      slot claims (uid range, subnet, kernel object names per environment)
 //   environments/<id>/
 //     workspace/                the clone, bind-mounted at workspaceFolder
 //     upper/ work/ lower/<i>/   overlay upper and work dirs, idmapped views of the image layers
 //     rootfs/                   overlay mount point (the OCI root.path)
 //     bundle/config.json        the OCI config
+//     agent/                      the exec agent's directory (owned by the container's root, mode 0700), at
+//                                 /dev/.warren in the container: exec.sock, and the init binary's mountpoint
 //     resolv.conf hosts hostname
 //     logs/lifecycle.log        lifecycle command output (`warren env logs`)
 //     state.json                resolved devcontainer, image, lifecycle markers
 import type { ChildProcess } from 'node:child_process';
 import { open as openFile, readFile as readFileSync } from 'node:fs/promises';
-import { appendFile, chmod, mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { appendFile, chmod, chown, mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Environment, EnvironmentClassSpec } from '@warren/api';
 import { repositoryBasename } from '@warren/api';
@@ -37,6 +39,15 @@ import { DockerEngine } from '../builder/docker-engine.js';
 import { BaseImageNotFoundError, DevcontainerBuildError, DockerNotInstalledError } from '../builder/errors.js';
 import { type CgroupLimits, CgroupManager, ociLinuxResources } from '../linux/cgroups.js';
 import { exec, spawnLogged } from '../linux/exec.js';
+import {
+  AGENT_DIR_IN_CONTAINER,
+  AGENT_SOCKET_NAME,
+  ExecAgentUnavailableError,
+  INIT_PATH_IN_CONTAINER,
+  ensureExecAgent,
+  execViaAgent,
+  initArgs,
+} from '../linux/exec-agent.js';
 import { loadNodePty, spawnUnderPty } from '../linux/pty.js';
 import { GitError, cloneRepository } from '../linux/git.js';
 import { createEnvironmentNamespaces, deleteEnvironmentNamespaces, ensureIdmapHelper, readMountInfo, unmountRecursive } from '../linux/idmap.js';
@@ -59,9 +70,12 @@ import {
   type StepContext,
   TerminalEnvironmentError,
 } from './backend.js';
-import { type ContainerUser, resolveUserInRootfs } from './users.js';
+import { type ContainerUser, type UserCache, cachedUser, resolveUsersCached } from './users.js';
 
-/** The keep-alive process of `overrideCommand: true`: a PID-1-safe loop that exits 0 on SIGTERM. */
+/**
+ * The keep-alive process of `overrideCommand: true` when the exec agent is unavailable (no static libc to
+ * build it): a PID-1-safe loop that exits 0 on SIGTERM. With the agent, its init plays this part.
+ */
 export const KEEP_ALIVE_COMMAND = ['/bin/sh', '-c', 'trap "exit 0" TERM INT; while :; do sleep 1000 & wait $!; done'];
 
 /** Least time between two registry lookups of one stored tag on the start path (background refresh), ms. */
@@ -87,6 +101,8 @@ interface EnvironmentStateFile {
   workspaceOwner?: string;
   lifecycle: { createDone: boolean; postStartDoneFor?: string; failure?: string };
   container?: { startId: string; startedTime: string };
+  /** containerUser and remoteUser (and their specs' ids) resolved in the rootfs, valid while /etc/passwd and /etc/group are unchanged. */
+  users?: UserCache;
 }
 
 /** Options of {@link LinuxBackend.create}. */
@@ -118,6 +134,12 @@ export interface LinuxBackendOptions {
    * exactly one runner.
    */
   sweepUnclaimedNetworks?: boolean;
+  /**
+   * Run the exec agent as each new container's init and exec through it (default true). Without it (or when it
+   * cannot be compiled) containers run the keep-alive shell loop or the image command directly and every exec
+   * goes through the OCI runtime. Containers that have an agent are exec'd through it either way.
+   */
+  execAgent?: boolean;
 }
 
 /** The Linux host backend (runc, overlayfs with idmapped layers, user + network namespaces, cgroups). */
@@ -137,6 +159,8 @@ export class LinuxBackend implements EnvironmentBackend {
     private readonly cgroups: CgroupManager,
     private readonly helperPath: string,
     private readonly dns: EnvironmentDns,
+    /** The compiled exec agent (host path), or undefined when disabled or unavailable. */
+    private readonly agentPath: string | undefined,
   ) {
     this.dataDir = options.dataDir;
     this.logger = (options.logger ?? silentLogger).child({ component: 'linux-backend' });
@@ -155,8 +179,9 @@ export class LinuxBackend implements EnvironmentBackend {
 
   /**
    * Prepares the host: data directories (given search permission for others, since container roots are
-   * unprivileged host uids that must reach their mounts), the idmap helper (compiled on first use), cgroup detection,
-   * the environments' DNS configuration and the nftables firewall.
+   * unprivileged host uids that must reach their mounts), the idmap helper and the exec agent (compiled on first
+   * use; without a static libc the agent is left out with a warning), cgroup detection, the environments' DNS
+   * configuration and the nftables firewall.
    * @throws {IdmapHelperError} without a C compiler; {@link CgroupError} without cgroups; {ExecError}
    *   when nft fails.
    */
@@ -171,12 +196,19 @@ export class LinuxBackend implements EnvironmentBackend {
       if ((mode & 0o001) === 0) await chmod(dir, mode | 0o111);
     }
     const helperPath = await ensureIdmapHelper(join(options.dataDir, 'bin'), { logger });
+    let agentPath: string | undefined;
+    if (options.execAgent !== false) {
+      agentPath = await ensureExecAgent(join(options.dataDir, 'bin'), { logger }).catch((error: unknown) => {
+        logger.warn({ error: errorMessage(error) }, 'exec agent unavailable: containers run without it and execs go through the OCI runtime');
+        return undefined;
+      });
+    }
     const cgroups = options.cgroups ?? (await CgroupManager.detect({}));
     const runtime = options.runtime ?? (await selectOciRuntime({ prefer: options.config.runtime, logger }));
     const dns = await environmentDns({ logger });
     if (dns.warning) logger.warn({ warning: dns.warning }, 'environments get no DNS resolver');
     if (options.firewall !== false) await applyFirewall({ hostDnsAddresses: dns.hostDnsAddresses, logger });
-    return new LinuxBackend(options, runtime, cgroups, helperPath, dns);
+    return new LinuxBackend(options, runtime, cgroups, helperPath, dns, agentPath);
   }
 
   // ------------------------------------------------------------------ paths and state
@@ -201,6 +233,8 @@ export class LinuxBackend implements EnvironmentBackend {
       hostname: join(dir, 'hostname'),
       logs: join(dir, 'logs'),
       lifecycleLog: join(dir, 'logs', 'lifecycle.log'),
+      agent: join(dir, 'agent'),
+      agentSocket: join(dir, 'agent', AGENT_SOCKET_NAME),
       state: join(dir, STATE_FILE),
     };
   }
@@ -553,10 +587,9 @@ export class LinuxBackend implements EnvironmentBackend {
         { logger: context.logger },
       );
       stepDone('rootfs');
-      const [containerUser, remoteUser] = await Promise.all([
-        this.userOf(paths.rootfs, devcontainer.containerUser),
-        this.userOf(paths.rootfs, devcontainer.remoteUser),
-      ]);
+      const { users, cache } = await this.usersOf(paths.rootfs, [devcontainer.containerUser, devcontainer.remoteUser], state.users);
+      const containerUser = users[devcontainer.containerUser]!;
+      const remoteUser = users[devcontainer.remoteUser]!;
       // The workspace belongs to the remote user (as with the reference CLI's updateRemoteUserUID): its
       // host owner is that uid shifted into the environment's range.
       const owner = `${slot.uidBase + remoteUser.uid}:${slot.gidBase + remoteUser.gid}`;
@@ -565,7 +598,7 @@ export class LinuxBackend implements EnvironmentBackend {
         await this.updateState(id, (next) => void (next.workspaceOwner = owner));
       }
       stepDone('users');
-      return containerUser;
+      return { containerUser, cache };
     })();
     const hostname = environment.metadata.name.slice(0, 63);
     const files = Promise.all([
@@ -573,30 +606,38 @@ export class LinuxBackend implements EnvironmentBackend {
       writeFile(paths.hosts, `127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n${slot.environmentAddress}\t${hostname}\n`),
       writeFile(paths.hostname, `${hostname}\n`),
       mkdir(paths.logs, { recursive: true }),
+      this.prepareAgentDir(paths, slot),
     ]);
     const limitsLookup = this.limits(environment, context.logger);
     // Every branch settles before anything is thrown, so no step of this start outlives it.
     const settled = await Promise.allSettled([network, filesystem, files, limitsLookup]);
     for (const outcome of settled) if (outcome.status === 'rejected') throw outcome.reason;
-    const containerUser = await filesystem;
+    const { containerUser, cache: users } = await filesystem;
     const limits = await limitsLookup;
     stepDone('files');
 
-    const args = devcontainer.overrideCommand ? KEEP_ALIVE_COMMAND : [...image.entrypoint, ...image.cmd];
-    if (args.length === 0) {
+    const command = devcontainer.overrideCommand ? [] : [...image.entrypoint, ...image.cmd];
+    if (!devcontainer.overrideCommand && command.length === 0) {
       throw new TerminalEnvironmentError('Running', 'NoCommand', `image ${image.reference} has no entrypoint or command and overrideCommand is false`);
     }
+    const agent = this.agentPath;
+    const env = mergeEnv(image.env, devcontainer.containerEnv);
+    // With the agent, the container process is its init, as root (it switches users per exec); the image
+    // command runs under it as containerUser. HOME is then set here, since the runtime would take root's.
+    if (agent && !env.some((entry) => entry.startsWith('HOME='))) env.push(`HOME=${containerUser.home}`);
     const config = buildOciConfig({
       rootfsPath: paths.rootfs,
       hostname,
-      process: {
-        args,
-        env: mergeEnv(image.env, devcontainer.containerEnv),
-        cwd: devcontainer.workspaceFolder,
-        uid: containerUser.uid,
-        gid: containerUser.gid,
-        additionalGids: containerUser.additionalGids,
-      },
+      process: agent
+        ? { args: initArgs(command, devcontainer.overrideCommand ? undefined : containerUser), env, cwd: devcontainer.workspaceFolder, uid: 0, gid: 0 }
+        : {
+            args: devcontainer.overrideCommand ? KEEP_ALIVE_COMMAND : command,
+            env,
+            cwd: devcontainer.workspaceFolder,
+            uid: containerUser.uid,
+            gid: containerUser.gid,
+            additionalGids: containerUser.additionalGids,
+          },
       idMapping,
       ...namespaces,
       cgroupsPath: this.cgroups.cgroupsPath(id),
@@ -606,6 +647,14 @@ export class LinuxBackend implements EnvironmentBackend {
         { source: paths.resolvConf, destination: '/etc/resolv.conf', readonly: true },
         { source: paths.hosts, destination: '/etc/hosts', readonly: true },
         { source: paths.hostname, destination: '/etc/hostname', readonly: true },
+        // The agent's directory on runc's /dev tmpfs (no mountpoint lands in the overlay upper dir), and in it
+        // the shared init binary, read-only (and owned by host root, which the user namespace does not map).
+        ...(agent
+          ? [
+              { source: paths.agent, destination: AGENT_DIR_IN_CONTAINER, options: ['nosuid', 'nodev', 'noexec'] },
+              { source: agent, destination: INIT_PATH_IN_CONTAINER, readonly: true, options: ['nosuid', 'nodev'] },
+            ]
+          : []),
       ],
     });
     await mkdir(paths.bundle, { recursive: true });
@@ -614,40 +663,114 @@ export class LinuxBackend implements EnvironmentBackend {
     const startedTime = new Date().toISOString();
     await this.runtime.run(paths.bundle, containerId);
     stepDone('runtime-run');
+    if (agent) await this.waitForAgent(paths.agentSocket, context.logger);
+    stepDone('agent');
     const started = await this.runtime.state(containerId);
     const startId = started ? await this.startIdOf(started) : undefined;
-    if (startId) await this.updateState(id, (next) => void (next.container = { startId, startedTime }));
+    await this.updateState(id, (next) => {
+      if (startId) next.container = { startId, startedTime };
+      next.users = users;
+    });
     stepDone('state');
     context.logger.info({ containerId, slot: slot.slot }, 'container started');
   }
 
-  private async userOf(rootfs: string, spec: string): Promise<ContainerUser> {
+  /** {@link resolveUsersCached}; an unknown user is terminal (`Running=False`, `UnknownContainerUser`). */
+  private async usersOf(rootfs: string, specs: string[], cache: UserCache | undefined): Promise<{ users: Record<string, ContainerUser>; cache: UserCache }> {
     try {
-      return await resolveUserInRootfs(rootfs, spec);
+      return await resolveUsersCached(rootfs, specs, cache);
     } catch (error) {
       if (error instanceof InvalidError) throw new TerminalEnvironmentError('Running', error.reason, error.message, { cause: error });
       throw error;
     }
   }
 
+  /**
+   * Makes the agent directory for a start: owned by the container's root (host uid/gid = the slot's base), mode
+   * 0700, so only root inside the container (and host root) can reach the socket; a stale socket from the last
+   * start is removed, so {@link waitForAgent} sees the new agent's.
+   */
+  private async prepareAgentDir(paths: ReturnType<LinuxBackend['paths']>, slot: SlotInfo): Promise<void> {
+    await rm(paths.agentSocket, { force: true });
+    if (!this.agentPath) return;
+    await mkdir(paths.agent, { recursive: true, mode: 0o700 });
+    await chown(paths.agent, slot.uidBase, slot.gidBase);
+    await chmod(paths.agent, 0o700);
+  }
+
+  /**
+   * Waits until the agent's socket exists (the init binds it before it starts the image command, and makes it
+   * appear listening, by rename(2)), up to 2 s; a miss is logged and execs use the OCI runtime meanwhile.
+   */
+  private async waitForAgent(socketPath: string, logger: Logger): Promise<void> {
+    const deadline = performance.now() + 2_000;
+    for (let delay = 1; ; delay = Math.min(delay * 2, 20)) {
+      if (await exists(socketPath)) return;
+      if (performance.now() > deadline) break;
+      await new Promise((resolve) => setTimeout(resolve, delay));
+    }
+    logger.warn({ socketPath }, 'exec agent socket did not appear; execs use the OCI runtime');
+  }
+
   // ------------------------------------------------------------------ exec and lifecycle
 
+  /**
+   * Starts `request` in the running environment. Without a terminal it goes through the container's exec agent
+   * when its socket accepts (no OCI runtime process and no runtime state lookup: a live agent proves the
+   * container runs); otherwise (a container from before the agent, a stopped one, a terminal) through the
+   * OCI runtime's exec after checking the container runs. The user comes from the users cached at start while
+   * /etc/passwd and /etc/group are unchanged, else from those files.
+   * @throws {EnvironmentNotRunningError} when the container is not running.
+   * @throws {InvalidError} reason `UnknownContainerUser` for a user name the image does not have.
+   */
   async exec(environmentId: string, request: ExecRequest, logger: Logger): Promise<ExecSession> {
     const containerId = this.containerId(environmentId);
-    const [runtimeState, state] = await Promise.all([this.runtime.state(containerId), this.readState(environmentId)]);
-    if (runtimeState?.status !== 'running' || !state?.resolved) throw new EnvironmentNotRunningError(environmentId);
-    const { devcontainer, image } = state.resolved;
     const paths = this.paths(environmentId);
-    const user = await resolveUserInRootfs(paths.rootfs, request.user ?? devcontainer.remoteUser);
-    const options = {
+    const state = await this.readState(environmentId);
+    if (!state?.resolved) throw new EnvironmentNotRunningError(environmentId);
+    const { devcontainer, image } = state.resolved;
+    const spec = request.user ?? devcontainer.remoteUser;
+    const optionsFor = (user: ContainerUser) => ({
       args: request.argv,
       env: this.execEnv(devcontainer, image.env, user, [...(request.tty ? ['TERM=xterm-256color'] : []), ...(request.env ?? [])]),
       cwd: request.cwd ?? devcontainer.workspaceFolder,
       uid: user.uid,
       gid: user.gid,
       additionalGids: user.additionalGids,
+    });
+    const viaAgent = async (user: ContainerUser): Promise<ExecSession | undefined> => {
+      const options = optionsFor(user);
+      try {
+        const session = await execViaAgent(
+          paths.agentSocket,
+          { uid: options.uid, gid: options.gid, additionalGids: options.additionalGids, cwd: options.cwd, argv: options.args, env: options.env },
+          { logger },
+        );
+        logger.debug({ environmentId, user: user.name, via: 'agent' }, 'exec started');
+        return session;
+      } catch (error) {
+        if (!(error instanceof ExecAgentUnavailableError)) throw error;
+        logger.debug({ environmentId, errno: error.errno }, 'exec agent unavailable; using the OCI runtime');
+        return undefined;
+      }
     };
-    logger.debug({ environmentId, user: user.name, tty: request.tty }, 'exec starting');
+
+    // A cached user is valid only while the rootfs's user files are unchanged; a stopped environment has no
+    // mounted rootfs, so its signature differs and the runtime check below answers first.
+    const cached = await cachedUser(paths.rootfs, spec, state.users);
+    if (cached && !request.tty) {
+      const session = await viaAgent(cached);
+      if (session) return session;
+    }
+    const runtimeState = await this.runtime.state(containerId);
+    if (runtimeState?.status !== 'running') throw new EnvironmentNotRunningError(environmentId);
+    const user = cached ?? (await resolveUsersCached(paths.rootfs, [spec], state.users)).users[spec]!;
+    if (!cached && !request.tty) {
+      const session = await viaAgent(user);
+      if (session) return session;
+    }
+    const options = optionsFor(user);
+    logger.debug({ environmentId, user: user.name, tty: request.tty, via: 'runtime' }, 'exec starting');
     if (!request.tty) return sessionOf(await this.runtime.exec(containerId, options));
     // `runc exec --tty` needs a terminal on its stdin: a resizable node-pty pty when its addon loads.
     const pty = await loadNodePty(logger);
@@ -718,7 +841,11 @@ export class LinuxBackend implements EnvironmentBackend {
         }
       }
     }
+    // Lifecycle commands may add users or groups (useradd, usermod -aG): keep the cache current for the execs after.
+    const { containerUser, remoteUser } = state.resolved.devcontainer;
+    const users = await resolveUsersCached(this.paths(id).rootfs, [containerUser, remoteUser], state.users).catch(() => undefined);
     await this.updateState(id, (next) => {
+      if (users) next.users = users.cache;
       if (stage === 'create') next.lifecycle.createDone = true;
       else if (startId) next.lifecycle.postStartDoneFor = startId;
       if (!outcome.succeeded) next.lifecycle.failure = outcome.message;

@@ -1,6 +1,6 @@
 // Resolves user specs (`vscode`, `1000`, `1000:1000`, `vscode:staff`) against a root filesystem's
 // /etc/passwd and /etc/group, as the OCI runtime itself does not (it needs numeric ids).
-import { readFile } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { InvalidError } from '@warren/base';
 
@@ -91,4 +91,61 @@ export async function resolveUserInRootfs(rootfs: string, spec: string): Promise
   const read = (file: string) => readFile(join(rootfs, 'etc', file), 'utf8').catch(() => '');
   const [passwd, group] = await Promise.all([read('passwd'), read('group')]);
   return resolveUser(spec, passwd, group);
+}
+
+/**
+ * Identifies the current content of `<rootfs>/etc/passwd` and `<rootfs>/etc/group` without reading them:
+ * inode, size and change time (ns) of each, `-` for a missing file. Any edit (useradd, usermod, an editor's
+ * rename) changes it, so users resolved under one signature stay valid while it is unchanged.
+ * @returns e.g. `1234:812:1763780000123456789/1240:455:1763780000123456789`.
+ */
+export async function userFilesSignature(rootfs: string): Promise<string> {
+  const one = async (file: string) => {
+    try {
+      const info = await stat(join(rootfs, 'etc', file), { bigint: true });
+      return `${info.ino}:${info.size}:${info.ctimeNs}`;
+    } catch {
+      return '-';
+    }
+  };
+  const [passwd, group] = await Promise.all([one('passwd'), one('group')]);
+  return `${passwd}/${group}`;
+}
+
+/** Users resolved in a root filesystem, valid while its {@link userFilesSignature} is `signature`. */
+export interface UserCache {
+  signature: string;
+  /** By user spec as given (`vscode`, `1000:1000`). */
+  users: Record<string, ContainerUser>;
+}
+
+/**
+ * Resolves each of `specs` in `rootfs`, from `cache` when its signature is still the files' one.
+ * @returns the users by spec and the cache to keep (a new one when the files changed or a spec was missing).
+ * @throws {InvalidError} reason `UnknownContainerUser` (see {@link resolveUser}).
+ */
+export async function resolveUsersCached(
+  rootfs: string,
+  specs: readonly string[],
+  cache: UserCache | undefined,
+): Promise<{ users: Record<string, ContainerUser>; cache: UserCache }> {
+  const signature = await userFilesSignature(rootfs);
+  const valid = cache?.signature === signature ? cache : undefined;
+  if (valid && specs.every((spec) => Object.hasOwn(valid.users, spec))) return { users: valid.users, cache: valid };
+  const read = (file: string) => readFile(join(rootfs, 'etc', file), 'utf8').catch(() => '');
+  const [passwd, group] = await Promise.all([read('passwd'), read('group')]);
+  const entries = new Map(Object.entries(valid?.users ?? {}));
+  for (const spec of specs) entries.set(spec, resolveUser(spec, passwd, group));
+  // fromEntries defines own properties, so even a spec like `__proto__` is a plain key.
+  const users = Object.fromEntries(entries);
+  return { users, cache: { signature, users } };
+}
+
+/**
+ * The user `spec` from `cache` when the rootfs's user files still have the cache's signature.
+ * @returns undefined when the files changed (or are missing, e.g. the rootfs is not mounted) or `spec` was not cached.
+ */
+export async function cachedUser(rootfs: string, spec: string, cache: UserCache | undefined): Promise<ContainerUser | undefined> {
+  if (!cache || !Object.hasOwn(cache.users, spec)) return undefined;
+  return (await userFilesSignature(rootfs)) === cache.signature ? cache.users[spec] : undefined;
 }

@@ -89,8 +89,8 @@ describe('exec agent (host process)', () => {
     const agent = spawn(binary, ['--socket', socket, ...(command.length ? ['--', ...command] : [])], { stdio: ['ignore', 'pipe', 'pipe'] });
     agents.push(agent);
     let output = '';
-    agent.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()));
-    agent.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    agent.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    agent.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
     const exited = new Promise<number | null>((resolve) => agent.once('exit', (code) => resolve(code)));
     await waitFor(() => existsSync(socket));
     return { agent, socket, output: () => output, exited };
@@ -242,10 +242,10 @@ describe('exec agent (host process)', () => {
     const { socket } = await startAgent();
     const planted = join(dir, 'planted.sock');
     await symlink(socket, planted);
-    await expect(execViaAgent(planted, request(['true']))).rejects.toMatchObject({ code: 'ELOOP' });
+    await expect(execViaAgent(planted, request(['true']))).rejects.toMatchObject({ errno: 'ELOOP' });
     await expect(execViaAgent(join(dir, 'missing.sock'), request(['true']))).rejects.toBeInstanceOf(ExecAgentUnavailableError);
     await writeFile(join(dir, 'plain-file'), '');
-    await expect(execViaAgent(join(dir, 'plain-file'), request(['true']))).rejects.toMatchObject({ code: 'ENOTSOCK' });
+    await expect(execViaAgent(join(dir, 'plain-file'), request(['true']))).rejects.toMatchObject({ errno: 'ENOTSOCK' });
     // A socket inode hard-linked into a directory whose path exceeds unix(7)'s 108 bytes.
     const deep = join(dir, 'd'.repeat(60), 'e'.repeat(60));
     await mkdir(deep, { recursive: true });
@@ -255,13 +255,13 @@ describe('exec agent (host process)', () => {
     expect(await finish(await execViaAgent(long, request(['echo', 'long'])))).toMatchObject({ code: 0, stdout: 'long\n' });
   });
 
-  it('refused connections (nobody listening) are ExecAgentUnavailableError ECONNREFUSED', async () => {
+  it('refused connections (nobody listening) are ExecAgentUnavailableError with errno ECONNREFUSED', async () => {
     const { socket, agent, exited } = await startAgent();
     const kept = join(dir, 'stale.sock');
     await link(socket, kept);
     agent.kill('SIGTERM');
     expect(await exited).toBe(0);
-    await expect(execViaAgent(kept, request(['true']))).rejects.toMatchObject({ code: 'ECONNREFUSED' });
+    await expect(execViaAgent(kept, request(['true']))).rejects.toMatchObject({ errno: 'ECONNREFUSED' });
   });
 
   it('as init: reaps orphaned zombies', async () => {

@@ -44,11 +44,11 @@ export class ExecAgentBuildError extends WarrenError {
 /**
  * The agent socket cannot be used: missing (container started without the agent or stopped), not a socket
  * (a symlink or other file put there from inside the container is refused), or nobody listening. Callers fall
- * back to the OCI runtime's exec. `code` is the errno name (`ENOENT`, `ECONNREFUSED`, `ENOTSOCK`, `ELOOP` ...).
+ * back to the OCI runtime's exec. `errno` is the errno name (`ENOENT`, `ECONNREFUSED`, `ENOTSOCK`, `ELOOP` ...).
  */
 export class ExecAgentUnavailableError extends WarrenError {
-  constructor(readonly socketPath: string, readonly code: string, options?: { cause?: unknown }) {
-    super('ExecAgentUnavailable', 503, `exec agent at ${socketPath} is not available (${code})`, options);
+  constructor(readonly socketPath: string, readonly errno: string, options?: { cause?: unknown }) {
+    super('ExecAgentUnavailable', 503, `exec agent at ${socketPath} is not available (${errno})`, options);
   }
 }
 
@@ -278,7 +278,7 @@ function connect(path: string, socketPath: string): Promise<Socket> {
 }
 
 /** A promise settled when `socket` has closed (for any reason). */
-function closed(socket: Socket | PassThrough): Promise<void> {
+function closed(socket: Socket): Promise<void> {
   return new Promise((resolve) => {
     if (socket.closed) resolve();
     else socket.once('close', () => resolve());
@@ -331,7 +331,7 @@ export async function execViaAgent(socketPath: string, request: AgentExecRequest
 
   let outcome: { code: number; message?: string } | undefined;
   const result = new Promise<{ code: number; message?: string }>((resolve) => {
-    let buffered = Buffer.alloc(0);
+    let buffered: Buffer = Buffer.alloc(0);
     const finish = (value: { code: number; message?: string }) => {
       if (outcome) return;
       outcome = value;
@@ -355,16 +355,18 @@ export async function execViaAgent(socketPath: string, request: AgentExecRequest
   });
 
   // stderr is relayed so that a failure to start can be reported on it, after the process's own output.
+  // (exit waits for the connections, not for the relay to be read: like a child process's 'close', it needs the
+  // caller to consume output that does not fit the buffers, but not to read an empty stream.)
   const stderr = new PassThrough();
   stderrSocket.pipe(stderr, { end: false });
-  void Promise.all([result, closed(stderrSocket)]).then(([{ message }]) => {
+  const exit = Promise.all([result, closed(stdout), closed(stderrSocket)]).then(([{ code, message }]) => {
     if (message) {
       logger.debug({ argv0: request.argv[0], message }, 'exec did not start');
       stderr.write(`warren: ${message}\n`);
     }
     stderr.end();
+    return code;
   });
-  const exit = Promise.all([result, closed(stdout), closed(stderr)]).then(([{ code }]) => code);
 
   const signal = (number: number) => {
     if (outcome || control.destroyed || !Number.isInteger(number) || number < 1 || number > 64) return;

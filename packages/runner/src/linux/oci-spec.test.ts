@@ -78,6 +78,21 @@ describe('buildOciConfig', () => {
     expect(mounts.at(-1)?.options).toEqual(['rbind', 'rprivate', 'ro']);
   });
 
+  it("adds a bind mount's own options after rbind/rprivate/ro, keeping the caller's order", () => {
+    const { mounts } = buildOciConfig(
+      input({
+        mounts: [
+          { source: '/var/lib/warren/environments/e1/agent', destination: '/dev/.warren', options: ['nosuid', 'nodev', 'noexec'] },
+          { source: '/var/lib/warren/bin/warren-init-abc', destination: '/dev/.warren/init', readonly: true, options: ['nosuid', 'nodev'] },
+        ],
+      }),
+    );
+    expect(mounts.slice(-2)).toEqual([
+      { destination: '/dev/.warren', type: 'bind', source: '/var/lib/warren/environments/e1/agent', options: ['rbind', 'rprivate', 'nosuid', 'nodev', 'noexec'] },
+      { destination: '/dev/.warren/init', type: 'bind', source: '/var/lib/warren/bin/warren-init-abc', options: ['rbind', 'rprivate', 'ro', 'nosuid', 'nodev'] },
+    ]);
+  });
+
   it('binds /sys read-only when the user namespace is created by the runtime (netns not owned)', () => {
     const config = buildOciConfig(input({ userNamespacePath: undefined }));
     expect(config.linux.namespaces[0]).toEqual({ type: 'user' });

@@ -82,6 +82,8 @@ export interface BindMount {
   /** Absolute path inside the container. */
   destination: string;
   readonly?: boolean;
+  /** Further mount(8) flags for the bind, e.g. `nosuid`, `nodev`, `noexec`. */
+  options?: string[];
 }
 
 /** Input of {@link buildOciConfig}. */
@@ -242,7 +244,8 @@ function standardMounts(ownsNetwork: boolean): OciMount[] {
  *   setuid programs such as sudo work.
  * - Seccomp: Docker's default profile ({@link dockerDefaultSeccomp}); masked/readonly paths as Docker.
  * - Mounts: /proc, /dev, /dev/pts (newinstance), /dev/shm, /dev/mqueue, /sys (read-only bind, see
- *   `standardMounts`), then `input.mounts` as `rbind` mounts (plus `ro` when readonly).
+ *   `standardMounts`), then `input.mounts` in order as `rbind` mounts (plus `ro` when readonly and their
+ *   own `options`); a later mount may sit inside an earlier one (the exec agent's init in its directory).
  * - Resources: `input.resources`, with a deny-all device rule added if no device rules are given
  *   (runc then appends its default allowed devices).
  * @returns a JSON-serialisable config (OCI runtime spec 1.0.2).
@@ -284,7 +287,7 @@ export function buildOciConfig(input: ContainerConfigInput): OciConfig {
           destination: mount.destination,
           type: 'bind',
           source: mount.source,
-          options: ['rbind', 'rprivate', ...(mount.readonly ? ['ro'] : [])],
+          options: ['rbind', 'rprivate', ...(mount.readonly ? ['ro'] : []), ...(mount.options ?? [])],
         }),
       ),
     ],
