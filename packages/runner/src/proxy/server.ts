@@ -60,6 +60,9 @@ export interface PortProxy {
 /** How long the proxy reuses an environment's network lookup, in ms. */
 const NETWORK_CACHE_MS = 1000;
 
+/** The part of a route that auth depends on. */
+type RouteTarget = Pick<ProxyRoute, 'environment' | 'port'>;
+
 /** A refusal answered before anything is forwarded. */
 class ProxyError extends WarrenError {}
 
@@ -137,7 +140,7 @@ export async function startPortProxy(options: PortProxyOptions): Promise<PortPro
    * The environments a route names (by id or name).
    * @throws {ProxyError} 404 `NotFound` for a port outside 1-65535 or when no environment of this runner matches.
    */
-  function candidatesOf(route: ProxyRoute): Environment[] {
+  function candidatesOf(route: RouteTarget): Environment[] {
     if (!Number.isInteger(route.port) || route.port < 1 || route.port > 65535) {
       throw new ProxyError('NotFound', 404, `port ${route.port} is outside 1-65535`);
     }
@@ -153,9 +156,9 @@ export async function startPortProxy(options: PortProxyOptions): Promise<PortPro
    * @throws {ProxyError} 409 `Conflict` for several Public candidates, 401 `Unauthorized` for none,
    *   503 `ServiceUnavailable` when the environment is not Running.
    */
-  function admitted(route: ProxyRoute, candidates: Environment[], sessionValues: string[], granted: Environment | undefined): Environment {
+  function admitted(route: RouteTarget, candidates: Environment[], sessionValues: string[], granted: Environment | undefined): Environment {
     let environment = granted;
-    if (!environment) {
+    if (!environment && sessionValues.length > 0) {
       const nowSeconds = Math.floor(now().getTime() / 1000);
       for (const value of sessionValues) {
         const session = options.sessions.verify(value, nowSeconds);
@@ -205,14 +208,23 @@ export async function startPortProxy(options: PortProxyOptions): Promise<PortPro
     return { kind: 'forward', environment, network, cookieRest: rest };
   }
 
+  // The route of each Host seen on the fast path (null: not the host form): it depends on nothing else.
+  const hostRoutes = new Map<string, RouteTarget | null>();
+
   /**
    * The fast path's admission of a request (relay.ts): the same route and auth checks as {@link decide}, without
    * the parts that need the slow path.
    * @returns undefined (slow path) for the path form, a port token in the query, and every refusal.
    */
   function admitFast(head: RequestHead): RelayAdmission | undefined {
-    const route = parseProxyRoute(head.host, head.target, domain);
-    if (route?.form !== 'host') return undefined;
+    let route = hostRoutes.get(head.host);
+    if (route === undefined) {
+      const parsed = parseProxyRoute(head.host, head.target, domain);
+      route = parsed?.form === 'host' ? { environment: parsed.environment, port: parsed.port } : null;
+      if (hostRoutes.size >= 1024) hostRoutes.clear();
+      hostRoutes.set(head.host, route);
+    }
+    if (route === null) return undefined;
     if (head.target.includes('?') && queryParameter(head.target, TOKEN_PARAMETER) !== undefined) return undefined;
     // Only a Cookie field that names Warren's cookie is split (and then rewritten); others reach the app as sent.
     const session = head.cookie?.includes(SESSION_COOKIE) ? takeSessionCookies(head.cookie) : undefined;
