@@ -65,7 +65,7 @@ enum { STAGE_SETGROUPS = 1, STAGE_SETGID, STAGE_SETUID, STAGE_CHDIR, STAGE_EXEC 
 #define HEADER_LEN (4 + 1 + ID_LEN)
 #define MAX_REQUEST (4u << 20)
 #define MAX_GROUPS 65536u
-#define MAX_PENDING 1024
+#define MAX_PENDING 512
 #define MAX_SESSIONS 1024
 #define PENDING_TIMEOUT_MS 10000
 #define DEFAULT_SOCKET "/dev/.warren/exec.sock"
@@ -92,8 +92,8 @@ struct session {
   int error_pipe;
   unsigned char message[5];
   size_t message_got;
-  char argv0[256];
-  char cwd[256];
+  char *argv0; /* for messages, at most 255 bytes (malloc'd; NULL when out of memory) */
+  char *cwd;
 };
 
 struct request {
@@ -408,7 +408,8 @@ static void finish_session(struct session *s, int status) {
     if (n == (ssize_t)sizeof report) {
       char text[600];
       const char *subject = report[0] == STAGE_CHDIR ? s->cwd : report[0] == STAGE_EXEC ? s->argv0 : NULL;
-      if (subject) snprintf(text, sizeof text, "%s %s: %s", stage_name(report[0]), subject, strerror(report[1]));
+      if (!subject && (report[0] == STAGE_CHDIR || report[0] == STAGE_EXEC)) subject = "?";
+      if (subject) snprintf(text, sizeof text, "%s %.255s: %s", stage_name(report[0]), subject, strerror(report[1]));
       else snprintf(text, sizeof text, "%s: %s", stage_name(report[0]), strerror(report[1]));
       send_failure(s->control, status, text);
     } else {
@@ -417,6 +418,8 @@ static void finish_session(struct session *s, int status) {
     close(s->control);
   }
   close(s->error_pipe);
+  free(s->argv0);
+  free(s->cwd);
   memset(s, 0, sizeof *s);
   s->control = -1;
   s->error_pipe = -1;
@@ -458,8 +461,8 @@ static void start_session(struct pending *control, struct pending *in, struct pe
       s->control = control->fd;
       s->error_pipe = error_pipe[0];
       s->message_got = 0;
-      snprintf(s->argv0, sizeof s->argv0, "%s", request.argv[0]);
-      snprintf(s->cwd, sizeof s->cwd, "%s", request.cwd);
+      s->argv0 = strndup(request.argv[0], 255);
+      s->cwd = strndup(request.cwd, 255);
       control->fd = -1; /* now the session's */
     }
     free_request(&request);
