@@ -6,22 +6,24 @@
 // Compiled with rootDir ../.. into bench/env-start/dist/ so the e2e fixtures (TypeScript) compile along; the
 // runner internals the public index does not export (builder, runtime, cgroups) are imported from their built
 // files by absolute URL at run time, typed through their declaration files.
+import { fork } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chmod, lstat, mkdtemp, rm, symlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { performance } from 'node:perf_hooks';
+import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { Writable } from 'node:stream';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { Worker } from 'node:worker_threads';
 import { type Environment, WarrenClient } from '@warren/api';
 import { type Logger, sleep } from '@warren/base';
 import { type RunningRunner, exec, execInEnvironment, startRunner } from '@warren/runner';
-import { type RunningServer, ensureRunnerToken, startServer } from '@warren/server';
 import type * as Builder from '../../packages/runner/dist/builder/index.js';
 import type * as Cgroups from '../../packages/runner/dist/linux/cgroups.js';
 import type * as Runtime from '../../packages/runner/dist/linux/runtime.js';
 import { ensureTestImages } from '../../e2e/fixtures/images.js';
-import { startGitServer } from '../../e2e/fixtures/git-server.js';
+import type { GitHostInput } from './git-host.js';
+import type { ServerProcessReady } from './server-process.js';
 import { startRegistry } from '../../e2e/fixtures/registry.js';
 
 const RUNS = Number(process.env['BENCH_RUNS'] ?? 20);
@@ -54,7 +56,7 @@ class TimingLogger implements Logger {
   constructor(private readonly bindings: Record<string, unknown> = {}) {}
   private record(level: string, fields: Record<string, unknown>, message: string): void {
     if (TimingLogger.level === 'debug' || (TimingLogger.level === 'info' && level !== 'debug') || level === 'warn' || level === 'error') {
-      if (TimingLogger.level || level === 'error') console.error(JSON.stringify({ level, message, ...this.bindings, ...fields }));
+      if (TimingLogger.level || level === 'error') console.error(JSON.stringify({ t: Math.round(performance.now() * 10) / 10, level, message, ...this.bindings, ...fields }));
     }
     const duration = fields['durationMs'];
     if (typeof duration !== 'number') return;
@@ -84,6 +86,55 @@ class TimingLogger implements Logger {
   child(bindings: Record<string, unknown>): Logger {
     return new TimingLogger({ ...this.bindings, ...bindings });
   }
+}
+
+/**
+ * Starts the git host (git-host.ts) in a worker thread with the repository `input` describes.
+ * @returns its clone URL and a stop function.
+ */
+async function startGitHost(input: GitHostInput): Promise<{ url: string; stop(): Promise<void> }> {
+  const worker = new Worker(new URL('./git-host.js', import.meta.url), { workerData: input });
+  const url = await new Promise<string>((resolve, reject) => {
+    worker.once('message', (message: { url: string }) => resolve(message.url));
+    worker.once('error', reject);
+  });
+  return {
+    url,
+    stop: async () => {
+      worker.postMessage('stop');
+      await new Promise<void>((resolve) => worker.once('exit', () => resolve()));
+    },
+  };
+}
+
+/**
+ * Starts the control plane (server-process.ts) in a child process.
+ * @returns its URL, tokens and a stop function.
+ * @throws {Error} when the process exits before it reports ready.
+ */
+async function startServerProcess(runnerName: string): Promise<ServerProcessReady & { stop(): Promise<void> }> {
+  const child = fork(fileURLToPath(new URL('./server-process.js', import.meta.url)), [], {
+    env: { ...process.env, BENCH_RUNNER_NAME: runnerName },
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
+  const ready = await new Promise<ServerProcessReady>((resolve, reject) => {
+    child.once('message', (message: ServerProcessReady) => resolve(message));
+    child.once('exit', (code) => reject(new Error(`the server process exited (code ${code}) before it was ready`)));
+  });
+  return {
+    ...ready,
+    stop: async () => {
+      if (child.exitCode !== null) return;
+      const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+      child.send('stop');
+      await exited;
+    },
+  };
+}
+
+/** With BENCH_LOG set, prints a timestamped marker on the same clock as the log records (for timelines). */
+function mark(name: string, fields: Record<string, unknown> = {}): void {
+  if (TimingLogger.level) console.error(JSON.stringify({ t: Math.round(performance.now() * 10) / 10, level: 'mark', message: name, ...fields }));
 }
 
 const nullSink = () => new Writable({ write: (_chunk, _encoding, callback) => callback() });
@@ -195,19 +246,20 @@ async function main(): Promise<Figures> {
     const registry = await startRegistry();
     cleanups.push(() => registry.stop());
     const images = await ensureTestImages(registry);
-    const git = await startGitServer();
-    cleanups.push(() => git.stop());
-    const repo = await git.createRepo(`bench/app${randomBytes(3).toString('hex')}`, {
-      '.devcontainer/devcontainer.json': `{\n  // the smallest real-world shape: an image from the devcontainers catalogue\n  "name": "bench",\n  "image": "${IMAGE}"\n}\n`,
-      'README.md': '# bench\n',
+    const repo = await startGitHost({
+      name: `bench/app${randomBytes(3).toString('hex')}`,
+      files: {
+        '.devcontainer/devcontainer.json': `{\n  // the smallest real-world shape: an image from the devcontainers catalogue\n  "name": "bench",\n  "image": "${IMAGE}"\n}\n`,
+        'README.md': '# bench\n',
+      },
     });
+    cleanups.push(() => repo.stop());
 
     // ---------------------------------------------------------------- control plane + runner
-    const serverDir = await mkdtemp(join(tmpdir(), 'warren-bench-env-server-'));
-    cleanups.push(() => rm(serverDir, { recursive: true, force: true }));
-    const server: RunningServer = await startServer({ dataDir: serverDir, host: '127.0.0.1', port: 0, logger: logger.child({ component: 'server' }) });
-    cleanups.push(() => server.close());
-    const admin = new WarrenClient({ server: server.url, token: server.adminToken! });
+    // The server runs in its own process, as with `warren up` (whose runner is a child process).
+    const server = await startServerProcess('bench-env-start');
+    cleanups.push(() => server.stop());
+    const admin = new WarrenClient({ server: server.url, token: server.adminToken });
     const runnerDir = await mkdtemp(join(tmpdir(), 'warren-bench-env-runner-'));
     cleanups.push(() => rm(runnerDir, { recursive: true, force: true }));
     await chmod(runnerDir, 0o711); // environments' unprivileged roots must traverse it to their mounts
@@ -232,7 +284,7 @@ async function main(): Promise<Figures> {
     cleanups.push(() => cgroups.removeParent());
     const runner: RunningRunner = await startRunner({
       server: server.url,
-      token: await ensureRunnerToken(server.store, 'bench-env-start'),
+      token: server.runnerToken,
       name: 'bench-env-start',
       dataDir: runnerDir,
       accessListen: { host: '127.0.0.1', port: 0 },
@@ -266,13 +318,18 @@ async function main(): Promise<Figures> {
 
     // ---------------------------------------------------------------- (a) create → first exec
     TimingLogger.phase = 'create';
+    // How long the shared main thread (server, runner, bench client) keeps callbacks waiting; printed with BENCH_LOG.
+    const loopDelay = monitorEventLoopDelay({ resolution: 1 });
+    loopDelay.enable();
     const measured: string[] = [];
     for (let run = 0; run < RUNS; run++) {
       const t0 = performance.now();
+      mark('bench: create', { run });
       const environment = await admin.createEnvironment({ metadata: { name: `bench-${run}` }, spec: { source: { git: { url: repo.url } } } });
       created.push(environment.metadata.id);
       await watcher.waitFor(environment.metadata.id, 'Running', isRunning(environment.metadata.generation));
       const running = performance.now();
+      mark('bench: Running seen', { run });
       const { grantMs, execMs } = await execTrue(admin, environment.metadata.id);
       figures.create.push(performance.now() - t0);
       figures.createSplit.runningMs.push(running - t0);
@@ -285,13 +342,18 @@ async function main(): Promise<Figures> {
       TimingLogger.phase = 'create';
     }
 
+    loopDelay.disable();
+    mark('bench: event loop delay during create runs', { p50Ms: loopDelay.percentile(50) / 1e6, p99Ms: loopDelay.percentile(99) / 1e6, maxMs: loopDelay.max / 1e6 });
+
     // ---------------------------------------------------------------- (b) start from stopped → first exec
     TimingLogger.phase = 'start';
     for (const id of measured) {
       const t0 = performance.now();
+      mark('bench: start', { id });
       const patched = await admin.setDesiredPhase(id, 'Running');
       await watcher.waitFor(id, 'Running', isRunning(patched.metadata.generation));
       const running = performance.now();
+      mark('bench: Running seen', { id });
       const { grantMs, execMs } = await execTrue(admin, id);
       figures.start.push(performance.now() - t0);
       figures.startSplit.runningMs.push(running - t0);
