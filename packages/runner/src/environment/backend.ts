@@ -93,8 +93,13 @@ export interface ExecSession {
   /** Resolves with the exit code (128 + signal number when killed by a signal). */
   exit: Promise<number>;
   resize?(cols: number, rows: number): void;
-  /** Kills the exec'd process (SIGKILL). */
+  /** Ends the exec'd process: SIGTERM, then SIGKILL when it is still running 2 s later. */
   kill(): void;
+  /**
+   * Sends signal `signal` (1..64, signal(7) numbering) to the exec's process group; absent where the exec path
+   * cannot deliver arbitrary signals (the OCI runtime's exec), where callers fall back to {@link kill}.
+   */
+  signal?(signal: number): void;
 }
 
 /**

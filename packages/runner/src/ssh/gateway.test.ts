@@ -63,7 +63,8 @@ describe('SSH gateway', () => {
       const exit = new Promise<number>((resolve) => child.once('close', (code, signal) => resolve(code ?? (signal ? 137 : 1))));
       if (request.tty) sizes.push([request.cols ?? 0, request.rows ?? 0]);
       const resize = (cols: number, rows: number) => void sizes.push([cols, rows]);
-      return Promise.resolve({ stdin: child.stdin, stdout: child.stdout, stderr: child.stderr, exit, kill: () => child.kill('SIGKILL'), resize });
+      const signal = (number: number) => void child.kill(number);
+      return Promise.resolve({ stdin: child.stdin, stdout: child.stdout, stderr: child.stderr, exit, kill: () => child.kill('SIGKILL'), resize, signal });
     },
   } as unknown as EnvironmentBackend;
 
@@ -111,6 +112,29 @@ describe('SSH gateway', () => {
     expect(first.publicKey).toMatch(/^ssh-ed25519 AAAA/);
     const { stat } = await import('node:fs/promises');
     expect((await stat(join(directory, 'ssh', 'host_key'))).mode & 0o777).toBe(0o600);
+  });
+
+  it('delivers a signal request (RFC 4254 §6.9) to the command', async () => {
+    const connection = await connect(gateway.port, { username: 'env-1', privateKey: userKey.private });
+    try {
+      const result = await new Promise<{ code: number; stdout: string }>((resolve, reject) => {
+        connection.client.exec(`trap 'echo got-usr1; exit 3' USR1; echo ready; while :; do sleep 0.05; done`, (error, channel) => {
+          if (error) return reject(error);
+          let stdout = '';
+          let code = -1;
+          channel.on('data', (chunk: Buffer) => {
+            stdout += chunk.toString();
+            if (stdout === 'ready\n') channel.signal('USR1');
+          });
+          channel.stderr.resume();
+          channel.on('exit', (exitCode: number) => (code = exitCode));
+          channel.on('close', () => resolve({ code, stdout }));
+        });
+      });
+      expect(result).toEqual({ code: 3, stdout: 'ready\ngot-usr1\n' });
+    } finally {
+      connection.close();
+    }
   });
 
   it('logs in with a key the server vouches for, runs a command and passes its exit status', async () => {

@@ -4,6 +4,7 @@
 // (`POST /api/v1/ssh/authorize`) and accepts only a server-signed grant that verifies for this runner and
 // environment. Protocol: RFC 4252 (authentication), RFC 4254 (channels: session, pty-req, window-change,
 // signal, exec, shell, subsystem, direct-tcpip).
+import { constants as osConstants } from 'node:os';
 import type { Duplex } from 'node:stream';
 import type { SshAuthorizeRequest, SshGrant } from '@warren/api';
 import { type Logger, errorMessage, silentLogger } from '@warren/base';
@@ -196,8 +197,11 @@ export async function startSshGateway(options: SshGatewayOptions): Promise<SshGa
       accept?.();
     });
     session.on('signal', (accept, _reject, info) => {
-      // The backend's exec can only kill (SIGKILL); interactive signals (Ctrl-C, Ctrl-Z) travel through the pty.
-      if (['KILL', 'TERM', 'HUP', 'INT'].includes(info.name)) running?.kill();
+      // RFC 4254 §6.9: the name without "SIG". Delivered as is where the exec path can (the exec agent); otherwise
+      // the ones that end a process end it. Interactive signals (Ctrl-C, Ctrl-Z) also travel through the pty.
+      const number = (osConstants.signals as Record<string, number | undefined>)[`SIG${info.name}`];
+      if (number !== undefined && running?.signal) running.signal(number);
+      else if (['KILL', 'TERM', 'HUP', 'INT'].includes(info.name)) running?.kill();
       accept?.();
     });
 
