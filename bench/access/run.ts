@@ -39,8 +39,28 @@ const SLOT_OFFSET = Number(process.env['BENCH_SLOT_OFFSET'] ?? 15_500);
 const TARGETS = { throughputRatio: 0.9, addedP50Ms: 1, sshExecP50Ms: 100 };
 const APP_PORT = 3000;
 
-/** The app inside the environment: a fixed small answer, on all addresses. */
-const APP = `require('http').createServer((request, response) => { response.writeHead(200, { 'content-type': 'text/plain' }); response.end('hello from the environment\\n'); }).listen(${APP_PORT}, '0.0.0.0');\n`;
+/**
+ * The app inside the environment, on all addresses. `/`: a fixed 27-byte answer (hello world: the least work an app
+ * can do per request, so the proxy's share is largest). Two heavier shapes a development server serves, for
+ * comparison: `/asset`, a 32 KiB JavaScript module from memory (a dev server's static or cached module), and
+ * `/page`, a page rendered per request (~40 rows of data into ~7 KiB of HTML).
+ */
+const APP = `const asset = Buffer.from('export const data = ' + JSON.stringify('x'.repeat(32 * 1024 - 24)) + ';\\n');
+const rows = Array.from({ length: 40 }, (_, i) => ({ id: i, name: 'item ' + i, price: (i * 1.37).toFixed(2), tags: ['a', 'b', 'c'].map((t) => t + i) }));
+const escape = (text) => String(text).replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c]);
+require('http').createServer((request, response) => {
+  if (request.url === '/asset') { response.writeHead(200, { 'content-type': 'text/javascript' }); response.end(asset); return; }
+  if (request.url === '/page') {
+    const body = '<!doctype html><table>' + rows.map((row) => '<tr><td>' + row.id + '</td><td>' + escape(row.name) + '</td><td>' + row.price + '</td><td>' + row.tags.map(escape).join(', ') + '</td></tr>').join('') + '</table>' + JSON.stringify(rows);
+    response.writeHead(200, { 'content-type': 'text/html' }); response.end(body); return;
+  }
+  response.writeHead(200, { 'content-type': 'text/plain' }); response.end('hello from the environment\\n');
+}).listen(${APP_PORT}, '0.0.0.0');\n`;
+/** The heavier app paths measured besides `/` (throughput only). */
+const HEAVIER = [
+  { path: '/asset', label: '32 KiB module' },
+  { path: '/page', label: 'rendered page' },
+];
 
 /** `bench/access/dist/bench/access/run.js` → the repository root. */
 const repoRoot = fileURLToPath(new URL('../../../../../', import.meta.url));
@@ -133,6 +153,8 @@ function sshExec(client: ssh2.Client, command: string): Promise<{ code: number; 
 }
 
 interface Figures {
+  /** Throughput runs of the heavier app paths, by path. */
+  heavier: Record<string, { direct: WrkResult[]; proxy: WrkResult[] }>;
   direct: { throughput: WrkResult[]; latency: WrkResult[] };
   proxy: { throughput: WrkResult[]; latency: WrkResult[] };
   openssh: number[];
@@ -149,6 +171,7 @@ async function main(): Promise<Figures> {
   };
   process.once('SIGINT', () => void cleanup().then(() => process.exit(130)));
   const figures: Figures = {
+    heavier: Object.fromEntries(HEAVIER.map(({ path }) => [path, { direct: [], proxy: [] }])),
     direct: { throughput: [], latency: [] },
     proxy: { throughput: [], latency: [] },
     openssh: [],
@@ -257,6 +280,10 @@ async function main(): Promise<Figures> {
         figures.proxy.throughput.push(await wrk(proxyUrl, CONNECTIONS, proxyHost));
         figures.direct.latency.push(await wrk(directUrl, 1));
         figures.proxy.latency.push(await wrk(proxyUrl, 1, proxyHost));
+        for (const { path } of HEAVIER) {
+          figures.heavier[path]!.direct.push(await wrk(`${directUrl}${path.slice(1)}`, CONNECTIONS));
+          figures.heavier[path]!.proxy.push(await wrk(`${proxyUrl}${path.slice(1)}`, CONNECTIONS, proxyHost));
+        }
       }
     }
     if (!PARTS.has('ssh') && !PARTS.has('sessions')) return figures;
@@ -390,7 +417,15 @@ function reportProxy(figures: Figures): void {
   console.log(`  p50 / p99 at that load (ms)        ${`${f(directT.p50Ms, 2)} / ${f(directT.p99Ms, 2)}`.padStart(12)}   ${`${f(proxyT.p50Ms, 2)} / ${f(proxyT.p99Ms, 2)}`.padStart(14)}`);
   console.log(`latency, 1 connection: p50 (ms)       ${f(directP50, 3).padStart(12)}   ${f(proxyP50, 3).padStart(14)}    added ${f(added, 3)} ms (≤ ${TARGETS.addedP50Ms} ms: ${mark(added <= TARGETS.addedP50Ms)})`);
   console.log(`  req/s at 1 connection              ${f(directL, 0).padStart(12)}   ${f(proxyL, 0).padStart(14)}`);
-  console.log(`  errors (non-2xx + socket), all runs: ${errors}`);
+  for (const { path, label } of HEAVIER) {
+    const runs = figures.heavier[path]!;
+    const direct = median(runs.direct.map((result) => result.requestsPerSecond));
+    const proxied = median(runs.proxy.map((result) => result.requestsPerSecond));
+    const share = proxied / direct;
+    console.log(`throughput ${`${path} (${label})`.padEnd(27)} ${f(direct, 0).padStart(12)}   ${f(proxied, 0).padStart(14)}    ratio ${f(share * 100)} % (≥ ${TARGETS.throughputRatio * 100} %: ${mark(share >= TARGETS.throughputRatio)})`);
+  }
+  const heavierErrors = Object.values(figures.heavier).flatMap((runs) => [...runs.direct, ...runs.proxy]).reduce((sum, result) => sum + result.errors, 0);
+  console.log(`  errors (non-2xx + socket), all runs: ${errors + heavierErrors}`);
 }
 
 function reportSsh(figures: Figures): void {
