@@ -1,6 +1,7 @@
 // Resolves user specs (`vscode`, `1000`, `1000:1000`, `vscode:staff`) against a root filesystem's
 // /etc/passwd and /etc/group, as the OCI runtime itself does not (it needs numeric ids).
-import { readFile, stat } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { type FileHandle, open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { InvalidError } from '@warren/base';
 
@@ -81,31 +82,98 @@ export function resolveUser(spec: string, passwdText: string, groupText: string)
   return { name, uid, gid, additionalGids, home: entry?.home ?? '/' };
 }
 
+/** Largest /etc/passwd or /etc/group read from an image, bytes; a larger one is refused. */
+const MAX_USER_FILE_BYTES = 8 * 1024 * 1024;
+
 /**
- * Resolves `spec` against `<rootfs>/etc/passwd` and `<rootfs>/etc/group` (missing files count as empty).
- * Reads the files from the host side of a mounted root filesystem; symlinks are not followed out of it
- * because the paths are fixed and images control only their content.
- * @throws {InvalidError} reason `UnknownContainerUser` (see {@link resolveUser}).
+ * Opens `<rootfs>/etc/<file>` without following a symlink in `etc` or `file`: the image (or root inside the running
+ * environment) controls that tree, and a symlink such as `/etc/passwd -> /etc/shadow` would otherwise be resolved
+ * against the host's root by the runner, which reads as root on the host. `etc` is opened with
+ * O_DIRECTORY|O_NOFOLLOW and the file through `/proc/self/fd/<etc>/` with O_NOFOLLOW (open(2): ELOOP for a
+ * symlink), so a component swapped for a symlink after a check is refused too.
+ * @returns the open regular file, or undefined when it (or `etc`) does not exist.
+ * @throws {InvalidError} reason `UnsupportedUserFile` when either is a symlink or the file is not a regular file.
+ */
+async function openEtcFile(rootfs: string, file: 'passwd' | 'group'): Promise<FileHandle | undefined> {
+  const refuse = (what: string) =>
+    new InvalidError(
+      `the image's ${what} is a symlink or not a regular file; Warren reads /etc/passwd and /etc/group only as regular files in /etc`,
+      [{ field: `/etc/${file}`, message: 'not a regular file' }],
+      'UnsupportedUserFile',
+    );
+  let etc: FileHandle;
+  try {
+    etc = await open(join(rootfs, 'etc'), constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return undefined;
+    if (code === 'ELOOP' || code === 'ENOTDIR') throw refuse('/etc');
+    throw error;
+  }
+  try {
+    const handle = await open(`/proc/self/fd/${etc.fd}/${file}`, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+    if (!(await handle.stat()).isFile()) {
+      await handle.close();
+      throw refuse(`/etc/${file}`);
+    }
+    return handle;
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return undefined;
+    if (code === 'ELOOP') throw refuse(`/etc/${file}`);
+    throw error;
+  } finally {
+    await etc.close();
+  }
+}
+
+/**
+ * Reads `<rootfs>/etc/<file>` safely ({@link openEtcFile}); a missing file reads as empty.
+ * @throws {InvalidError} reason `UnsupportedUserFile` for a symlink, a non-regular file or one over 8 MiB.
+ */
+async function readEtcFile(rootfs: string, file: 'passwd' | 'group'): Promise<string> {
+  const handle = await openEtcFile(rootfs, file);
+  if (!handle) return '';
+  try {
+    if ((await handle.stat()).size > MAX_USER_FILE_BYTES) {
+      throw new InvalidError(`the image's /etc/${file} is larger than ${MAX_USER_FILE_BYTES} bytes`, [{ field: `/etc/${file}`, message: 'too large' }], 'UnsupportedUserFile');
+    }
+    return await handle.readFile('utf8');
+  } finally {
+    await handle.close();
+  }
+}
+
+/**
+ * Resolves `spec` against `<rootfs>/etc/passwd` and `<rootfs>/etc/group` (missing files count as empty), read from
+ * the host side of a mounted root filesystem without following symlinks ({@link openEtcFile}).
+ * @throws {InvalidError} reason `UnknownContainerUser` (see {@link resolveUser}), or `UnsupportedUserFile` when
+ *   either file is a symlink or not a regular file.
  */
 export async function resolveUserInRootfs(rootfs: string, spec: string): Promise<ContainerUser> {
-  const read = (file: string) => readFile(join(rootfs, 'etc', file), 'utf8').catch(() => '');
-  const [passwd, group] = await Promise.all([read('passwd'), read('group')]);
+  const [passwd, group] = await Promise.all([readEtcFile(rootfs, 'passwd'), readEtcFile(rootfs, 'group')]);
   return resolveUser(spec, passwd, group);
 }
 
 /**
  * Identifies the current content of `<rootfs>/etc/passwd` and `<rootfs>/etc/group` without reading them:
- * inode, size and change time (ns) of each, `-` for a missing file. Any edit (useradd, usermod, an editor's
- * rename) changes it, so users resolved under one signature stay valid while it is unchanged.
+ * inode, size and change time (ns) of each, `-` for a missing file, `!` for one that is not a regular file (read
+ * as refused, so a cache is never trusted for it). Any edit (useradd, usermod, an editor's rename) changes it, so
+ * users resolved under one signature stay valid while it is unchanged.
  * @returns e.g. `1234:812:1763780000123456789/1240:455:1763780000123456789`.
  */
 export async function userFilesSignature(rootfs: string): Promise<string> {
-  const one = async (file: string) => {
+  const one = async (file: 'passwd' | 'group') => {
+    let handle: FileHandle | undefined;
     try {
-      const info = await stat(join(rootfs, 'etc', file), { bigint: true });
+      handle = await openEtcFile(rootfs, file);
+      if (!handle) return '-';
+      const info = await handle.stat({ bigint: true });
       return `${info.ino}:${info.size}:${info.ctimeNs}`;
     } catch {
-      return '-';
+      return '!';
+    } finally {
+      await handle?.close();
     }
   };
   const [passwd, group] = await Promise.all([one('passwd'), one('group')]);
@@ -130,10 +198,9 @@ export async function resolveUsersCached(
   cache: UserCache | undefined,
 ): Promise<{ users: Record<string, ContainerUser>; cache: UserCache }> {
   const signature = await userFilesSignature(rootfs);
-  const valid = cache?.signature === signature ? cache : undefined;
+  const valid = cache?.signature === signature && !signature.includes('!') ? cache : undefined;
   if (valid && specs.every((spec) => Object.hasOwn(valid.users, spec))) return { users: valid.users, cache: valid };
-  const read = (file: string) => readFile(join(rootfs, 'etc', file), 'utf8').catch(() => '');
-  const [passwd, group] = await Promise.all([read('passwd'), read('group')]);
+  const [passwd, group] = await Promise.all([readEtcFile(rootfs, 'passwd'), readEtcFile(rootfs, 'group')]);
   const entries = new Map(Object.entries(valid?.users ?? {}));
   for (const spec of specs) entries.set(spec, resolveUser(spec, passwd, group));
   // fromEntries defines own properties, so even a spec like `__proto__` is a plain key.
@@ -147,5 +214,6 @@ export async function resolveUsersCached(
  */
 export async function cachedUser(rootfs: string, spec: string, cache: UserCache | undefined): Promise<ContainerUser | undefined> {
   if (!cache || !Object.hasOwn(cache.users, spec)) return undefined;
-  return (await userFilesSignature(rootfs)) === cache.signature ? cache.users[spec] : undefined;
+  const signature = await userFilesSignature(rootfs);
+  return signature === cache.signature && !signature.includes('!') ? cache.users[spec] : undefined;
 }
