@@ -12,9 +12,9 @@ import { performance } from 'node:perf_hooks';
 import { Writable } from 'node:stream';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { type Environment, WarrenClient } from '@warren/api';
-import { silentLogger, sleep } from '@warren/base';
+import { sleep } from '@warren/base';
 import { type RunningRunner, exec, execInEnvironment, startRunner } from '@warren/runner';
-import { type RunningServer, ensureRunnerToken, startServer } from '@warren/server';
+import { startServerProcess } from '../shared/server-process.js';
 import ssh2 from 'ssh2';
 import type * as Cgroups from '../../packages/runner/dist/linux/cgroups.js';
 import type * as Runtime from '../../packages/runner/dist/linux/runtime.js';
@@ -197,11 +197,10 @@ async function main(): Promise<Figures> {
     });
 
     // ---------------------------------------------------------------- control plane + runner (SSH gateway, proxy)
-    const serverDir = await mkdtemp(join(tmpdir(), 'warren-bench-access-server-'));
-    cleanups.push(() => rm(serverDir, { recursive: true, force: true }));
-    const server: RunningServer = await startServer({ dataDir: serverDir, host: '127.0.0.1', port: 0, logger: silentLogger });
-    cleanups.push(() => server.close());
-    const admin = new WarrenClient({ server: server.url, token: server.adminToken! });
+    // The server runs in its own process, as with `warren up` (whose runner is a child process).
+    const server = await startServerProcess('bench-access');
+    cleanups.push(() => server.stop());
+    const admin = new WarrenClient({ server: server.url, token: server.adminToken });
     const runnerDir = await mkdtemp(join(tmpdir(), 'warren-bench-access-runner-'));
     cleanups.push(() => rm(runnerDir, { recursive: true, force: true }));
     await chmod(runnerDir, 0o711);
@@ -224,7 +223,7 @@ async function main(): Promise<Figures> {
     cleanups.push(() => cgroups.removeParent());
     const runner: RunningRunner = await startRunner({
       server: server.url,
-      token: await ensureRunnerToken(server.store, 'bench-access'),
+      token: server.runnerToken,
       name: 'bench-access',
       dataDir: runnerDir,
       accessListen: { host: '127.0.0.1', port: 0 },

@@ -6,7 +6,6 @@
 // Compiled with rootDir ../.. into bench/env-start/dist/ so the e2e fixtures (TypeScript) compile along; the
 // runner internals the public index does not export (builder, runtime, cgroups) are imported from their built
 // files by absolute URL at run time, typed through their declaration files.
-import { fork } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chmod, lstat, mkdtemp, rm, symlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -23,7 +22,7 @@ import type * as Cgroups from '../../packages/runner/dist/linux/cgroups.js';
 import type * as Runtime from '../../packages/runner/dist/linux/runtime.js';
 import { ensureTestImages } from '../../e2e/fixtures/images.js';
 import type { GitHostInput } from './git-host.js';
-import type { ServerProcessReady } from './server-process.js';
+import { startServerProcess } from '../shared/server-process.js';
 import { startRegistry } from '../../e2e/fixtures/registry.js';
 
 const RUNS = Number(process.env['BENCH_RUNS'] ?? 20);
@@ -103,31 +102,6 @@ async function startGitHost(input: GitHostInput): Promise<{ url: string; stop():
     stop: async () => {
       worker.postMessage('stop');
       await new Promise<void>((resolve) => worker.once('exit', () => resolve()));
-    },
-  };
-}
-
-/**
- * Starts the control plane (server-process.ts) in a child process.
- * @returns its URL, tokens and a stop function.
- * @throws {Error} when the process exits before it reports ready.
- */
-async function startServerProcess(runnerName: string): Promise<ServerProcessReady & { stop(): Promise<void> }> {
-  const child = fork(fileURLToPath(new URL('./server-process.js', import.meta.url)), [], {
-    env: { ...process.env, BENCH_RUNNER_NAME: runnerName },
-    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-  });
-  const ready = await new Promise<ServerProcessReady>((resolve, reject) => {
-    child.once('message', (message: ServerProcessReady) => resolve(message));
-    child.once('exit', (code) => reject(new Error(`the server process exited (code ${code}) before it was ready`)));
-  });
-  return {
-    ...ready,
-    stop: async () => {
-      if (child.exitCode !== null) return;
-      const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-      child.send('stop');
-      await exited;
     },
   };
 }
