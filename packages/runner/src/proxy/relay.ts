@@ -1,9 +1,11 @@
-// The port proxy's fast path: a byte-level HTTP/1.1 relay with one upstream TCP connection per client connection.
+// The port proxy's fast path: a byte-level HTTP/1.1 relay with one upstream connection per client connection (TCP
+// to the environment's address, or a helper's stream into its namespace for a loopback-only port).
 // Request heads are parsed strictly (request-head.ts), routed and authorised on every request, and forwarded with
 // Warren's cookie removed and X-Forwarded-* added; request bodies are forwarded by Content-Length, responses are
 // relayed as bytes, unparsed. Anything unusual (and every refusal) goes to the slow path, the HTTP server in
 // server.ts, with the bytes not yet forwarded put back in front of the socket.
 import { type Socket, connect } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { type Logger, errorMessage } from '@warren/base';
 import { HEAD_END, type RequestHead, parseRequestHead } from './request-head.js';
 
@@ -27,11 +29,13 @@ export interface RelayAdmission {
   cookie: string | undefined;
 }
 
-/** Where the relay connects for an admitted connection. */
-export interface RelayTarget {
-  host: string;
-  port: number;
-}
+/**
+ * Where the relay connects for an admitted connection: a TCP address, or `open`, which returns a stream at once
+ * that emits `connect` when the app accepted the connection and fails (or ends) without data when nothing listens
+ * (ports/loopback.ts connectInNamespace). Either way the connection is the client connection's alone and lives as
+ * long as it does; a failure before `connect` hands the request to the slow path, which answers its 502 page.
+ */
+export type RelayTarget = { host: string; port: number } | { open: () => Duplex };
 
 /** What the relay needs from the proxy (server.ts). */
 export interface RelayHooks {
@@ -78,7 +82,7 @@ export class RelayConnection {
   private scanned = 0;
   /** Body bytes of the current request still to forward. */
   private remaining = 0;
-  private upstream: Socket | undefined;
+  private upstream: Duplex | undefined;
   private connected = false;
   /** Whether anything was written to `upstream` (else a hand-off need not wait for it). */
   private used = false;
@@ -213,7 +217,7 @@ export class RelayConnection {
         this.environmentId = admission.environmentId;
         this.port = admission.port;
         this.suffix = Buffer.from(`x-forwarded-for: ${this.remoteAddress}\r\nx-forwarded-host: ${head.host}\r\nx-forwarded-proto: ${this.hooks.proto}\r\n\r\n`, 'latin1');
-        const upstream = connect({ host: target.host, port: target.port, allowHalfOpen: true, noDelay: true });
+        const upstream = 'open' in target ? target.open() : connect({ host: target.host, port: target.port, allowHalfOpen: true, noDelay: true });
         this.upstream = upstream;
         upstream.on('connect', this.onUpstreamConnect);
         upstream.on('data', this.onUpstreamData);
@@ -318,6 +322,8 @@ export class RelayConnection {
   };
 
   private readonly onUpstreamEnd = (): void => {
+    // A helper's stream may end without `connect` when nothing listens (a TCP socket errors instead).
+    if (!this.connected && this.phase === 'connecting') return this.connectFailed(new Error('the upstream ended before it connected'));
     if (this.phase === 'draining') {
       this.upstream?.destroy();
       this.upstream = undefined;
@@ -335,19 +341,23 @@ export class RelayConnection {
   };
 
   private readonly onUpstreamError = (error: Error): void => {
-    if (!this.connected && this.phase === 'connecting') {
-      // Nothing listens (or the address is gone): the slow path connects again and answers its 502 page.
-      this.hooks.logger.debug({ error: errorMessage(error) }, 'proxy fast path connect failed');
-      this.upstream = undefined;
-      this.transfer();
-      return;
-    }
+    if (!this.connected && this.phase === 'connecting') return this.connectFailed(error);
     this.destroy();
   };
 
   private readonly onUpstreamClose = (): void => {
+    if (!this.connected && this.phase === 'connecting') return this.connectFailed(new Error('the upstream closed before it connected'));
     if (!this.finished && !this.client.writableEnded) this.destroy();
   };
+
+  /** Nothing listens (or the address is gone): the slow path connects again and answers its 502 page. */
+  private connectFailed(error: Error): void {
+    this.hooks.logger.debug({ error: errorMessage(error) }, 'proxy fast path connect failed');
+    const upstream = this.upstream;
+    this.upstream = undefined;
+    upstream?.destroy();
+    this.transfer();
+  }
 
   private readonly onClientEnd = (): void => {
     this.clientEnded = true;

@@ -238,10 +238,16 @@ export async function startPortProxy(options: PortProxyOptions): Promise<PortPro
     return { environmentId: environment.metadata.id, port: route.port, stripCookie: session !== undefined, cookie: session?.rest };
   }
 
-  /** Where the fast path connects: the environment's veth address; undefined for a loopback-only port (the slow path spawns the helper). */
+  /**
+   * Where the fast path connects: the environment's veth address, or for a loopback-only port one helper in its
+   * namespace for the whole client connection (ports/loopback.ts); undefined (slow path) when it is not running.
+   */
   async function relayTarget(admission: RelayAdmission): Promise<RelayTarget | undefined> {
     const network = await networkOf(admission.environmentId);
-    if (!network || (await isLoopbackOnly(network.pid, admission.port))) return undefined;
+    if (!network) return undefined;
+    if (await isLoopbackOnly(network.pid, admission.port)) {
+      return { open: () => connectInNamespace(`/proc/${network.pid}/ns/net`, admission.port, logger) };
+    }
     return { host: network.address, port: admission.port };
   }
 
