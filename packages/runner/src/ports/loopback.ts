@@ -58,6 +58,9 @@ class NamespaceConnection extends Duplex {
   private stdoutEnded = false;
   private notices = '';
   private readonly timer: NodeJS.Timeout;
+  /** Idle timeout in ms set by {@link setTimeout} (0: none), as `net.Socket.timeout`. */
+  timeout = 0;
+  private idleTimer: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly child: ChildProcess,
@@ -68,6 +71,7 @@ class NamespaceConnection extends Duplex {
     const stderr = child.stderr!;
     this.timer = setTimeout(() => this.fail(`the helper reported no connection to port ${port} within ${CONNECT_TIMEOUT_MS} ms`), CONNECT_TIMEOUT_MS);
     stdout.on('data', (chunk: Buffer) => {
+      this.armIdle();
       if (!this.push(chunk)) stdout.pause();
     });
     stdout.on('end', () => {
@@ -85,8 +89,10 @@ class NamespaceConnection extends Duplex {
       this.notices = '';
       clearTimeout(this.timer);
       this.emit('connect');
+      this.settleEnd();
     });
-    child.on('exit', (code) => {
+    // 'close', not 'exit': by then stderr is read to its end, so a connect notice is never missed.
+    child.on('close', (code) => {
       this.exitCode = code;
       this.settleEnd();
     });
@@ -109,11 +115,48 @@ class NamespaceConnection extends Duplex {
     this.destroy(new LoopbackConnectError(this.port, message));
   }
 
+  /**
+   * Emits `timeout` after `ms` without data either way (0 disables), like `net.Socket.setTimeout`; with the no-op
+   * methods below it is enough of a socket for `http.Agent`'s keep-alive pool (which expires idle sockets with it).
+   */
+  setTimeout(ms: number, callback?: () => void): this {
+    this.timeout = ms;
+    if (callback) this.once('timeout', callback);
+    this.armIdle();
+    return this;
+  }
+
+  /** No-op: TCP keep-alive belongs to socat's own socket. */
+  setKeepAlive(): this {
+    return this;
+  }
+
+  /** No-op: socat relays at once (it has no Nagle buffering of its own). */
+  setNoDelay(): this {
+    return this;
+  }
+
+  /** No-op (the helper process keeps the event loop alive regardless). */
+  ref(): this {
+    return this;
+  }
+
+  /** No-op (see {@link ref}). */
+  unref(): this {
+    return this;
+  }
+
+  private armIdle(): void {
+    clearTimeout(this.idleTimer);
+    if (this.timeout > 0 && !this.destroyed) this.idleTimer = setTimeout(() => this.emit('timeout'), this.timeout);
+  }
+
   override _read(): void {
     this.child.stdout!.resume();
   }
 
   override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
+    this.armIdle();
     // Before the connection, a failed write (EPIPE: socat exited) is reported by the exit as a LoopbackConnectError.
     this.child.stdin!.write(chunk, (error) => callback(this.connected ? error : null));
   }
@@ -124,6 +167,7 @@ class NamespaceConnection extends Duplex {
 
   override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
     clearTimeout(this.timer);
+    clearTimeout(this.idleTimer);
     if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill('SIGKILL');
     this.child.stdin!.destroy();
     this.child.stdout!.destroy();

@@ -272,6 +272,33 @@ describe.skipIf(skipReason !== undefined)('port proxy fast path to a loopback-on
     await expect.poll(() => helpers().length).toBe(0);
   });
 
+  it('reuses helper connections on the slow path too (its keep-alive pool), and kills them when the proxy closes', async () => {
+    const own = await startPortProxy({
+      host: '127.0.0.1',
+      port: 0,
+      environments: () => environments,
+      network: () => Promise.resolve({ address: '127.0.0.3', pid: process.pid }),
+      verifyToken: () => Promise.reject(new Error('unused')),
+      sessions: new SessionSigner(randomBytes(32)),
+    });
+    const ports = new Set<number>();
+    // The path form always takes the slow path; each request on its own client connection.
+    for (let index = 0; index < 10; index++) {
+      const client = await RawClient.open(own.port);
+      client.send(`GET /p/loop/${appPort}/slow/${index} HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Case-Check: yes\r\n\r\n`);
+      const seen = json(await client.response());
+      expect(seen.url).toBe(`/slow/${index}`);
+      expect(seen.rawHeaders).not.toContain('X-Case-Check'); // re-serialised: the slow path
+      ports.add(seen.upstreamPort);
+      client.close();
+    }
+    // One app connection, so one helper, for all ten requests; it stays in the pool until the proxy closes.
+    expect(ports.size).toBe(1);
+    expect(helpers().length).toBe(1);
+    await own.close();
+    await expect.poll(() => helpers().length).toBe(0);
+  });
+
   it('passes WebSocket upgrades (slow path)', async () => {
     const client = await RawClient.open(proxy.port);
     const key = randomBytes(16).toString('base64');

@@ -298,7 +298,7 @@ describe('port URLs through the runner proxy (server + runner with the Linux bac
     const seen = JSON.parse(answer.body) as { url: string; headers: Record<string, string> };
     expect(seen.url).toBe('/on-loopback?b=2');
     expect(seen.headers.cookie).toBe('app=1');
-    // Several requests in a row (one helper connection each).
+    // Several requests in a row (each on its own client connection, so one helper each).
     for (let index = 0; index < 3; index++) expect((await fetchVia(proxyPort, `http://3003-web.localhost:${proxyPort}/again`, { cookie })).status).toBe(200);
 
     const socket = new WebSocket(`ws://127.0.0.1:${proxyPort}/ws`, { headers: { host: `3003-web.localhost:${proxyPort}`, cookie } });

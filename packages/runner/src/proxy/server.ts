@@ -15,6 +15,7 @@ import { type Logger, WarrenError, errorMessage, silentLogger } from '@warren/ba
 import type { EnvironmentNetwork } from '../environment/backend.js';
 import { listListeningSockets, loopbackOnly } from '../ports/listening.js';
 import { connectInNamespace } from '../ports/loopback.js';
+import { NamespaceAgent } from './loopback-agent.js';
 import { parseProxyRoute, queryParameter, withoutQueryParameter, type ProxyRoute } from './route.js';
 import { RelayConnection, type RelayAdmission, type RelayHooks, type RelayTarget } from './relay.js';
 import type { RequestHead } from './request-head.js';
@@ -130,11 +131,27 @@ export async function startPortProxy(options: PortProxyOptions): Promise<PortPro
     loopbackPorts.set(key, { loopback, expiresAt: now + NETWORK_CACHE_MS });
     return loopback;
   };
-  /** How the upstream request connects: the keep-alive agent to the veth address, or a helper per connection. */
-  const connection = async (network: EnvironmentNetwork, port: number, upgrade: boolean) =>
-    (await isLoopbackOnly(network.pid, port))
-      ? { host: '127.0.0.1', createConnection: () => connectInNamespace(`/proc/${network.pid}/ns/net`, port, logger) as Socket }
-      : { host: network.address, agent: upgrade ? false : agent };
+  // Keep-alive helper connections for loopback-only ports, one pool per environment process (its namespace).
+  const namespaceAgents = new Map<number, NamespaceAgent>();
+  const namespaceAgentOf = (pid: number): NamespaceAgent => {
+    let found = namespaceAgents.get(pid);
+    if (!found) {
+      found = new NamespaceAgent(`/proc/${pid}/ns/net`, logger, (idle) => {
+        if (namespaceAgents.get(pid) === idle) namespaceAgents.delete(pid);
+      });
+      namespaceAgents.set(pid, found);
+    }
+    return found;
+  };
+  /**
+   * How the upstream request connects: the keep-alive agent to the veth address, or for a loopback-only port the
+   * keep-alive pool of helpers in its namespace; an upgrade gets a connection of its own either way.
+   */
+  const connection = async (network: EnvironmentNetwork, port: number, upgrade: boolean) => {
+    if (!(await isLoopbackOnly(network.pid, port))) return { host: network.address, agent: upgrade ? false : agent };
+    if (!upgrade) return { host: '127.0.0.1', agent: namespaceAgentOf(network.pid) };
+    return { host: '127.0.0.1', createConnection: () => connectInNamespace(`/proc/${network.pid}/ns/net`, port, logger) as Socket };
+  };
 
   /**
    * The environments a route names (by id or name).
@@ -453,6 +470,8 @@ export async function startPortProxy(options: PortProxyOptions): Promise<PortPro
       server.close();
       for (const socket of upgraded) socket.destroy();
       agent.destroy();
+      for (const namespaceAgent of namespaceAgents.values()) namespaceAgent.destroy();
+      namespaceAgents.clear();
       await closed;
     },
   };
