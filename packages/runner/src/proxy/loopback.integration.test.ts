@@ -166,7 +166,11 @@ interface Seen {
   rawHeaders: string[];
   /** The port of the connection the request came on: one per helper. */
   upstreamPort: number;
+  bodyBytes: number;
 }
+
+/** Size of the large request and response bodies: more than the pipe and socket buffers on the way. */
+const BIG_BYTES = 8 * 1024 * 1024;
 
 describe.skipIf(skipReason !== undefined)('port proxy fast path to a loopback-only app (nsenter + socat)', () => {
   let app: ReturnType<typeof createServer>;
@@ -184,9 +188,15 @@ describe.skipIf(skipReason !== undefined)('port proxy fast path to a loopback-on
   /** An app on 127.0.0.1 only (as Vite and many dev servers bind by default), with a WebSocket endpoint. */
   async function startApp(): Promise<{ server: ReturnType<typeof createServer>; port: number }> {
     const server = createServer((request: IncomingMessage, response: ServerResponse) => {
-      request.resume();
+      if (request.url === '/big') {
+        response.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(BIG_BYTES) });
+        response.end(Buffer.alloc(BIG_BYTES, 0x61));
+        return;
+      }
+      let bodyBytes = 0;
+      request.on('data', (chunk: Buffer) => (bodyBytes += chunk.length));
       request.on('end', () => {
-        const body = JSON.stringify({ url: request.url, rawHeaders: request.rawHeaders, upstreamPort: request.socket.remotePort });
+        const body = JSON.stringify({ url: request.url, rawHeaders: request.rawHeaders, upstreamPort: request.socket.remotePort, bodyBytes });
         response.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) }).end(body);
       });
     });
@@ -252,6 +262,22 @@ describe.skipIf(skipReason !== undefined)('port proxy fast path to a loopback-on
     // Two helpers in all, for 31 requests.
     await expect.poll(() => helpersExited() - exitedBefore).toBe(2);
     await expect.poll(() => [...appConnections].filter((socket) => socket.remotePort === other.upstreamPort || ports.has(socket.remotePort ?? 0)).length).toBe(0);
+  });
+
+  it('relays large bodies both ways through the helper, holding the answer while the client does not read', async () => {
+    const client = await RawClient.open(proxy.port);
+    const body = Buffer.alloc(BIG_BYTES, 0x62);
+    client.socket.write(Buffer.concat([Buffer.from(`POST /upload HTTP/1.1\r\n${host()}Content-Length: ${BIG_BYTES}\r\n\r\n`, 'latin1'), body]));
+    expect(json(await client.response()).bodyBytes).toBe(BIG_BYTES);
+    client.socket.pause();
+    client.send(get('/big'));
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    client.socket.resume();
+    const answer = await client.response();
+    expect(answer.status).toBe(200);
+    expect(Buffer.byteLength(answer.body)).toBe(BIG_BYTES);
+    client.close();
+    await expect.poll(() => helpers().length).toBe(0);
   });
 
   it('passes a half-close on and leaves no helper behind', async () => {
