@@ -4,7 +4,7 @@ import { Option } from 'commander';
 import WebSocket from 'ws';
 import { InvalidError } from '@warren/base';
 import { splitGitUrlRef, validateGitUrl, type EnvironmentCreate, type EnvironmentPhase } from '@warren/api';
-import { execInEnvironment, followLogs, openTerminal } from '@warren/runner';
+import { execInEnvironment, followLogs, openTerminal } from '@warren/runner/access-client';
 import type { CommandContext } from '../main.js';
 import { environmentColumns, render } from '../output.js';
 import { waitForPhase } from '../wait.js';

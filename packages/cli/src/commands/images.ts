@@ -1,7 +1,6 @@
 // `warren image list|prune`: the image store of the runner on this host.
 import type { Command } from 'commander';
 import { join } from 'node:path';
-import { listImages, pruneImages } from '@warren/runner';
 import type { CommandContext } from '../main.js';
 import { render } from '../output.js';
 import { defaultDataDir } from './daemons.js';
@@ -15,6 +14,8 @@ export function registerImageCommands(program: Command, context: CommandContext)
     .description('list pulled and built images')
     .option('--data-dir <dir>', 'the data dir given to "warren up" or "warren runner" (default $WARREN_DATA_DIR or /var/lib/warren)')
     .action(async (options: { dataDir?: string }) => {
+      // Loaded here, not at the top: the runner package is large and most commands never need it.
+      const { listImages } = await import('@warren/runner');
       const images = await listImages(join(options.dataDir ?? defaultDataDir(), 'runner'));
       context.stdout.write(
         render(images, context.options().output, [
@@ -30,6 +31,7 @@ export function registerImageCommands(program: Command, context: CommandContext)
     .description('remove images no environment on this runner uses, and their unshared layers')
     .option('--data-dir <dir>', 'the data dir given to "warren up" or "warren runner" (default $WARREN_DATA_DIR or /var/lib/warren)')
     .action(async (options: { dataDir?: string }) => {
+      const { pruneImages } = await import('@warren/runner');
       const report = await pruneImages(join(options.dataDir ?? defaultDataDir(), 'runner'));
       if (context.options().output === 'table') {
         context.stdout.write(`removed ${report.removedImages.length} images and ${report.removedLayers.length} layers, freed ${report.freedBytes} bytes; ${report.inUse.length} images in use kept\n`);
