@@ -4,8 +4,10 @@
 // and 200 concurrent SSH sessions on one runner. Figures are printed, never asserted. See README.md.
 //
 // Compiled with rootDir ../.. into bench/access/dist/ so the e2e fixtures (TypeScript) compile along.
+import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chmod, lstat, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
+import { type AddressInfo, createServer as createNetServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -90,6 +92,43 @@ function wrkDuration(text: string): number {
   return match[2] === 'us' ? value / 1000 : match[2] === 'ms' ? value : match[2] === 's' ? value * 1000 : value * 60_000;
 }
 
+/**
+ * Compiles relay-bound.c (cc -O2, into a temp dir) and starts it on a free loopback port, relaying to
+ * `address:port` (the app in the environment).
+ * @returns its URL and a stop function.
+ * @throws {Error} when it cannot be compiled or started.
+ */
+async function startRelayBound(address: string, port: number): Promise<{ url: string; stop(): Promise<void> }> {
+  const dir = await mkdtemp(join(tmpdir(), 'warren-bench-relay-'));
+  const binary = join(dir, 'relay-bound');
+  await exec(['cc', '-O2', '-o', binary, fileURLToPath(new URL('../../../relay-bound.c', import.meta.url))]);
+  const listen = await freePort();
+  const child = spawn(binary, [String(listen), address, String(port)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  await new Promise<void>((resolve, reject) => {
+    child.stdout.once('data', () => resolve());
+    child.once('exit', (code) => reject(new Error(`relay-bound exited (code ${code})`)));
+  });
+  return {
+    url: `http://127.0.0.1:${listen}/`,
+    stop: async () => {
+      child.kill('SIGKILL');
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** A free TCP port on 127.0.0.1 (bound and released). */
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createNetServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
 /** Runs wrk (one thread: the host has few cores and the proxy, app and wrk share them) against `url`. */
 async function wrk(url: string, connections: number, host?: string): Promise<WrkResult> {
   const argv = ['wrk', '-t1', `-c${connections}`, `-d${SECONDS}s`, '--latency', ...(host ? ['-H', `Host: ${host}`] : []), url];
@@ -153,6 +192,8 @@ function sshExec(client: ssh2.Client, command: string): Promise<{ code: number; 
 }
 
 interface Figures {
+  /** Throughput runs through relay-bound.c (the ceiling for any proxy here), by path (`/`, then the heavier ones). */
+  bound: Record<string, WrkResult[]>;
   /** Throughput runs of the heavier app paths, by path. */
   heavier: Record<string, { direct: WrkResult[]; proxy: WrkResult[] }>;
   direct: { throughput: WrkResult[]; latency: WrkResult[] };
@@ -171,6 +212,7 @@ async function main(): Promise<Figures> {
   };
   process.once('SIGINT', () => void cleanup().then(() => process.exit(130)));
   const figures: Figures = {
+    bound: Object.fromEntries(['/', ...HEAVIER.map(({ path }) => path)].map((path) => [path, []])),
     heavier: Object.fromEntries(HEAVIER.map(({ path }) => [path, { direct: [], proxy: [] }])),
     direct: { throughput: [], latency: [] },
     proxy: { throughput: [], latency: [] },
@@ -272,11 +314,14 @@ async function main(): Promise<Figures> {
 
     // ---------------------------------------------------------------- HTTP: direct vs proxy, interleaved
     if (PARTS.has('proxy')) {
+      const bound = await startRelayBound(address, APP_PORT);
+      cleanups.push(() => bound.stop());
       await wrk(directUrl, CONNECTIONS); // warm-up (JIT of the app and the proxy)
       await wrk(proxyUrl, CONNECTIONS, proxyHost);
       for (let round = 0; round < ROUNDS; round++) {
         figures.direct.throughput.push(await wrk(directUrl, CONNECTIONS));
         figures.proxy.throughput.push(await wrk(proxyUrl, CONNECTIONS, proxyHost));
+        for (const path of Object.keys(figures.bound)) figures.bound[path]!.push(await wrk(`${bound.url}${path.slice(1)}`, CONNECTIONS));
         figures.direct.latency.push(await wrk(directUrl, 1));
         figures.proxy.latency.push(await wrk(proxyUrl, 1, proxyHost));
         for (const { path } of HEAVIER) {
@@ -416,6 +461,7 @@ function reportProxy(figures: Figures): void {
   console.log(`  p50 / p99 at that load (ms)        ${`${f(directT.p50Ms, 2)} / ${f(directT.p99Ms, 2)}`.padStart(12)}   ${`${f(proxyT.p50Ms, 2)} / ${f(proxyT.p99Ms, 2)}`.padStart(14)}`);
   console.log(`latency, 1 connection: p50 (ms)       ${f(directP50, 3).padStart(12)}   ${f(proxyP50, 3).padStart(14)}    added ${f(added, 3)} ms (≤ ${TARGETS.addedP50Ms} ms: ${mark(added <= TARGETS.addedP50Ms)})`);
   console.log(`  req/s at 1 connection              ${f(directL, 0).padStart(12)}   ${f(proxyL, 0).padStart(14)}`);
+  const boundOf = (path: string) => median(figures.bound[path]!.map((result) => result.requestsPerSecond));
   for (const { path, label } of HEAVIER) {
     const runs = figures.heavier[path]!;
     const direct = median(runs.direct.map((result) => result.requestsPerSecond));
@@ -423,7 +469,12 @@ function reportProxy(figures: Figures): void {
     const share = proxied / direct;
     console.log(`throughput ${`${path} (${label})`.padEnd(27)} ${f(direct, 0).padStart(12)}   ${f(proxied, 0).padStart(14)}    ratio ${f(share * 100)} % (≥ ${TARGETS.throughputRatio * 100} %: ${mark(share >= TARGETS.throughputRatio)})`);
   }
-  const heavierErrors = Object.values(figures.heavier).flatMap((runs) => [...runs.direct, ...runs.proxy]).reduce((sum, result) => sum + result.errors, 0);
+  console.log(`\nceiling for any proxy on this host: relay-bound.c (C, splice, no HTTP processing), 16 connections`);
+  for (const path of Object.keys(figures.bound)) {
+    const direct = path === '/' ? directT.requestsPerSecond : median(figures.heavier[path]!.direct.map((result) => result.requestsPerSecond));
+    console.log(`  ${path.padEnd(8)} ${f(boundOf(path), 0).padStart(8)} req/s = ${f((boundOf(path) / direct) * 100)} % of direct`);
+  }
+  const heavierErrors = [...Object.values(figures.heavier).flatMap((runs) => [...runs.direct, ...runs.proxy]), ...Object.values(figures.bound).flat()].reduce((sum, result) => sum + result.errors, 0);
   console.log(`  errors (non-2xx + socket), all runs: ${errors + heavierErrors}`);
 }
 
