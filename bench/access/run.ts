@@ -20,6 +20,7 @@ import { startServerProcess } from '../shared/server-process.js';
 import ssh2 from 'ssh2';
 import type * as Cgroups from '../../packages/runner/dist/linux/cgroups.js';
 import type * as Runtime from '../../packages/runner/dist/linux/runtime.js';
+import { generateEd25519KeyPair } from '../../packages/runner/dist/ssh/host-key.js';
 import { ensureTestImages } from '../../e2e/fixtures/images.js';
 import { startGitServer } from '../../e2e/fixtures/git-server.js';
 import { startRegistry } from '../../e2e/fixtures/registry.js';
@@ -335,7 +336,7 @@ async function main(): Promise<Figures> {
     // ---------------------------------------------------------------- SSH
     const clientDir = await mkdtemp(join(tmpdir(), 'warren-bench-access-client-'));
     cleanups.push(() => rm(clientDir, { recursive: true, force: true }));
-    const pair = ssh2.utils.generateKeyPairSync('ed25519', { comment: 'bench@access' });
+    const pair = generateEd25519KeyPair('bench@access');
     const keyFile = join(clientDir, 'id_ed25519');
     await writeFile(keyFile, pair.private, { mode: 0o600 });
     await admin.request('POST', '/api/v1/sshkeys', { publicKey: pair.public });

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type Environment, type EnvironmentPhase, SSH_HOST_KEY_INFO, WarrenClient } from '@warren/api';
 import { type Logger, silentLogger, sleep } from '@warren/base';
-import ssh2 from 'ssh2';
+import { generateEd25519KeyPair } from './host-key.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CgroupManager } from '../linux/cgroups.js';
 import { RuncRuntime } from '../linux/runtime.js';
@@ -142,7 +142,7 @@ describe('SSH gateway with OpenSSH against a real environment', () => {
 
     // Keys: Alice's and Bob's registered with the server, a stranger's not.
     for (const name of ['alice', 'bob', 'stranger'] as const) {
-      const pair = ssh2.utils.generateKeyPairSync('ed25519', { comment: `${name}@test` });
+      const pair = generateEd25519KeyPair(`${name}@test`);
       keys[name] = join(clientDir, `id_${name}`);
       await writeFile(keys[name], pair.private);
       await chmod(keys[name], 0o600);

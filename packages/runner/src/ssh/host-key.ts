@@ -29,7 +29,7 @@ export async function loadOrCreateHostKey(dataDir: string): Promise<HostKey> {
     throw error;
   });
   if (privateKey === undefined) {
-    const generated = ssh2.utils.generateKeyPairSync('ed25519');
+    const generated = generateEd25519KeyPair();
     await mkdir(join(dataDir, 'ssh'), { recursive: true, mode: 0o700 });
     const temporary = `${path}.${process.pid}.tmp`;
     await writeFile(temporary, generated.private, { mode: 0o600 });
@@ -40,6 +40,22 @@ export async function loadOrCreateHostKey(dataDir: string): Promise<HostKey> {
   const key = parseOneKey(privateKey);
   if (key instanceof Error) throw new Error(`the SSH host key ${path} cannot be read: ${key.message}`, { cause: key });
   return { privateKey, publicKey: `${key.type} ${key.getPublicSSH().toString('base64')}` };
+}
+
+/**
+ * Generates an Ed25519 key pair in OpenSSH format (`{ private, public }`, as ssh2's `utils.generateKeyPairSync`)
+ * that ssh2 itself can parse back. ssh2 1.17 strips leading zero bytes off the raw public key, so about 1 pair in
+ * 256 has a 31-byte (or shorter) key and neither half parses (mscdex/ssh2 issues #1390, #1513): such a host key
+ * would stop the gateway for good. Pairs are drawn again until both halves parse.
+ * @param comment the key comment (e.g. `user@host`).
+ * @throws {Error} when 32 draws in a row fail (not seen: each fails with p ≈ 1/256).
+ */
+export function generateEd25519KeyPair(comment?: string): { private: string; public: string } {
+  for (let attempt = 0; attempt < 32; attempt++) {
+    const pair = ssh2.utils.generateKeyPairSync('ed25519', comment === undefined ? {} : { comment });
+    if (!(parseOneKey(pair.private) instanceof Error) && !(parseOneKey(pair.public) instanceof Error)) return pair;
+  }
+  throw new Error('could not generate an Ed25519 key pair that ssh2 can parse');
 }
 
 /**
