@@ -7,7 +7,6 @@
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chmod, lstat, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
-import { type AddressInfo, createServer as createNetServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -23,6 +22,7 @@ import type * as Runtime from '../../packages/runner/dist/linux/runtime.js';
 import { generateEd25519KeyPair } from '../../packages/runner/dist/ssh/host-key.js';
 import { ensureTestImages } from '../../e2e/fixtures/images.js';
 import { startGitServer } from '../../e2e/fixtures/git-server.js';
+import { freePort } from '../../e2e/fixtures/process.js';
 import { startRegistry } from '../../e2e/fixtures/registry.js';
 
 /** Seconds of each wrk run. */
@@ -116,18 +116,6 @@ async function startRelayBound(address: string, port: number): Promise<{ url: st
       await rm(dir, { recursive: true, force: true });
     },
   };
-}
-
-/** A free TCP port on 127.0.0.1 (bound and released). */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createNetServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 /** Runs wrk (one thread: the host has few cores and the proxy, app and wrk share them) against `url`. */

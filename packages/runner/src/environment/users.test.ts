@@ -4,7 +4,10 @@ import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { cachedUser, resolveUserInRootfs, resolveUsersCached, userFilesSignature } from './users.js';
+import { cachedUser, resolveUsersCached, userFilesSignature } from './users.js';
+
+/** One user resolved in `rootfs` with no cache. */
+const resolveUserInRootfs = async (rootfs: string, spec: string) => (await resolveUsersCached(rootfs, [spec], undefined)).users[spec];
 
 const PASSWD = 'root:x:0:0:root:/root:/bin/bash\nvscode:x:1000:1000::/home/vscode:/bin/bash\n';
 const GROUP = 'root:x:0:\nvscode:x:1000:\nsudo:x:27:vscode\n';

@@ -145,17 +145,6 @@ async function readEtcFile(rootfs: string, file: 'passwd' | 'group'): Promise<st
 }
 
 /**
- * Resolves `spec` against `<rootfs>/etc/passwd` and `<rootfs>/etc/group` (missing files count as empty), read from
- * the host side of a mounted root filesystem without following symlinks ({@link openEtcFile}).
- * @throws {InvalidError} reason `UnknownContainerUser` (see {@link resolveUser}), or `UnsupportedUserFile` when
- *   either file is a symlink or not a regular file.
- */
-export async function resolveUserInRootfs(rootfs: string, spec: string): Promise<ContainerUser> {
-  const [passwd, group] = await Promise.all([readEtcFile(rootfs, 'passwd'), readEtcFile(rootfs, 'group')]);
-  return resolveUser(spec, passwd, group);
-}
-
-/**
  * Identifies the current content of `<rootfs>/etc/passwd` and `<rootfs>/etc/group` without reading them:
  * inode, size and change time (ns) of each, `-` for a missing file, `!` for one that is not a regular file (read
  * as refused, so a cache is never trusted for it). Any edit (useradd, usermod, an editor's rename) changes it, so
@@ -188,9 +177,12 @@ export interface UserCache {
 }
 
 /**
- * Resolves each of `specs` in `rootfs`, from `cache` when its signature is still the files' one.
+ * Resolves each of `specs` in `rootfs`, from `cache` when its signature is still the files' one, else from
+ * `<rootfs>/etc/passwd` and `<rootfs>/etc/group` read without following symlinks ({@link openEtcFile}; missing
+ * files count as empty).
  * @returns the users by spec and the cache to keep (a new one when the files changed or a spec was missing).
- * @throws {InvalidError} reason `UnknownContainerUser` (see {@link resolveUser}).
+ * @throws {InvalidError} reason `UnknownContainerUser` (see {@link resolveUser}), or `UnsupportedUserFile` when
+ *   either file is a symlink, not a regular file or over 8 MiB.
  */
 export async function resolveUsersCached(
   rootfs: string,

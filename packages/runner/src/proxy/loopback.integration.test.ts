@@ -6,13 +6,14 @@ import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFileSync, readdirSync } from 'node:fs';
 import { type IncomingMessage, type ServerResponse, createServer } from 'node:http';
-import { type AddressInfo, type Socket, connect } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import type { Environment } from '@warren/api';
 import type { Logger } from '@warren/base';
 import { WebSocketServer } from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type PortProxy, startPortProxy } from './server.js';
 import { SessionSigner } from './session.js';
+import { type Answer, RawClient } from './testing/raw-client.js';
 
 const RUNNER_ID = 'run-test';
 
@@ -79,87 +80,6 @@ function recordingLogger(records: { message: string; fields: Record<string, unkn
   return logger;
 }
 
-interface Answer {
-  status: number;
-  headers: Record<string, string>;
-  body: string;
-}
-
-/** A client on a raw socket (one connection, keep-alive); responses framed by Content-Length or chunked. */
-class RawClient {
-  private data = Buffer.alloc(0);
-  private ended = false;
-  private wake: () => void = () => {};
-  readonly closed: Promise<void>;
-
-  private constructor(readonly socket: Socket) {
-    socket.on('data', (chunk: Buffer) => {
-      this.data = Buffer.concat([this.data, chunk]);
-      this.wake();
-    });
-    this.closed = new Promise((resolve) =>
-      socket.on('close', () => {
-        this.ended = true;
-        this.wake();
-        resolve();
-      }),
-    );
-    socket.on('error', () => {});
-  }
-
-  static open(port: number): Promise<RawClient> {
-    return new Promise((resolve, reject) => {
-      const socket = connect({ host: '127.0.0.1', port }, () => resolve(new RawClient(socket)));
-      socket.once('error', reject);
-    });
-  }
-
-  send(text: string): void {
-    this.socket.write(Buffer.from(text, 'latin1'));
-  }
-
-  private async until(ready: () => boolean): Promise<void> {
-    while (!ready()) {
-      if (this.ended) throw new Error(`connection closed; received ${JSON.stringify(this.data.toString('latin1'))}`);
-      await new Promise<void>((resolve) => (this.wake = resolve));
-    }
-  }
-
-  async response(): Promise<Answer> {
-    await this.until(() => this.data.includes('\r\n\r\n'));
-    const end = this.data.indexOf('\r\n\r\n');
-    const [statusLine, ...lines] = this.data.subarray(0, end).toString('latin1').split('\r\n');
-    const headers: Record<string, string> = {};
-    for (const line of lines) {
-      const colon = line.indexOf(':');
-      headers[line.slice(0, colon).toLowerCase()] = line.slice(colon + 1).trim();
-    }
-    const status = Number(statusLine!.split(' ')[1]);
-    this.data = this.data.subarray(end + 4);
-    if (headers['transfer-encoding'] === 'chunked') {
-      const parts: Buffer[] = [];
-      for (;;) {
-        await this.until(() => this.data.includes('\r\n'));
-        const lineEnd = this.data.indexOf('\r\n');
-        const size = parseInt(this.data.subarray(0, lineEnd).toString('latin1'), 16);
-        await this.until(() => this.data.length >= lineEnd + 2 + size + 2);
-        parts.push(this.data.subarray(lineEnd + 2, lineEnd + 2 + size));
-        this.data = this.data.subarray(lineEnd + 2 + size + 2);
-        if (size === 0) return { status, headers, body: Buffer.concat(parts).toString('utf8') };
-      }
-    }
-    const length = Number(headers['content-length'] ?? 0);
-    await this.until(() => this.data.length >= length);
-    const body = this.data.subarray(0, length).toString('utf8');
-    this.data = this.data.subarray(length);
-    return { status, headers, body };
-  }
-
-  close(): void {
-    this.socket.destroy();
-  }
-}
-
 /** What the app saw of one request. */
 interface Seen {
   url: string;
@@ -183,7 +103,7 @@ describe.skipIf(skipReason !== undefined)('port proxy fast path to a loopback-on
   const helpersExited = () => records.filter((record) => record.message === 'process exited' && (record.fields.argv as string[])[0] === 'nsenter').length;
   const host = (port = appPort) => `Host: ${port}-loop.localhost\r\n`;
   const get = (path: string, port = appPort, extra = '') => `GET ${path} HTTP/1.1\r\n${host(port)}X-Case-Check: yes\r\n${extra}\r\n`;
-  const json = (answer: Answer) => JSON.parse(answer.body) as Seen;
+  const json = (answer: Answer) => JSON.parse(answer.body.toString('utf8')) as Seen;
 
   /** An app on 127.0.0.1 only (as Vite and many dev servers bind by default), with a WebSocket endpoint. */
   async function startApp(): Promise<{ server: ReturnType<typeof createServer>; port: number }> {
@@ -351,7 +271,7 @@ describe.skipIf(skipReason !== undefined)('port proxy fast path to a loopback-on
     expect(answer.status).toBe(502);
     // The fast path tried its helper first, then handed the request to the slow path, whose page this is.
     expect(records.filter((record) => record.message === 'proxy fast path connect failed').length).toBe(failedBefore + 1);
-    expect(JSON.parse(answer.body)).toMatchObject({ kind: 'Status', reason: 'ServiceUnavailable', message: expect.stringContaining(`nothing answered on port ${port}`) as unknown });
+    expect(JSON.parse(answer.body.toString('utf8'))).toMatchObject({ kind: 'Status', reason: 'ServiceUnavailable', message: expect.stringContaining(`nothing answered on port ${port}`) as unknown });
     client.close();
     await expect.poll(() => helpers().length).toBe(0);
   });
