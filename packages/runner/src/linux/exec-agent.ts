@@ -1,16 +1,15 @@
 // The environment container's init + exec agent (exec-agent.c): compiles and caches the static binary, builds
 // the init's argv, and execs processes through the agent's unix socket instead of `runc exec` (a few ms
 // instead of ~50 ms). Protocol: see the header comment of exec-agent.c and docs/design/0005-exec-agent.md.
-import { createHash, randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
-import { chmod, mkdir, open, readFile, rename, rm } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { open } from 'node:fs/promises';
 import { type Socket, createConnection } from 'node:net';
-import { dirname, join } from 'node:path';
+import { dirname } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { type ErrorCause, InvalidError, type Logger, WarrenError, silentLogger } from '@warren/base';
 import type { ExecSession } from '../environment/backend.js';
-import { exec } from './exec.js';
+import { compileCached, locateCSource } from './c-program.js';
 
 /** Directory inside the container where the environment's agent directory is bind-mounted (on runc's /dev tmpfs). */
 export const AGENT_DIR_IN_CONTAINER = '/dev/.warren';
@@ -58,40 +57,25 @@ export class ExecAgentUnavailableError extends WarrenError {
  * @throws {ExecAgentBuildError} when neither exists.
  */
 export function execAgentSourcePath(moduleDir: string = dirname(fileURLToPath(import.meta.url))): string {
-  const candidates = [join(moduleDir, 'exec-agent.c'), join(moduleDir, '..', '..', 'src', 'linux', 'exec-agent.c')];
-  const found = candidates.find((candidate) => existsSync(candidate));
+  const { found, candidates } = locateCSource('exec-agent.c', moduleDir);
   if (!found) throw new ExecAgentBuildError(`exec-agent.c not found (looked in ${candidates.join(', ')})`);
   return found;
 }
 
-const COMPILE_FLAGS = ['-static', '-O2'];
-
 /**
- * Returns the path of the compiled agent, compiling it with `cc -static -O2` on first use (static, so it runs in
- * images without a C library). The binary is `<cacheDir>/warren-init-<first 12 hex of sha256(flags + source)>`
- * (mode 0755, root-owned: containers mount it read-only and cannot write it), so an edited source gets a new
- * binary and concurrent first uses are safe (compiled to a temporary name, then rename(2)).
+ * Returns the path of the compiled agent, compiling it with `cc -static -O2` on first use ({@link compileCached};
+ * static, so it runs in images without a C library): `<cacheDir>/warren-init-<12 hex of the flags' and source's
+ * hash>`, mode 0755, root-owned (containers mount it read-only and cannot write it).
  * @param cacheDir e.g. `<dataDir>/bin`; created if missing.
  * @throws {ExecAgentBuildError} when the source is missing or the compiler fails (cause: the ExecError).
  */
 export async function ensureExecAgent(cacheDir: string, options: { logger?: Logger } = {}): Promise<string> {
   const sourcePath = execAgentSourcePath();
-  const source = await readFile(sourcePath);
-  const digest = createHash('sha256').update(COMPILE_FLAGS.join(' ')).update('\0').update(source).digest('hex').slice(0, 12);
-  const binary = join(cacheDir, `warren-init-${digest}`);
-  if (existsSync(binary)) return binary;
-  await mkdir(cacheDir, { recursive: true });
-  const temporary = `${binary}.tmp-${process.pid}-${Date.now()}`;
   try {
-    await exec(['cc', ...COMPILE_FLAGS, '-o', temporary, sourcePath], { logger: options.logger });
-    await chmod(temporary, 0o755);
-    await rename(temporary, binary);
+    return await compileCached({ sourcePath, cacheDir, name: 'warren-init', flags: ['-static', '-O2'], ...(options.logger ? { logger: options.logger } : {}) });
   } catch (error) {
-    await rm(temporary, { force: true });
     throw new ExecAgentBuildError(`compiling ${sourcePath} failed`, { cause: error });
   }
-  (options.logger ?? silentLogger).info({ binary }, 'exec agent compiled');
-  return binary;
 }
 
 /** The identity the init runs the image command as (the container user). */

@@ -1,11 +1,10 @@
 // Idmapped bind mounts (shared image layers appear owned by an environment's root without chowning),
 // per-environment user+network namespaces, plus the mount-table helpers (mountinfo parsing, idempotent unmount) that overlay.ts builds on.
-import { createHash } from 'node:crypto';
-import { existsSync } from 'node:fs';
-import { mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { type Logger, WarrenError, silentLogger } from '@warren/base';
+import { type Logger, WarrenError } from '@warren/base';
+import { compileCached, locateCSource } from './c-program.js';
 import { exec } from './exec.js';
 
 /** The helper's C source could not be found or compiled (needs a C compiler: apt `gcc`/`libc6-dev`). */
@@ -110,37 +109,24 @@ export async function unmountRecursive(path: string, options: { detach?: boolean
  * @throws {IdmapHelperError} when neither exists (a package shipped without `src/`).
  */
 export function idmapHelperSourcePath(moduleDir: string = dirname(fileURLToPath(import.meta.url))): string {
-  const here = moduleDir;
-  const candidates = [join(here, 'idmap-helper.c'), join(here, '..', '..', 'src', 'linux', 'idmap-helper.c')];
-  const found = candidates.find((candidate) => existsSync(candidate));
+  const { found, candidates } = locateCSource('idmap-helper.c', moduleDir);
   if (!found) throw new IdmapHelperError(`idmap-helper.c not found (looked in ${candidates.join(', ')})`);
   return found;
 }
 
 /**
- * Returns the path of the compiled idmap helper, compiling it with `cc -O2` on first use.
- * The binary is `<cacheDir>/warren-idmap-<first 12 hex of sha256(source)>`, so an edited source
- * gets a new binary and concurrent first uses are safe (compile to a temp name, then rename(2)).
+ * Returns the path of the compiled idmap helper, compiling it with `cc -O2` on first use ({@link compileCached}):
+ * `<cacheDir>/warren-idmap-<12 hex of the source's and flags' hash>`.
  * @param cacheDir e.g. `<dataDir>/bin`; created if missing.
  * @throws {IdmapHelperError} when the source is missing or the compiler fails (cause: the ExecError).
  */
 export async function ensureIdmapHelper(cacheDir: string, options: { logger?: Logger } = {}): Promise<string> {
   const sourcePath = idmapHelperSourcePath();
-  const source = await readFile(sourcePath);
-  const digest = createHash('sha256').update(source).digest('hex').slice(0, 12);
-  const binary = join(cacheDir, `warren-idmap-${digest}`);
-  if (existsSync(binary)) return binary;
-  await mkdir(cacheDir, { recursive: true });
-  const temporary = `${binary}.tmp-${process.pid}-${Date.now()}`;
   try {
-    await exec(['cc', '-O2', '-o', temporary, sourcePath], { logger: options.logger });
-    await rename(temporary, binary);
+    return await compileCached({ sourcePath, cacheDir, name: 'warren-idmap', flags: ['-O2'], ...(options.logger ? { logger: options.logger } : {}) });
   } catch (error) {
-    await rm(temporary, { force: true });
     throw new IdmapHelperError(`compiling ${sourcePath} failed`, { cause: error });
   }
-  (options.logger ?? silentLogger).info({ binary }, 'idmap helper compiled');
-  return binary;
 }
 
 /** A source directory and the existing directory where its idmapped view is mounted. */
