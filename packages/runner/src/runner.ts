@@ -40,8 +40,11 @@ export interface StartRunnerOptions {
   linux?: Partial<Omit<LinuxBackendOptions, 'dataDir' | 'config' | 'logger'>>;
   /** Injected fetch for the API client (tests). */
   fetch?: typeof fetch;
-  /** Port proxy (proxy/service.ts): listen address (default 127.0.0.1:7082), `<port>-<env>.<domain>` domain (default localhost), advertised URL. */
-  proxy?: { listen?: { host: string; port: number }; domain?: string; advertiseUrl?: string; scanIntervalMs?: number };
+  /**
+   * Port proxy (proxy/service.ts): listen address (default 127.0.0.1:7082), `<port>-<env>.<domain>` domain (default
+   * localhost), advertised URL, and who serves the address (default `native`: the C front of docs/design/0008).
+   */
+  proxy?: { listen?: { host: string; port: number }; domain?: string; advertiseUrl?: string; scanIntervalMs?: number; front?: 'native' | 'node' };
   /**
    * Where the SSH gateway listens (conventionally port 2222; port 0 picks a free port); absent: no gateway. Its
    * address is published as `status.endpoints.ssh` (`host:port`, or `sshAdvertise`) and its host key as

@@ -4,17 +4,18 @@
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { chmod, mkdir, readFile, rename, rm } from 'node:fs/promises';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { type Logger, silentLogger } from '@warren/base';
 import { exec } from './exec.js';
 
 /**
  * Finds the C source `file` next to a module: in `moduleDir` when running from sources (vitest, tsx), in
- * `moduleDir/../../src/linux/` when running compiled from `dist/linux/`.
+ * `moduleDir/../../src/<same folder>/` when running compiled from `dist/<folder>/` (e.g. `dist/linux/` →
+ * `src/linux/`).
  * @returns the path, or undefined when neither exists (a package shipped without `src/`).
  */
 export function locateCSource(file: string, moduleDir: string): { found?: string; candidates: string[] } {
-  const candidates = [join(moduleDir, file), join(moduleDir, '..', '..', 'src', 'linux', file)];
+  const candidates = [join(moduleDir, file), join(moduleDir, '..', '..', 'src', basename(moduleDir), file)];
   const found = candidates.find((candidate) => existsSync(candidate));
   return found === undefined ? { candidates } : { found, candidates };
 }

@@ -103,13 +103,16 @@ export class RelayConnection {
   /**
    * Starts relaying `client` (a socket accepted with `allowHalfOpen: true`).
    * @param onDone called once when the relay no longer owns the client (closed or handed off).
+   * @param remoteAddress the client's address for X-Forwarded-For: the socket's peer, or for a connection the
+   *   native front handed over, the address its PROXY line named (front.ts).
    */
   constructor(
     private readonly client: Socket,
     private readonly hooks: RelayHooks,
     private readonly onDone: (relay: RelayConnection) => void,
+    remoteAddress: string = client.remoteAddress ?? '',
   ) {
-    this.remoteAddress = client.remoteAddress ?? '';
+    this.remoteAddress = remoteAddress;
     client.on('data', this.onClientData);
     client.on('end', this.onClientEnd);
     client.on('drain', this.onClientDrain);

@@ -4,6 +4,9 @@
 import { type IncomingMessage, createServer, request as httpRequest } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { randomBytes } from 'node:crypto';
+import { mkdtemp } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { Environment } from '@warren/api';
 import { SignJWT, exportJWK, generateKeyPair, importJWK, type JWK } from 'jose';
 import { WebSocket, WebSocketServer } from 'ws';
@@ -50,7 +53,9 @@ function get(port: number, path: string, headers: Record<string, string> = {}, m
   });
 }
 
-describe('port proxy', () => {
+// Every case runs against both ways of serving the address: the Node proxy alone, and the native front
+// (proxy-front.c) relaying what it may and handing the rest to the Node proxy.
+describe.each(['node', 'native'] as const)('port proxy (%s front)', (front) => {
   let app: ReturnType<typeof createServer>;
   let appPort: number;
   let proxy: PortProxy;
@@ -126,7 +131,10 @@ describe('port proxy', () => {
       verifyToken: createPortTokenVerifier({ server: 'http://unused', runnerId: () => RUNNER_ID, keys: async () => importJWK(publicJwk, 'EdDSA') }),
       sessions: new SessionSigner(randomBytes(32)),
       onActivity: (id) => activity.push(id),
+      ...(front === 'native' ? { nativeFront: { binDir: await mkdtemp(join(tmpdir(), 'warren-front-test-')) } } : {}),
     });
+    // The native front must really serve (it would fall back to Node silently when it cannot be compiled).
+    expect(proxy.front).toBe(front);
   });
 
   afterAll(async () => {

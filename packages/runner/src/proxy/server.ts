@@ -7,7 +7,10 @@
 // connection goes to the slow path, Node's HTTP server below, which answers refusals, token exchanges, the path
 // form, upgrades, chunked uploads and malformed requests.
 import { Agent, type IncomingHttpHeaders, type IncomingMessage, type OutgoingHttpHeaders, type ServerResponse, createServer, request as httpRequest } from 'node:http';
-import { type AddressInfo, type Socket, createServer as createNetServer } from 'node:net';
+import { type AddressInfo, type Server as NetServer, type Socket, createServer as createNetServer } from 'node:net';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { Duplex } from 'node:stream';
 import { pipeline } from 'node:stream';
 import { type Environment, PORT_TOKEN_PARAMETER, makeStatus } from '@warren/api';
@@ -15,6 +18,7 @@ import { type Logger, WarrenError, errorMessage, silentLogger } from '@warren/ba
 import type { EnvironmentNetwork } from '../environment/backend.js';
 import { listListeningSockets, loopbackOnly } from '../ports/listening.js';
 import { connectInNamespace } from '../ports/loopback.js';
+import { type FrontAnswer, type ProxyFront, ProxyFrontError, ensureProxyFront, readProxyLine, startProxyFront } from './front.js';
 import { NamespaceAgent } from './loopback-agent.js';
 import { parseProxyRoute, queryParameter, withoutQueryParameter, type ProxyRoute } from './route.js';
 import { RelayConnection, type RelayAdmission, type RelayHooks, type RelayTarget } from './relay.js';
@@ -47,6 +51,12 @@ export interface PortProxyOptions {
   logger?: Logger;
   /** Clock (tests). */
   now?: () => Date;
+  /**
+   * Serve the address with the native front (front.ts, docs/design/0008), compiled into `binDir` (e.g.
+   * `<dataDir>/bin`). When it cannot be compiled or started (other than a bind error) the Node proxy listens on
+   * the address itself, as it does without this option; when it dies later, the Node proxy takes the address over.
+   */
+  nativeFront?: { binDir: string };
 }
 
 /** A listening port proxy. */
@@ -54,6 +64,8 @@ export interface PortProxy {
   /** Bound base URL, e.g. `http://127.0.0.1:7082`. */
   url: string;
   port: number;
+  /** Who serves the public address: the native front, or the Node proxy alone. */
+  readonly front: 'native' | 'node';
   /** Stops listening and ends open connections, upgraded ones included. */
   close(): Promise<void>;
 }
@@ -225,34 +237,59 @@ export async function startPortProxy(options: PortProxyOptions): Promise<PortPro
     return { kind: 'forward', environment, network, cookieRest: rest };
   }
 
+  // The client address of each connection the native front handed over (its PROXY line), for X-Forwarded-For.
+  const clientAddresses = new WeakMap<object, string>();
+
   // The route of each Host seen on the fast path (null: not the host form): it depends on nothing else.
   const hostRoutes = new Map<string, RouteTarget | null>();
 
   /**
-   * The fast path's admission of a request (relay.ts): the same route and auth checks as {@link decide}, without
-   * the parts that need the slow path.
-   * @returns undefined (slow path) for the path form, a port token in the query, and every refusal.
+   * The environment and port a host-form request may reach with these session cookie values: the route and auth
+   * checks of {@link decide} for a request without a port token.
+   * @returns undefined for the path form (or no route) and every refusal.
    */
-  function admitFast(head: RequestHead): RelayAdmission | undefined {
-    let route = hostRoutes.get(head.host);
+  function admitHost(host: string, sessionValues: string[]): { environmentId: string; port: number } | undefined {
+    let route = hostRoutes.get(host);
     if (route === undefined) {
-      const parsed = parseProxyRoute(head.host, head.target, domain);
+      const parsed = parseProxyRoute(host, '/', domain);
       route = parsed?.form === 'host' ? { environment: parsed.environment, port: parsed.port } : null;
       if (hostRoutes.size >= 1024) hostRoutes.clear();
-      hostRoutes.set(head.host, route);
+      hostRoutes.set(host, route);
     }
     if (route === null) return undefined;
-    if (head.target.includes('?') && queryParameter(head.target, TOKEN_PARAMETER) !== undefined) return undefined;
-    // Only a Cookie field that names Warren's cookie is split (and then rewritten); others reach the app as sent.
-    const session = head.cookie?.includes(SESSION_COOKIE) ? takeSessionCookies(head.cookie) : undefined;
-    let environment: Environment;
     try {
-      environment = admitted(route, candidatesOf(route), session?.values ?? [], undefined);
+      return { environmentId: admitted(route, candidatesOf(route), sessionValues, undefined).metadata.id, port: route.port };
     } catch (error) {
       if (error instanceof ProxyError) return undefined;
       throw error;
     }
-    return { environmentId: environment.metadata.id, port: route.port, stripCookie: session !== undefined, cookie: session?.rest };
+  }
+
+  /**
+   * The fast path's admission of a request (relay.ts): {@link admitHost}, and no port token in the query.
+   * @returns undefined (slow path) for the path form, a port token in the query, and every refusal.
+   */
+  function admitFast(head: RequestHead): RelayAdmission | undefined {
+    if (head.target.includes('?') && queryParameter(head.target, TOKEN_PARAMETER) !== undefined) return undefined;
+    // Only a Cookie field that names Warren's cookie is split (and then rewritten); others reach the app as sent.
+    const session = head.cookie?.includes(SESSION_COOKIE) ? takeSessionCookies(head.cookie) : undefined;
+    const admission = admitHost(head.host, session?.values ?? []);
+    if (admission === undefined) return undefined;
+    return { ...admission, stripCookie: session !== undefined, cookie: session?.rest };
+  }
+
+  /**
+   * The native front's question (front.ts): where a host-form request with these session values may go, for at
+   * most {@link NETWORK_CACHE_MS} (the front also forgets every answer when an environment's phase or ports change).
+   */
+  async function decideForFront(host: string, sessionValues: string[]): Promise<FrontAnswer> {
+    const deny: FrontAnswer = { kind: 'deny', ttlMs: NETWORK_CACHE_MS };
+    const admission = admitHost(host, sessionValues);
+    if (admission === undefined) return deny;
+    const network = await networkOf(admission.environmentId);
+    if (!network) return deny;
+    const target = (await isLoopbackOnly(network.pid, admission.port)) ? { pid: network.pid } : { address: network.address };
+    return { kind: 'grant', ttlMs: NETWORK_CACHE_MS, ...admission, target };
   }
 
   /**
@@ -277,7 +314,7 @@ export async function startPortProxy(options: PortProxyOptions): Promise<PortPro
       headers[name] = value;
     }
     if (cookieRest !== undefined) headers['cookie'] = cookieRest;
-    const remote = request.socket.remoteAddress ?? '';
+    const remote = clientAddresses.get(request.socket) ?? request.socket.remoteAddress ?? '';
     const prior = request.headers['x-forwarded-for'];
     headers['x-forwarded-for'] = prior ? `${Array.isArray(prior) ? prior.join(', ') : prior}, ${remote}` : remote;
     headers['x-forwarded-host'] = request.headers.host ?? '';
@@ -446,25 +483,98 @@ export async function startPortProxy(options: PortProxyOptions): Promise<PortPro
     proto: options.secureCookies ? 'https' : 'http',
     logger,
   };
-  const listener = createNetServer({ allowHalfOpen: true, noDelay: true }, (socket) => {
-    relays.add(new RelayConnection(socket, hooks, (relay) => relays.delete(relay)));
-  });
-
-  await new Promise<void>((resolve, reject) => {
-    listener.once('error', reject);
-    listener.listen(options.port, options.host, () => {
-      listener.off('error', reject);
-      resolve();
+  const relay = (socket: Socket, remoteAddress?: string): void => {
+    relays.add(new RelayConnection(socket, hooks, (done) => relays.delete(done), remoteAddress));
+  };
+  // The Node proxy on the public address: without the native front, or after it died.
+  const listener = createNetServer({ allowHalfOpen: true, noDelay: true }, (socket) => relay(socket));
+  const listen = (port: number) =>
+    new Promise<void>((resolve, reject) => {
+      listener.once('error', reject);
+      listener.listen(port, options.host, () => {
+        listener.off('error', reject);
+        resolve();
+      });
     });
-  });
-  const { port } = listener.address() as AddressInfo;
+  const native = options.nativeFront ? await startNativeFront(options.nativeFront.binDir) : undefined;
+  if (!native) await listen(options.port);
+  const port = native ? native.front.port : (listener.address() as AddressInfo).port;
   const host = options.host.includes(':') ? `[${options.host}]` : options.host;
-  logger.info({ host: options.host, port, domain }, 'port proxy listening');
+  logger.info({ host: options.host, port, domain, front: native ? 'native' : 'node' }, 'port proxy listening');
+
+  /**
+   * Starts the native front with a hand-off listener on a unix socket in a private directory (mode 0700, so only
+   * the runner's user can claim a client address with a PROXY line).
+   * @returns undefined when the front cannot be compiled or started (logged; the Node proxy listens instead).
+   * @throws {ProxyFrontError} when the front cannot bind the address (`code` as Node's, e.g. `EADDRINUSE`).
+   */
+  async function startNativeFront(binDir: string): Promise<{ front: ProxyFront; handOff: NetServer; dir: string } | undefined> {
+    let binary: string;
+    try {
+      binary = await ensureProxyFront(binDir, logger);
+    } catch (error) {
+      logger.warn({ error: errorMessage(error) }, 'port proxy: the native front is not available, Node serves the address');
+      return undefined;
+    }
+    const dir = await mkdtemp(join(tmpdir(), 'warren-proxy-'));
+    const handOff = createNetServer({ allowHalfOpen: true }, (socket) => readProxyLine(socket, (handed, remoteAddress) => {
+      clientAddresses.set(handed, remoteAddress);
+      relay(handed, remoteAddress);
+      handed.resume();
+    }));
+    await new Promise<void>((resolve, reject) => {
+      handOff.once('error', reject);
+      handOff.listen(join(dir, 'hand-off.sock'), () => resolve());
+    });
+    let front: ProxyFront;
+    try {
+      front = await startProxyFront({
+        binary,
+        host: options.host,
+        port: options.port,
+        handOffPath: join(dir, 'hand-off.sock'),
+        proto: options.secureCookies ? 'https' : 'http',
+        decide: decideForFront,
+        onActivity: options.onActivity ?? (() => {}),
+        onExit(error) {
+          logger.error({ error: errorMessage(error) }, 'port proxy: the native front stopped, Node serves the address');
+          listen(port).catch((listenError: unknown) => logger.error({ error: errorMessage(listenError) }, 'port proxy: cannot take the address over'));
+        },
+        logger,
+      });
+    } catch (error) {
+      handOff.close();
+      await rm(dir, { recursive: true, force: true });
+      if (error instanceof ProxyFrontError && error.code.startsWith('EADDR')) throw error;
+      if (error instanceof ProxyFrontError && error.code === 'EACCES') throw error;
+      logger.warn({ error: errorMessage(error) }, 'port proxy: the native front did not start, Node serves the address');
+      return undefined;
+    }
+    return { front, handOff, dir };
+  }
+
+  // The front keeps answers for up to NETWORK_CACHE_MS; it forgets them as soon as what they depend on changes.
+  let seen = native ? fingerprint(options.environments()) : '';
+  const watch = native
+    ? setInterval(() => {
+        const now = fingerprint(options.environments());
+        if (now !== seen) native.front.flush();
+        seen = now;
+      }, FRONT_FLUSH_CHECK_MS).unref()
+    : undefined;
+
   return {
     url: `http://${host}:${port}`,
     port,
+    front: native ? 'native' : 'node',
     async close() {
-      const closed = new Promise<void>((resolve) => listener.close(() => resolve()));
+      clearInterval(watch);
+      if (native) {
+        await native.front.close();
+        native.handOff.close();
+        await rm(native.dir, { recursive: true, force: true });
+      }
+      const closed = listener.listening ? new Promise<void>((resolve) => listener.close(() => resolve())) : Promise.resolve();
       for (const relay of relays) relay.destroy();
       server.closeAllConnections();
       server.close();
@@ -475,6 +585,20 @@ export async function startPortProxy(options: PortProxyOptions): Promise<PortPro
       await closed;
     },
   };
+}
+
+/** How often the proxy checks whether the environments changed so the native front must forget its answers, in ms. */
+const FRONT_FLUSH_CHECK_MS = 100;
+
+/** What the native front's answers depend on: each environment's id, name, phase and port visibility. */
+function fingerprint(environments: Environment[]): string {
+  let text = '';
+  for (const environment of environments) {
+    text += `${environment.metadata.id} ${environment.metadata.name} ${environment.status.phase}`;
+    for (const entry of environment.spec.ports) text += ` ${entry.port}:${entry.visibility}`;
+    text += '\n';
+  }
+  return text;
 }
 
 /** Header names listed in `Connection` (RFC 9110 §7.6.1): hop-by-hop as well. */

@@ -30,6 +30,11 @@ export interface PortServiceOptions {
   /** The proxy's base URL as clients reach it (default `http://<domain>:<bound port>`); its host must be the domain. */
   advertiseUrl?: string;
   onActivity?: (environmentId: string) => void;
+  /**
+   * Who serves the proxy's address: `native` (default), the C front (front.ts, compiled into `<dataDir>/bin`),
+   * falling back to Node when it cannot be compiled; `node`, the Node proxy alone.
+   */
+  front?: 'native' | 'node';
   /** Port scan interval in ms (default 1000). */
   scanIntervalMs?: number;
   logger?: Logger;
@@ -62,6 +67,7 @@ export async function startPortService(options: PortServiceOptions): Promise<Por
     verifyToken: createPortTokenVerifier({ server: options.server, runnerId: options.runnerId }),
     sessions: await SessionSigner.fromFile(join(options.dataDir, 'proxy-session.key')),
     ...(options.onActivity ? { onActivity: options.onActivity } : {}),
+    ...(options.front === 'node' ? {} : { nativeFront: { binDir: join(options.dataDir, 'bin') } }),
     logger: options.logger ?? silentLogger,
   };
   const listen = options.listen ?? DEFAULT_PROXY_LISTEN;
