@@ -19,7 +19,7 @@ import { startServerProcess } from '../shared/server-process.js';
 import ssh2 from 'ssh2';
 import type * as Cgroups from '../../packages/runner/dist/linux/cgroups.js';
 import type * as Runtime from '../../packages/runner/dist/linux/runtime.js';
-import { generateEd25519KeyPair } from '../../packages/runner/dist/ssh/host-key.js';
+import type * as HostKey from '../../packages/runner/dist/ssh/host-key.js';
 import { ensureTestImages } from '../../e2e/fixtures/images.js';
 import { startGitServer } from '../../e2e/fixtures/git-server.js';
 import { freePort } from '../../e2e/fixtures/process.js';
@@ -324,6 +324,7 @@ async function main(): Promise<Figures> {
     // ---------------------------------------------------------------- SSH
     const clientDir = await mkdtemp(join(tmpdir(), 'warren-bench-access-client-'));
     cleanups.push(() => rm(clientDir, { recursive: true, force: true }));
+    const { generateEd25519KeyPair } = await load<typeof HostKey>('packages/runner/dist/ssh/host-key.js');
     const pair = generateEd25519KeyPair('bench@access');
     const keyFile = join(clientDir, 'id_ed25519');
     await writeFile(keyFile, pair.private, { mode: 0o600 });
