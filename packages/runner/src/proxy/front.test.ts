@@ -140,22 +140,26 @@ function environment(id: string, name: string, ports: Environment['spec']['ports
   };
 }
 
-/** The pids of this process's children running the front. */
-function frontProcesses(): number[] {
-  const found: number[] = [];
+/** The command names (comm) of this process's children, by pid. */
+function childProcesses(): Map<number, string> {
+  const found = new Map<number, string>();
   for (const entry of readdirSync('/proc')) {
     if (!/^\d+$/.test(entry)) continue;
     try {
       const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
       const close = stat.lastIndexOf(')');
       const ppid = Number(stat.slice(close + 2).split(' ')[1]);
-      if (ppid === process.pid && stat.slice(stat.indexOf('(') + 1, close).startsWith('warren-proxy-fr')) found.push(Number(entry));
+      if (ppid === process.pid) found.set(Number(entry), stat.slice(stat.indexOf('(') + 1, close));
     } catch {
       // gone meanwhile
     }
   }
   return found;
 }
+
+const children = () => [...childProcesses().values()];
+/** The pids of this process's children running the front (comm is cut at 15 characters). */
+const frontProcesses = () => [...childProcesses()].filter(([, name]) => name.startsWith('warren-proxy-fr')).map(([pid]) => pid);
 
 describe('native front: a running proxy', () => {
   let app: ReturnType<typeof createServer>;
@@ -223,6 +227,37 @@ describe('native front: a running proxy', () => {
       other.close();
       return status;
     }).toBe(200);
+  });
+
+  // setns(2) into a network namespace needs CAP_SYS_ADMIN.
+  const rootless = process.getuid?.() !== 0 ? 'needs root (setns into a network namespace)' : undefined;
+  if (rootless) console.warn(`skipping the native front's loopback-only test: ${rootless}`);
+  it.skipIf(rootless !== undefined)('reaches an app bound to loopback only from inside its namespace, with no helper process', async () => {
+    const own = await startPortProxy({
+      host: '127.0.0.1',
+      port: 0,
+      environments: () => environments,
+      // This process's namespace stands for the environment's; its "veth address" 127.0.0.3 reaches nothing (the
+      // app listens on 127.0.0.1 only), so an answer proves the front connected from inside the namespace.
+      network: () => Promise.resolve({ address: '127.0.0.3', pid: process.pid }),
+      verifyToken: () => Promise.reject(new Error('unused')),
+      sessions: new SessionSigner(randomBytes(32)),
+      nativeFront: { binDir },
+    });
+    const client = await RawClient.open(own.port);
+    const ports = new Set<number>();
+    for (let index = 0; index < 5; index++) {
+      client.send(get(`/loop/${index}`));
+      const answer = await client.response();
+      expect(answer.status).toBe(200);
+      const seen = JSON.parse(answer.body.toString('utf8')) as { url: string; relayedBy: number };
+      expect(seen.url).toBe(`/loop/${index}`);
+      ports.add(seen.relayedBy);
+    }
+    expect(ports.size).toBe(1); // one app connection for the keep-alive client connection
+    expect(children().filter((name) => name === 'nsenter' || name === 'socat')).toEqual([]);
+    client.close();
+    await own.close();
   });
 
   it('says EADDRINUSE when the address is taken, so that the runner can pick another port', async () => {

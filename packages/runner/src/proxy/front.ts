@@ -120,7 +120,7 @@ export async function startProxyFront(options: ProxyFrontOptions): Promise<Proxy
     const lines = createInterface({ input: child.stdout });
     lines.on('line', (line) => {
       const fields = line.split(' ');
-      switch (fields[0]) {
+      switch (fields[0] ?? '') {
         case 'ask':
           return answer(fields[1] ?? '', fields[2] ?? '', fields.slice(3));
         case 'activity':
