@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { age, formatBytes, parseBytes, renderTable } from './output.js';
 import { parseMillicores } from './commands/admin.js';
-import { parseListen, sanitizeName } from './commands/daemons.js';
+import { parseListen, parseProxyFront, sanitizeName } from './commands/daemons.js';
 
 describe('output helpers', () => {
   it('renders an aligned table', () => {
@@ -32,6 +32,12 @@ describe('output helpers', () => {
     expect(parseListen('[::1]:80', '--listen')).toEqual({ host: '::1', port: 80 });
     expect(() => parseListen('7080', '--listen')).toThrow(/--listen must be HOST:PORT/);
     expect(() => parseListen('h:99999', '--listen')).toThrow(/--listen/);
+  });
+
+  it('takes --proxy-front native or node, and names the flag otherwise', () => {
+    expect(parseProxyFront('native')).toBe('native');
+    expect(parseProxyFront('node')).toBe('node');
+    expect(() => parseProxyFront('nginx')).toThrow(/--proxy-front must be "native" or "node", not "nginx"/);
   });
 
   it('formats ages and names', () => {

@@ -118,11 +118,13 @@ export function registerDaemonCommands(program: Command, context: CommandContext
     .option('--ssh-listen <host:port>', 'SSH gateway address ("off" to disable)', '127.0.0.1:2222')
     .option('--proxy-listen <host:port>', 'port URL proxy address', '127.0.0.1:7082')
     .option('--proxy-domain <domain>', 'port URLs are <port>-<env>.<domain>', 'localhost')
+    .option('--proxy-front <native|node>', PROXY_FRONT_HELP, 'native')
     .option('--database-url <url>', 'use PostgreSQL instead of the embedded database')
-    .action(async (options: { dataDir?: string; listen: string; accessListen: string; sshListen: string; proxyListen: string; proxyDomain: string; databaseUrl?: string }) => {
+    .action(async (options: { dataDir?: string; listen: string; accessListen: string; sshListen: string; proxyListen: string; proxyDomain: string; proxyFront: string; databaseUrl?: string }) => {
       const dataDir = options.dataDir ?? defaultDataDir();
       const listen = parseListen(options.listen, '--listen');
       const accessListen = parseListen(options.accessListen, '--access-listen');
+      parseProxyFront(options.proxyFront);
       const logger = makeLogger();
       const { ensureRunnerToken, startServer } = await import('@warren/server');
       const server = await startServer({
@@ -154,6 +156,7 @@ export function registerDaemonCommands(program: Command, context: CommandContext
             '--ssh-listen', options.sshListen,
             '--proxy-listen', options.proxyListen,
             '--proxy-domain', options.proxyDomain,
+            '--proxy-front', options.proxyFront,
           ],
         });
       } catch (error) {
@@ -211,7 +214,8 @@ export function registerDaemonCommands(program: Command, context: CommandContext
     .option('--ssh-listen <host:port>', 'SSH gateway address ("off" to disable)', '0.0.0.0:2222')
     .option('--proxy-listen <host:port>', 'port URL proxy address', '0.0.0.0:7082')
     .option('--proxy-domain <domain>', 'port URLs are <port>-<env>.<domain> (needs wildcard DNS to this host)', 'localhost')
-    .action(async (options: { name?: string; dataDir?: string; accessListen: string; advertiseUrl?: string; sshListen: string; proxyListen: string; proxyDomain: string }) => {
+    .option('--proxy-front <native|node>', PROXY_FRONT_HELP, 'native')
+    .action(async (options: { name?: string; dataDir?: string; accessListen: string; advertiseUrl?: string; sshListen: string; proxyListen: string; proxyDomain: string; proxyFront: string }) => {
       // Flags, else WARREN_SERVER / WARREN_TOKEN (never the saved CLI context: that holds a personal token).
       const flags = context.options();
       const server = flags.server ?? process.env.WARREN_SERVER;
@@ -264,11 +268,25 @@ async function issueAdminToken(store: ResourceStore): Promise<string> {
   return secret;
 }
 
-/** The SSH gateway and port proxy options of `startRunner` from the `--ssh-listen`/`--proxy-*` flags. */
-function accessServices(options: { sshListen: string; proxyListen: string; proxyDomain: string }) {
+const PROXY_FRONT_HELP = 'who serves the proxy address: native (a C relay, docs/design/0008; Node when it cannot be compiled) or node';
+
+/**
+ * The `--proxy-front` flag.
+ * @throws {InvalidError} for anything but `native` or `node`.
+ */
+export function parseProxyFront(value: string): 'native' | 'node' {
+  if (value !== 'native' && value !== 'node') throw new InvalidError(`--proxy-front must be "native" or "node", not "${value}"`);
+  return value;
+}
+
+/**
+ * The SSH gateway and port proxy options of `startRunner` from the `--ssh-listen`/`--proxy-*` flags.
+ * @throws {InvalidError} for a malformed address or `--proxy-front`.
+ */
+function accessServices(options: { sshListen: string; proxyListen: string; proxyDomain: string; proxyFront: string }) {
   return {
     ...(options.sshListen === 'off' ? {} : { sshListen: parseListen(options.sshListen, '--ssh-listen') }),
-    proxy: { listen: parseListen(options.proxyListen, '--proxy-listen'), domain: options.proxyDomain },
+    proxy: { listen: parseListen(options.proxyListen, '--proxy-listen'), domain: options.proxyDomain, front: parseProxyFront(options.proxyFront) },
   };
 }
 
