@@ -33,6 +33,11 @@ const ROUNDS = Number(process.env['BENCH_ROUNDS'] ?? 3);
 const CONNECTIONS = Number(process.env['BENCH_CONNECTIONS'] ?? 16);
 const SSH_RUNS = Number(process.env['BENCH_SSH_RUNS'] ?? 30);
 const SESSIONS = Number(process.env['BENCH_SESSIONS'] ?? 200);
+/** Who serves the proxy's address (`BENCH_PROXY_FRONT`: `native`, the default as in the runner, or `node`). */
+const PROXY_FRONT = ((front: string): 'native' | 'node' => {
+  if (front !== 'native' && front !== 'node') throw new Error(`BENCH_PROXY_FRONT: "${front}" is neither native nor node`);
+  return front;
+})(process.env['BENCH_PROXY_FRONT'] ?? 'native');
 /** Which parts run (`BENCH_PARTS`, a comma list of `proxy`, `ssh`, `sessions`; default all). */
 const PARTS = new Set((process.env['BENCH_PARTS'] ?? 'proxy,ssh,sessions').split(',').map((part) => part.trim()).filter((part) => part !== ''));
 for (const part of PARTS) if (!['proxy', 'ssh', 'sessions'].includes(part)) throw new Error(`BENCH_PARTS: unknown part "${part}" (proxy, ssh, sessions)`);
@@ -181,6 +186,8 @@ function sshExec(client: ssh2.Client, command: string): Promise<{ code: number; 
 }
 
 interface Figures {
+  /** Who served the proxy's address (RunningRunner.proxyFront): the native front, or Node when it could not start. */
+  front: string;
   /** Throughput runs through relay-bound.c (the ceiling for any proxy here), by path (`/`, then the heavier ones). */
   bound: Record<string, WrkResult[]>;
   /** Throughput runs of the heavier app paths, by path. */
@@ -201,6 +208,7 @@ async function main(): Promise<Figures> {
   };
   process.once('SIGINT', () => void cleanup().then(() => process.exit(130)));
   const figures: Figures = {
+    front: PROXY_FRONT,
     bound: Object.fromEntries(['/', ...HEAVIER.map(({ path }) => path)].map((path) => [path, []])),
     heavier: Object.fromEntries(HEAVIER.map(({ path }) => [path, { direct: [], proxy: [] }])),
     direct: { throughput: [], latency: [] },
@@ -259,7 +267,7 @@ async function main(): Promise<Figures> {
       dataDir: runnerDir,
       accessListen: { host: '127.0.0.1', port: 0 },
       sshListen: { host: '127.0.0.1', port: 0 },
-      proxy: { listen: { host: '127.0.0.1', port: 0 } },
+      proxy: { listen: { host: '127.0.0.1', port: 0 }, front: PROXY_FRONT },
       config: { slotOffset: SLOT_OFFSET, heartbeatSeconds: 1 },
       // The host's nftables table is shared with test suites; the firewall is not on the request path.
       linux: { firewall: false, runtime, cgroups },
@@ -299,7 +307,8 @@ async function main(): Promise<Figures> {
       if (attempt > 300) throw new Error(`the app does not answer (direct ${direct}, proxy ${proxied})`);
       await sleep(100);
     }
-    console.log(`environment ${id} at ${address}; proxy ${proxyUrl} (Host ${proxyHost}); ssh 127.0.0.1:${sshPort}`);
+    figures.front = runner.proxyFront;
+    console.log(`environment ${id} at ${address}; proxy ${proxyUrl} (Host ${proxyHost}, ${runner.proxyFront} front); ssh 127.0.0.1:${sshPort}`);
 
     // ---------------------------------------------------------------- HTTP: direct vs proxy, interleaved
     if (PARTS.has('proxy')) {
@@ -445,7 +454,7 @@ function reportProxy(figures: Figures): void {
   const ratio = proxyT.requestsPerSecond / directT.requestsPerSecond;
   const added = proxyP50 - directP50;
   const errors = [...figures.direct.throughput, ...figures.proxy.throughput, ...figures.direct.latency, ...figures.proxy.latency].reduce((sum, result) => sum + result.errors, 0);
-  console.log(`\nHTTP: ${ROUNDS} rounds × ${SECONDS} s per wrk run (median round)\n`);
+  console.log(`\nHTTP: ${ROUNDS} rounds × ${SECONDS} s per wrk run (median round); proxy served by the ${figures.front} front\n`);
   console.log('HTTP (wrk, 1 thread)                  direct (baseline)    through proxy    target');
   console.log(`throughput, ${String(CONNECTIONS).padStart(2)} connections (req/s)   ${f(directT.requestsPerSecond, 0).padStart(12)}   ${f(proxyT.requestsPerSecond, 0).padStart(14)}    ratio ${f(ratio * 100)} % (≥ ${TARGETS.throughputRatio * 100} %: ${mark(ratio >= TARGETS.throughputRatio)})`);
   console.log(`  p50 / p99 at that load (ms)        ${`${f(directT.p50Ms, 2)} / ${f(directT.p99Ms, 2)}`.padStart(12)}   ${`${f(proxyT.p50Ms, 2)} / ${f(proxyT.p99Ms, 2)}`.padStart(14)}`);

@@ -67,6 +67,8 @@ export interface RunningRunner {
   config: RunnerConfig;
   /** Resolves once the first list of environments has been queued. */
   synced: Promise<void>;
+  /** Who serves the port proxy's address: the native front, or the Node proxy alone (PortProxy.front). */
+  proxyFront: 'native' | 'node';
   /**
    * Records user activity in an environment (batched to the server's keepalive, activity/reporter.ts). The
    * SSH gateway and the port proxy take it as their `onActivity` option.
@@ -174,6 +176,7 @@ export async function startRunner(options: StartRunnerOptions): Promise<RunningR
       accessUrl,
       config,
       synced: started.synced,
+      proxyFront: portService.proxy.front,
       recordActivity: onActivity,
       idle: () => started.idle(),
       async close() {
