@@ -2,13 +2,13 @@
 // relays plain requests to the apps itself and hands every other connection to the Node proxy (server.ts) over a
 // unix socket, with a PROXY protocol v1 line naming the client. This module compiles and runs it, answers its
 // questions (which environment and address a Host and session cookie may reach) and reads the hand-off line.
-import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
 import { dirname } from 'node:path';
 import type { Socket } from 'node:net';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { type Logger, errorMessage } from '@warren/base';
 import { compileCached, locateCSource } from '../linux/c-program.js';
+import { spawnLogged } from '../linux/exec.js';
 
 /** What the runner answers the front for a Host and the session cookie values of a request. */
 export type FrontAnswer =
@@ -93,14 +93,16 @@ export async function ensureProxyFront(cacheDir: string, logger?: Logger): Promi
  */
 export async function startProxyFront(options: ProxyFrontOptions): Promise<ProxyFront> {
   const logger = options.logger;
-  const child: ChildProcessWithoutNullStreams = spawn(options.binary, [options.host, String(options.port), options.handOffPath, options.proto], { stdio: ['pipe', 'pipe', 'pipe'] });
+  const child = spawnLogged([options.binary, options.host, String(options.port), options.handOffPath, options.proto], { stdio: ['pipe', 'pipe', 'pipe'], logger });
+  if (!child.stdin || !child.stdout || !child.stderr) throw new ProxyFrontError('port proxy front started without pipes', 'ESPAWN');
+  const { stdin, stdout, stderr } = child;
   let closing = false;
   let listening = false;
   const send = (line: string): void => {
-    if (!child.stdin.destroyed) child.stdin.write(`${line}\n`);
+    if (!stdin.destroyed) stdin.write(`${line}\n`);
   };
-  child.stdin.on('error', () => {}); // the exit handler reports a dead front
-  createInterface({ input: child.stderr }).on('line', (line) => logger.warn({ front: line }, 'port proxy front'));
+  stdin.on('error', () => {}); // the exit handler reports a dead front
+  createInterface({ input: stderr }).on('line', (line) => logger.warn({ front: line }, 'port proxy front'));
 
   const answer = (qid: string, host: string, values: string[]): void => {
     options.decide(host, values).then(
@@ -117,7 +119,7 @@ export async function startProxyFront(options: ProxyFrontOptions): Promise<Proxy
   };
 
   const port = await new Promise<number>((resolve, reject) => {
-    const lines = createInterface({ input: child.stdout });
+    const lines = createInterface({ input: stdout });
     lines.on('line', (line) => {
       const fields = line.split(' ');
       switch (fields[0] ?? '') {
@@ -149,7 +151,7 @@ export async function startProxyFront(options: ProxyFrontOptions): Promise<Proxy
       closing = true;
       if (child.exitCode !== null || child.signalCode !== null) return;
       const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-      child.stdin.end();
+      stdin.end();
       child.kill('SIGTERM');
       await exited;
     },

@@ -1,0 +1,196 @@
+// The native front (proxy-front.c, front.ts) as the running port proxy, against a real app on loopback: it forgets
+// its answers when an environment changes, reaches a loopback-only app from inside the namespace (setns, needs root),
+// gives bind errors the caller can act on, and when it dies the Node proxy takes its address over.
+import { randomBytes } from 'node:crypto';
+import { mkdtemp } from 'node:fs/promises';
+import { readFileSync, readdirSync } from 'node:fs';
+import { type IncomingMessage, createServer } from 'node:http';
+import { type AddressInfo, createServer as createNetServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Environment } from '@warren/api';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type PortProxy, startPortProxy } from './server.js';
+import { SessionSigner } from './session.js';
+import { RawClient } from './testing/raw-client.js';
+
+function environment(id: string, name: string, ports: Environment['spec']['ports'], phase: 'Running' | 'Stopped' = 'Running'): Environment {
+  return {
+    kind: 'Environment',
+    apiVersion: 'v1',
+    metadata: { id, name, generation: 1, resourceVersion: '1', createdTime: new Date(0).toISOString(), labels: {}, ownerId: 'usr-a' },
+    spec: { desiredPhase: 'Running', source: { git: { url: 'https://example.com/r.git' } }, devcontainer: {}, className: 'default', ports, timeouts: { inactivitySeconds: 0 } },
+    status: { phase, observedGeneration: 1, conditions: [], ports: [], runnerId: 'run-test' },
+  };
+}
+
+/** The command names (comm) of this process's children, by pid. */
+function childProcesses(): Map<number, string> {
+  const found = new Map<number, string>();
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      const close = stat.lastIndexOf(')');
+      const ppid = Number(stat.slice(close + 2).split(' ')[1]);
+      if (ppid === process.pid) found.set(Number(entry), stat.slice(stat.indexOf('(') + 1, close));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return found;
+}
+
+const children = () => [...childProcesses().values()];
+/** The pids of this process's children running the front (comm is cut at 15 characters). */
+const frontProcesses = () => [...childProcesses()].filter(([, name]) => name.startsWith('warren-proxy-fr')).map(([pid]) => pid);
+
+describe('native front: a running proxy', () => {
+  let app: ReturnType<typeof createServer>;
+  let appPort: number;
+  let proxy: PortProxy;
+  let binDir: string;
+  const environments: Environment[] = [];
+  const get = (path = '/') => `GET ${path} HTTP/1.1\r\nHost: ${appPort}-hello.localhost\r\nX-Case-Check: 1\r\n\r\n`;
+
+  beforeAll(async () => {
+    app = createServer((request: IncomingMessage, response) => response.end(JSON.stringify({ url: request.url, relayedBy: request.socket.remotePort })));
+    await new Promise<void>((resolve) => app.listen(0, '127.0.0.1', resolve));
+    appPort = (app.address() as AddressInfo).port;
+    environments.push(environment('env-a', 'hello', [{ port: appPort, visibility: 'Public' }]));
+    binDir = await mkdtemp(join(tmpdir(), 'warren-front-test-'));
+    proxy = await startPortProxy({
+      host: '127.0.0.1',
+      port: 0,
+      environments: () => environments,
+      network: () => Promise.resolve({ address: '127.0.0.1', pid: 0 }),
+      verifyToken: () => Promise.reject(new Error('unused')),
+      sessions: new SessionSigner(randomBytes(32)),
+      nativeFront: { binDir },
+    });
+    expect(proxy.front).toBe('native');
+  });
+
+  afterAll(async () => {
+    await proxy?.close();
+    app?.closeAllConnections();
+    await new Promise((resolve) => app?.close(resolve));
+  });
+
+  it('forgets its answers when a port becomes private or the environment stops, and serves again when it is back', async () => {
+    const client = await RawClient.open(proxy.port);
+    client.send(get());
+    expect((await client.response()).status).toBe(200);
+    // Private now: the next request on the same connection is refused (within the proxy's change check, 100 ms).
+    environments[0] = environment('env-a', 'hello', []);
+    await expect.poll(async () => {
+      const other = await RawClient.open(proxy.port);
+      other.send(get());
+      const status = (await other.response()).status;
+      other.close();
+      return status;
+    }).toBe(401);
+    client.send(get());
+    expect((await client.response()).status).toBe(401);
+    client.close();
+
+    environments[0] = environment('env-a', 'hello', [{ port: appPort, visibility: 'Public' }], 'Stopped');
+    await expect.poll(async () => {
+      const other = await RawClient.open(proxy.port);
+      other.send(get());
+      const status = (await other.response()).status;
+      other.close();
+      return status;
+    }).toBe(503);
+
+    environments[0] = environment('env-a', 'hello', [{ port: appPort, visibility: 'Public' }]);
+    await expect.poll(async () => {
+      const other = await RawClient.open(proxy.port);
+      other.send(get());
+      const status = (await other.response()).status;
+      other.close();
+      return status;
+    }).toBe(200);
+  });
+
+  // setns(2) into a network namespace needs CAP_SYS_ADMIN.
+  const rootless = process.getuid?.() !== 0 ? 'needs root (setns into a network namespace)' : undefined;
+  if (rootless) console.warn(`skipping the native front's loopback-only test: ${rootless}`);
+  it.skipIf(rootless !== undefined)('reaches an app bound to loopback only from inside its namespace, with no helper process', async () => {
+    const own = await startPortProxy({
+      host: '127.0.0.1',
+      port: 0,
+      environments: () => environments,
+      // This process's namespace stands for the environment's; its "veth address" 127.0.0.3 reaches nothing (the
+      // app listens on 127.0.0.1 only), so an answer proves the front connected from inside the namespace.
+      network: () => Promise.resolve({ address: '127.0.0.3', pid: process.pid }),
+      verifyToken: () => Promise.reject(new Error('unused')),
+      sessions: new SessionSigner(randomBytes(32)),
+      nativeFront: { binDir },
+    });
+    const client = await RawClient.open(own.port);
+    const ports = new Set<number>();
+    for (let index = 0; index < 5; index++) {
+      client.send(get(`/loop/${index}`));
+      const answer = await client.response();
+      expect(answer.status).toBe(200);
+      const seen = JSON.parse(answer.body.toString('utf8')) as { url: string; relayedBy: number };
+      expect(seen.url).toBe(`/loop/${index}`);
+      ports.add(seen.relayedBy);
+    }
+    expect(ports.size).toBe(1); // one app connection for the keep-alive client connection
+    expect(children().filter((name) => name === 'nsenter' || name === 'socat')).toEqual([]);
+    client.close();
+    await own.close();
+  });
+
+  it('says EADDRINUSE when the address is taken, so that the runner can pick another port', async () => {
+    const taken = createNetServer();
+    await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+    const port = (taken.address() as AddressInfo).port;
+    await expect(
+      startPortProxy({
+        host: '127.0.0.1',
+        port,
+        environments: () => environments,
+        network: () => Promise.resolve(undefined),
+        verifyToken: () => Promise.reject(new Error('unused')),
+        sessions: new SessionSigner(randomBytes(32)),
+        nativeFront: { binDir },
+      }),
+    ).rejects.toMatchObject({ code: 'EADDRINUSE' });
+    taken.close();
+  });
+
+  it('when the front dies, the Node proxy takes its address over', async () => {
+    const suites = frontProcesses();
+    const own = await startPortProxy({
+      host: '127.0.0.1',
+      port: 0,
+      environments: () => environments,
+      network: () => Promise.resolve({ address: '127.0.0.1', pid: 0 }),
+      verifyToken: () => Promise.reject(new Error('unused')),
+      sessions: new SessionSigner(randomBytes(32)),
+      nativeFront: { binDir },
+    });
+    const ours = frontProcesses().filter((pid) => !suites.includes(pid));
+    expect(ours).toHaveLength(1);
+    const client = await RawClient.open(own.port);
+    client.send(get());
+    expect((await client.response()).status).toBe(200);
+    process.kill(ours[0]!, 'SIGKILL');
+    await client.closed;
+    await expect.poll(async () => {
+      try {
+        const other = await RawClient.open(own.port);
+        other.send(get());
+        const status = (await other.response()).status;
+        other.close();
+        return status;
+      } catch {
+        return 0;
+      }
+    }).toBe(200);
+    await own.close();
+  });
+});
