@@ -121,7 +121,12 @@ class NamespaceConnection extends Duplex {
    */
   setTimeout(ms: number, callback?: () => void): this {
     this.timeout = ms;
-    if (callback) this.once('timeout', callback);
+    // As net.Socket.setTimeout: 0 removes the callback again (http.Agent does so for every request on a pooled
+    // connection, so adding it each time would pile up listeners).
+    if (callback) {
+      if (ms === 0) this.removeListener('timeout', callback);
+      else this.once('timeout', callback);
+    }
     this.armIdle();
     return this;
   }
