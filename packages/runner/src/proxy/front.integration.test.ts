@@ -2,7 +2,7 @@
 // its answers when an environment changes, reaches a loopback-only app from inside the namespace (setns, needs root),
 // gives bind errors the caller can act on, and when it dies the Node proxy takes its address over.
 import { randomBytes } from 'node:crypto';
-import { mkdtemp } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { readFileSync, readdirSync } from 'node:fs';
 import { type IncomingMessage, createServer } from 'node:http';
 import { type AddressInfo, createServer as createNetServer } from 'node:net';
@@ -142,6 +142,32 @@ describe('native front: a running proxy', () => {
     expect(children().filter((name) => name === 'nsenter' || name === 'socat')).toEqual([]);
     client.close();
     await own.close();
+  });
+
+  it("keeps its hand-off socket in the runner's run directory, removing what a killed run left there", async () => {
+    const runDir = await mkdtemp(join(tmpdir(), 'warren-front-run-'));
+    await mkdir(join(runDir, 'proxy-left-by-a-killed-run'));
+    await writeFile(join(runDir, 'proxy-left-by-a-killed-run', 'hand-off.sock'), '');
+    await mkdir(join(runDir, 'other'));
+    const own = await startPortProxy({
+      host: '127.0.0.1',
+      port: 0,
+      environments: () => environments,
+      network: () => Promise.resolve({ address: '127.0.0.1', pid: 0 }),
+      verifyToken: () => Promise.reject(new Error('unused')),
+      sessions: new SessionSigner(randomBytes(32)),
+      nativeFront: { binDir, runDir },
+    });
+    const entries = await readdir(runDir);
+    expect(entries).not.toContain('proxy-left-by-a-killed-run');
+    expect(entries).toContain('other');
+    const ours = entries.filter((entry) => entry.startsWith('proxy-'));
+    expect(ours).toHaveLength(1);
+    expect((await stat(join(runDir, ours[0]!))).mode & 0o777).toBe(0o700);
+    expect((await stat(join(runDir, ours[0]!, 'hand-off.sock'))).isSocket()).toBe(true);
+    await own.close();
+    expect(await readdir(runDir)).toEqual(['other']);
+    await rm(runDir, { recursive: true, force: true });
   });
 
   it('says EADDRINUSE when the address is taken, so that the runner can pick another port', async () => {

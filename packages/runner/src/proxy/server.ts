@@ -8,7 +8,7 @@
 // form, upgrades, chunked uploads and malformed requests.
 import { Agent, type IncomingHttpHeaders, type IncomingMessage, type OutgoingHttpHeaders, type ServerResponse, createServer, request as httpRequest } from 'node:http';
 import { type AddressInfo, type Server as NetServer, type Socket, createServer as createNetServer } from 'node:net';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Duplex } from 'node:stream';
@@ -55,8 +55,10 @@ export interface PortProxyOptions {
    * Serve the address with the native front (front.ts, docs/design/0008), compiled into `binDir` (e.g.
    * `<dataDir>/bin`). When it cannot be compiled or started (other than a bind error) the Node proxy listens on
    * the address itself, as it does without this option; when it dies later, the Node proxy takes the address over.
+   * The hand-off socket lives in a private directory `proxy-*` made in `runDir` (default the OS temp directory);
+   * a runner passes `<dataDir>/run`, which only it uses, so directories that killed runs left there are removed.
    */
-  nativeFront?: { binDir: string };
+  nativeFront?: { binDir: string; runDir?: string };
 }
 
 /** A listening port proxy. */
@@ -496,7 +498,7 @@ export async function startPortProxy(options: PortProxyOptions): Promise<PortPro
         resolve();
       });
     });
-  const native = options.nativeFront ? await startNativeFront(options.nativeFront.binDir) : undefined;
+  const native = options.nativeFront ? await startNativeFront(options.nativeFront) : undefined;
   if (!native) await listen(options.port);
   const port = native ? native.front.port : (listener.address() as AddressInfo).port;
   const host = options.host.includes(':') ? `[${options.host}]` : options.host;
@@ -508,24 +510,36 @@ export async function startPortProxy(options: PortProxyOptions): Promise<PortPro
    * @returns undefined when the front cannot be compiled or started (logged; the Node proxy listens instead).
    * @throws {ProxyFrontError} when the front cannot bind the address (`code` as Node's, e.g. `EADDRINUSE`).
    */
-  async function startNativeFront(binDir: string): Promise<{ front: ProxyFront; handOff: NetServer; dir: string } | undefined> {
+  async function startNativeFront(front: { binDir: string; runDir?: string }): Promise<{ front: ProxyFront; handOff: NetServer; dir: string } | undefined> {
     let binary: string;
-    try {
-      binary = await ensureProxyFront(binDir, logger);
-    } catch (error) {
-      logger.warn({ error: errorMessage(error) }, 'port proxy: the native front is not available, Node serves the address');
-      return undefined;
-    }
-    const dir = await mkdtemp(join(tmpdir(), 'warren-proxy-'));
+    let dir: string | undefined;
     const handOff = createNetServer({ allowHalfOpen: true }, (socket) => readProxyLine(socket, (handed, remoteAddress) => {
       clientAddresses.set(handed, remoteAddress);
       relay(handed, remoteAddress);
       handed.resume();
     }));
-    await new Promise<void>((resolve, reject) => {
-      handOff.once('error', reject);
-      handOff.listen(join(dir, 'hand-off.sock'), () => resolve());
-    });
+    try {
+      binary = await ensureProxyFront(front.binDir, logger);
+      if (front.runDir !== undefined) {
+        await mkdir(front.runDir, { recursive: true, mode: 0o700 });
+        for (const stale of await readdir(front.runDir)) if (stale.startsWith('proxy-')) await rm(join(front.runDir, stale), { recursive: true, force: true });
+      }
+      dir = await mkdtemp(join(front.runDir ?? tmpdir(), front.runDir === undefined ? 'warren-proxy-' : 'proxy-'));
+      const path = join(dir, 'hand-off.sock');
+      await new Promise<void>((resolve, reject) => {
+        handOff.once('error', reject);
+        handOff.listen(path, () => resolve());
+      });
+    } catch (error) {
+      if (dir !== undefined) await rm(dir, { recursive: true, force: true });
+      logger.warn({ error: errorMessage(error) }, 'port proxy: the native front is not available, Node serves the address');
+      return undefined;
+    }
+    return startFrontProcess(binary, handOff, dir);
+  }
+
+  /** Starts the compiled front with the hand-off listener ready in `dir`; the rest as {@link startNativeFront}. */
+  async function startFrontProcess(binary: string, handOff: NetServer, dir: string): Promise<{ front: ProxyFront; handOff: NetServer; dir: string } | undefined> {
     let front: ProxyFront;
     try {
       front = await startProxyFront({

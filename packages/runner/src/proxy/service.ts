@@ -67,7 +67,7 @@ export async function startPortService(options: PortServiceOptions): Promise<Por
     verifyToken: createPortTokenVerifier({ server: options.server, runnerId: options.runnerId }),
     sessions: await SessionSigner.fromFile(join(options.dataDir, 'proxy-session.key')),
     ...(options.onActivity ? { onActivity: options.onActivity } : {}),
-    ...(options.front === 'node' ? {} : { nativeFront: { binDir: join(options.dataDir, 'bin') } }),
+    ...(options.front === 'node' ? {} : { nativeFront: { binDir: join(options.dataDir, 'bin'), runDir: join(options.dataDir, 'run') } }),
     logger: options.logger ?? silentLogger,
   };
   const listen = options.listen ?? DEFAULT_PROXY_LISTEN;
