@@ -72,15 +72,16 @@ export class ProxyFrontError extends Error {
 }
 
 /**
- * Returns the compiled front, `<cacheDir>/warren-proxy-front-<hash>`, compiling `proxy-front.c` with `cc -O2`
- * on first use (linux/c-program.ts compileCached).
+ * Returns the compiled front, `<cacheDir>/warren-proxy-front-<hash>`, compiling `proxy-front.c` with `cc -O2
+ * -fstack-protector-strong -D_FORTIFY_SOURCE=2` on first use (linux/c-program.ts compileCached).
  * @throws {ProxyFrontError} when the source is missing or the compiler fails (cause: the ExecError).
  */
 export async function ensureProxyFront(cacheDir: string, logger?: Logger): Promise<string> {
   const { found, candidates } = locateCSource('proxy-front.c', dirname(fileURLToPath(import.meta.url)));
   if (!found) throw new ProxyFrontError(`proxy-front.c not found (looked in ${candidates.join(', ')})`, 'ENOENT');
   try {
-    return await compileCached({ sourcePath: found, cacheDir, name: 'warren-proxy-front', flags: ['-O2'], ...(logger ? { logger } : {}) });
+    // It parses what any client sends: compiled with the stack protector and fortified libc calls as well.
+    return await compileCached({ sourcePath: found, cacheDir, name: 'warren-proxy-front', flags: ['-O2', '-fstack-protector-strong', '-D_FORTIFY_SOURCE=2'], ...(logger ? { logger } : {}) });
   } catch (error) {
     throw new ProxyFrontError(`compiling ${found} failed: ${errorMessage(error)}`, 'ECOMPILE', { cause: error });
   }

@@ -52,6 +52,7 @@
 #define LINGER_MS 5000            /* a client keeping its side open after the app closed */
 #define MAX_VALUES 8              /* session cookie values per request relayed */
 #define MAX_KEY 1024              /* Host + session values */
+#define MAX_REST MAX_HEAD         /* a Cookie field's other pairs, rejoined (longer: the runner decides) */
 #define CACHE_SLOTS 2048
 #define SESSION_COOKIE "warren_proxy_session"
 #define TOKEN_PARAMETER "warren-token"
@@ -63,6 +64,7 @@ enum phase {
   P_DRAINING,   /* a request needs the runner: the app finishes earlier responses first (client not read) */
   P_TUNNEL,     /* handed to the runner: bytes both ways, unparsed */
   P_CLOSING,    /* the app closed: the client gets the rest, then LINGER_MS to close its side */
+  P_WAITING,    /* the runner's hand-off socket has a full backlog: retried by the sweep (client not read) */
 };
 
 struct grant {
@@ -103,6 +105,7 @@ struct conn {
 struct ask {
   struct ask *next;
   unsigned long qid;
+  unsigned long generation; /* `flushes` when asked: an answer computed before a flush is used once, not cached */
   char *key;
   struct conn *conn;
 };
@@ -119,7 +122,7 @@ static const char *hand_off_path, *proto;
 static struct conn *conns;
 static struct conn *dead; /* closed during this turn of the loop; freed after it, as events may still name them */
 static struct ask *asks;
-static unsigned long next_id = 1;
+static unsigned long next_id = 1, flushes;
 static struct entry cache[CACHE_SLOTS];
 static int cache_count;
 static struct { char env[96]; long long sent; } activity[256];
@@ -306,12 +309,14 @@ static int hex_value(uint8_t c) {
 }
 
 /* Whether the query of a request target has a parameter whose name decodes (as URLSearchParams does:
- * application/x-www-form-urlencoded, `+` is a space, bad `%` escapes stay as they are) to TOKEN_PARAMETER. */
+ * application/x-www-form-urlencoded, `+` is a space, bad `%` escapes stay as they are, and one `?` leading the
+ * query is dropped, so `/??warren-token=` names it too) to TOKEN_PARAMETER. */
 static bool has_token_parameter(const char *target, size_t length) {
   const char *query = memchr(target, '?', length);
   if (!query) return false;
   const char *end = target + length;
   const char *pair = query + 1;
+  if (pair < end && *pair == '?') pair++;
   while (pair <= end) {
     const char *stop = pair;
     while (stop < end && *stop != '&') stop++;
@@ -339,9 +344,10 @@ static bool has_token_parameter(const char *target, size_t length) {
 static bool trim_octet(uint8_t c) { return c == ' ' || c == '\t' || c == 0xa0; } /* String.prototype.trim on latin1 */
 
 /* Splits a Cookie value as takeSessionCookies (proxy/session.ts) does: the values of Warren's cookie (trimmed,
- * one pair of surrounding quotes removed) into `values`, the other pairs (trimmed) joined by "; " into `rest`.
- * Returns the number of values, or -1 when there are more than MAX_VALUES or one has an octet a signed value
- * never has (then the runner decides the whole request). */
+ * one pair of surrounding quotes removed) into `values`, the other pairs (trimmed) joined by "; " into `rest`
+ * (room for MAX_REST octets: rejoining can make it longer than the field, e.g. `a;a;a;...`).
+ * Returns the number of values, or -1 when there are more than MAX_VALUES, one has an octet a signed value
+ * never has, or `rest` would not fit (then the runner decides the whole request). */
 static int split_cookie(const char *cookie, size_t length, const char **values, size_t *value_lengths, char *rest, size_t *rest_length) {
   int count = 0;
   *rest_length = 0;
@@ -370,6 +376,7 @@ static int split_cookie(const char *cookie, size_t length, const char **values, 
       values[count] = cookie + value_a;
       value_lengths[count++] = value_b - value_a;
     } else {
+      if (*rest_length + (*rest_length > 0 ? 2 : 0) + (b - a) > MAX_REST) return -1;
       if (*rest_length > 0) memcpy(rest + *rest_length, "; ", 2), *rest_length += 2;
       memcpy(rest + *rest_length, cookie + a, b - a);
       *rest_length += b - a;
@@ -540,7 +547,8 @@ static void set_interest(int fd, bool *registered, uint32_t *current, uint32_t w
 static void update_interest(struct conn *c) {
   if (c->dead) return;
   uint32_t client = 0, up = 0;
-  bool reading = (c->phase == P_HEAD || c->phase == P_TUNNEL) && c->out_length == 0 && c->in_length < IN_CAP;
+  /* Once the app ended its side, nothing more is sent to it: its last answers go out and the client is ended. */
+  bool reading = ((c->phase == P_HEAD && !c->up_eof) || c->phase == P_TUNNEL) && c->out_length == 0 && c->in_length < IN_CAP;
   if ((reading && !c->client_eof) || (c->phase == P_CLOSING && !c->client_eof)) client |= EPOLLIN;
   if (c->piped > 0) client |= EPOLLOUT;
   if (c->up >= 0) {
@@ -647,8 +655,17 @@ static void hand_off(struct conn *c) {
   struct sockaddr_un address = { .sun_family = AF_UNIX };
   snprintf(address.sun_path, sizeof address.sun_path, "%s", hand_off_path);
   if (fd < 0 || connect(fd, (struct sockaddr *)&address, sizeof address) < 0) {
-    warn("hand-off connect");
+    int error = errno;
     if (fd >= 0) close(fd);
+    if (fd >= 0 && error == EAGAIN) {
+      /* The runner's accept queue is full (a burst while its event loop is busy): try again from the sweep. */
+      if (c->phase != P_WAITING) c->deadline = now_ms() + HAND_OFF_WAIT_MS;
+      c->phase = P_WAITING;
+      update_interest(c);
+      return;
+    }
+    errno = error;
+    warn("hand-off connect");
     kill_conn(c);
     return;
   }
@@ -697,6 +714,7 @@ static void ask(struct conn *c, const char *key) {
     return;
   }
   a->qid = next_id++;
+  a->generation = flushes;
   a->conn = c;
   a->next = asks;
   asks = a;
@@ -749,7 +767,7 @@ static void process(struct conn *c) {
       send_up(c, c->in, length);
       continue;
     }
-    if (c->phase != P_HEAD) break;
+    if (c->phase != P_HEAD || c->up_eof) break;
     if (c->remaining > 0) {
       size_t length = c->in_length < (size_t)c->remaining ? c->in_length : (size_t)c->remaining;
       c->remaining -= (long long)length;
@@ -769,7 +787,7 @@ static void process(struct conn *c) {
     c->scanned = 0;
     size_t length = (size_t)(end - c->in) + 4;
     struct head head;
-    char key[MAX_KEY], rest[MAX_HEAD];
+    char key[MAX_KEY], rest[MAX_REST];
     size_t key_length, rest_length;
     bool strip;
     if (length > MAX_HEAD || !parse_head(c->in, length, &head) || !request_key(&head, key, &key_length, &strip, rest, &rest_length)) {
@@ -904,6 +922,8 @@ static void on_client(struct conn *c, uint32_t events) {
     return; /* discarded: the app is gone */
   } else {
     c->in_length += (size_t)got;
+    /* Until the first request is relayed, HEAD_TIMEOUT_MS is an idle timeout, as the Node relay's. */
+    if (c->phase == P_HEAD && !c->up_connected) c->deadline = now_ms() + HEAD_TIMEOUT_MS;
   }
   process(c);
 }
@@ -982,7 +1002,10 @@ static void on_line(char *line) {
   int count = 0;
   for (char *save = NULL, *field = strtok_r(line, " ", &save); field && count < 8; field = strtok_r(NULL, " ", &save)) fields[count++] = field;
   if (count == 0) return;
-  if (strcmp(fields[0], "flush") == 0) return cache_clear();
+  if (strcmp(fields[0], "flush") == 0) {
+    flushes++;
+    return cache_clear();
+  }
   if (count < 3 || (strcmp(fields[0], "grant") != 0 && strcmp(fields[0], "deny") != 0)) {
     fprintf(stderr, "unknown command from the runner: %s\n", fields[0]);
     return;
@@ -1002,7 +1025,7 @@ static void on_line(char *line) {
     fprintf(stderr, "malformed grant from the runner\n");
     grant = (struct grant){ .deny = true };
   }
-  cache_put(a->key, &grant, atoll(fields[2]));
+  if (a->generation == flushes) cache_put(a->key, &grant, atoll(fields[2]));
   struct conn *c = a->conn;
   free(a->key);
   free(a);
@@ -1035,7 +1058,13 @@ static void sweep(void) {
   long long now = now_ms();
   for (struct conn *c = conns, *next; c; c = next) {
     next = c->next;
-    if (c->deadline && now >= c->deadline) kill_conn(c);
+    if (c->deadline && now >= c->deadline) {
+      if (c->phase == P_WAITING) warn("hand-off connect (gave up)");
+      kill_conn(c);
+    } else if (c->phase == P_WAITING) {
+      hand_off(c);
+      if (!c->dead && c->phase == P_TUNNEL) process(c);
+    }
   }
   if (listener_paused) {
     struct epoll_event event = { .events = EPOLLIN, .data.u64 = TAG_LISTENER };
@@ -1073,7 +1102,7 @@ static int rewrite_test(const char *remote, const char *test_proto) {
   proto = test_proto;
   char *end = memmem(data, length, "\r\n\r\n", 4);
   struct head head;
-  char key[MAX_KEY], rest[MAX_HEAD];
+  char key[MAX_KEY], rest[MAX_REST];
   size_t key_length, rest_length;
   bool strip;
   if (!end || (size_t)(end - data) + 4 > MAX_HEAD || !parse_head(data, (size_t)(end - data) + 4, &head) || !request_key(&head, key, &key_length, &strip, rest, &rest_length)) {

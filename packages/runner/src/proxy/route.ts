@@ -65,8 +65,9 @@ function stripPort(host: string): string {
 export function withoutQueryParameter(target: string, name: string): string {
   const question = target.indexOf('?');
   if (question < 0) return target;
-  const kept = target
-    .slice(question + 1)
+  // As URLSearchParams (which queryParameter uses): one more `?` leading the query is not part of the first name.
+  const query = target.slice(question + 1);
+  const kept = (query.startsWith('?') ? query.slice(1) : query)
     .split('&')
     .filter((pair) => pair !== '' && decodeQueryName(pair.split('=')[0] ?? '') !== name);
   return kept.length > 0 ? `${target.slice(0, question)}?${kept.join('&')}` : target.slice(0, question);

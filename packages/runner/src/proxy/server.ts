@@ -528,7 +528,8 @@ export async function startPortProxy(options: PortProxyOptions): Promise<PortPro
       const path = join(dir, 'hand-off.sock');
       await new Promise<void>((resolve, reject) => {
         handOff.once('error', reject);
-        handOff.listen(path, () => resolve());
+        // A long accept queue: the front retries a full one, but a burst should not have to wait for that.
+        handOff.listen({ path, backlog: 4096 }, () => resolve());
       });
     } catch (error) {
       if (dir !== undefined) await rm(dir, { recursive: true, force: true });
