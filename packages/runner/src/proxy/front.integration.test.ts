@@ -13,6 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type PortProxy, startPortProxy } from './server.js';
 import { SessionSigner } from './session.js';
 import { RawClient } from './testing/raw-client.js';
+import { TEST_FRONT_BIN_DIR } from './testing/front-bin.js';
 
 function environment(id: string, name: string, ports: Environment['spec']['ports'], phase: 'Running' | 'Stopped' = 'Running'): Environment {
   return {
@@ -49,25 +50,39 @@ describe('native front: a running proxy', () => {
   let app: ReturnType<typeof createServer>;
   let appPort: number;
   let proxy: PortProxy;
-  let binDir: string;
   const environments: Environment[] = [];
   const get = (path = '/') => `GET ${path} HTTP/1.1\r\nHost: ${appPort}-hello.localhost\r\nX-Case-Check: 1\r\n\r\n`;
-
-  beforeAll(async () => {
-    app = createServer((request: IncomingMessage, response) => response.end(JSON.stringify({ url: request.url, relayedBy: request.socket.remotePort })));
-    await new Promise<void>((resolve) => app.listen(0, '127.0.0.1', resolve));
-    appPort = (app.address() as AddressInfo).port;
-    environments.push(environment('env-a', 'hello', [{ port: appPort, visibility: 'Public' }]));
-    binDir = await mkdtemp(join(tmpdir(), 'warren-front-test-'));
-    proxy = await startPortProxy({
+  /** A port proxy with the native front over `environments`; the app is at 127.0.0.1 unless `network` says else. */
+  const start = (options: Partial<Parameters<typeof startPortProxy>[0]> = {}) =>
+    startPortProxy({
       host: '127.0.0.1',
       port: 0,
       environments: () => environments,
       network: () => Promise.resolve({ address: '127.0.0.1', pid: 0 }),
       verifyToken: () => Promise.reject(new Error('unused')),
       sessions: new SessionSigner(randomBytes(32)),
-      nativeFront: { binDir },
+      nativeFront: { binDir: TEST_FRONT_BIN_DIR },
+      ...options,
     });
+  /** The status of one request on a new connection to `port`; 0 when the connection fails. */
+  const statusAt = async (port: number): Promise<number> => {
+    try {
+      const other = await RawClient.open(port);
+      other.send(get());
+      const status = (await other.response()).status;
+      other.close();
+      return status;
+    } catch {
+      return 0;
+    }
+  };
+
+  beforeAll(async () => {
+    app = createServer((request: IncomingMessage, response) => response.end(JSON.stringify({ url: request.url, relayedBy: request.socket.remotePort })));
+    await new Promise<void>((resolve) => app.listen(0, '127.0.0.1', resolve));
+    appPort = (app.address() as AddressInfo).port;
+    environments.push(environment('env-a', 'hello', [{ port: appPort, visibility: 'Public' }]));
+    proxy = await start();
     expect(proxy.front).toBe('native');
   });
 
@@ -83,51 +98,25 @@ describe('native front: a running proxy', () => {
     expect((await client.response()).status).toBe(200);
     // Private now: the next request on the same connection is refused (within the proxy's change check, 100 ms).
     environments[0] = environment('env-a', 'hello', []);
-    await expect.poll(async () => {
-      const other = await RawClient.open(proxy.port);
-      other.send(get());
-      const status = (await other.response()).status;
-      other.close();
-      return status;
-    }).toBe(401);
+    await expect.poll(() => statusAt(proxy.port)).toBe(401);
     client.send(get());
     expect((await client.response()).status).toBe(401);
     client.close();
 
     environments[0] = environment('env-a', 'hello', [{ port: appPort, visibility: 'Public' }], 'Stopped');
-    await expect.poll(async () => {
-      const other = await RawClient.open(proxy.port);
-      other.send(get());
-      const status = (await other.response()).status;
-      other.close();
-      return status;
-    }).toBe(503);
+    await expect.poll(() => statusAt(proxy.port)).toBe(503);
 
     environments[0] = environment('env-a', 'hello', [{ port: appPort, visibility: 'Public' }]);
-    await expect.poll(async () => {
-      const other = await RawClient.open(proxy.port);
-      other.send(get());
-      const status = (await other.response()).status;
-      other.close();
-      return status;
-    }).toBe(200);
+    await expect.poll(() => statusAt(proxy.port)).toBe(200);
   });
 
   // setns(2) into a network namespace needs CAP_SYS_ADMIN.
   const rootless = process.getuid?.() !== 0 ? 'needs root (setns into a network namespace)' : undefined;
   if (rootless) console.warn(`skipping the native front's loopback-only test: ${rootless}`);
   it.skipIf(rootless !== undefined)('reaches an app bound to loopback only from inside its namespace, with no helper process', async () => {
-    const own = await startPortProxy({
-      host: '127.0.0.1',
-      port: 0,
-      environments: () => environments,
-      // This process's namespace stands for the environment's; its "veth address" 127.0.0.3 reaches nothing (the
-      // app listens on 127.0.0.1 only), so an answer proves the front connected from inside the namespace.
-      network: () => Promise.resolve({ address: '127.0.0.3', pid: process.pid }),
-      verifyToken: () => Promise.reject(new Error('unused')),
-      sessions: new SessionSigner(randomBytes(32)),
-      nativeFront: { binDir },
-    });
+    // This process's namespace stands for the environment's; its "veth address" 127.0.0.3 reaches nothing (the
+    // app listens on 127.0.0.1 only), so an answer proves the front connected from inside the namespace.
+    const own = await start({ network: () => Promise.resolve({ address: '127.0.0.3', pid: process.pid }) });
     const client = await RawClient.open(own.port);
     const ports = new Set<number>();
     for (let index = 0; index < 5; index++) {
@@ -149,15 +138,7 @@ describe('native front: a running proxy', () => {
     await mkdir(join(runDir, 'proxy-left-by-a-killed-run'));
     await writeFile(join(runDir, 'proxy-left-by-a-killed-run', 'hand-off.sock'), '');
     await mkdir(join(runDir, 'other'));
-    const own = await startPortProxy({
-      host: '127.0.0.1',
-      port: 0,
-      environments: () => environments,
-      network: () => Promise.resolve({ address: '127.0.0.1', pid: 0 }),
-      verifyToken: () => Promise.reject(new Error('unused')),
-      sessions: new SessionSigner(randomBytes(32)),
-      nativeFront: { binDir, runDir },
-    });
+    const own = await start({ nativeFront: { binDir: TEST_FRONT_BIN_DIR, runDir } });
     const entries = await readdir(runDir);
     expect(entries).not.toContain('proxy-left-by-a-killed-run');
     expect(entries).toContain('other');
@@ -174,31 +155,13 @@ describe('native front: a running proxy', () => {
     const taken = createNetServer();
     await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
     const port = (taken.address() as AddressInfo).port;
-    await expect(
-      startPortProxy({
-        host: '127.0.0.1',
-        port,
-        environments: () => environments,
-        network: () => Promise.resolve(undefined),
-        verifyToken: () => Promise.reject(new Error('unused')),
-        sessions: new SessionSigner(randomBytes(32)),
-        nativeFront: { binDir },
-      }),
-    ).rejects.toMatchObject({ code: 'EADDRINUSE' });
+    await expect(start({ port, network: () => Promise.resolve(undefined) })).rejects.toMatchObject({ code: 'EADDRINUSE' });
     taken.close();
   });
 
   it('when the front dies, the Node proxy takes its address over', async () => {
     const suites = frontProcesses();
-    const own = await startPortProxy({
-      host: '127.0.0.1',
-      port: 0,
-      environments: () => environments,
-      network: () => Promise.resolve({ address: '127.0.0.1', pid: 0 }),
-      verifyToken: () => Promise.reject(new Error('unused')),
-      sessions: new SessionSigner(randomBytes(32)),
-      nativeFront: { binDir },
-    });
+    const own = await start();
     const ours = frontProcesses().filter((pid) => !suites.includes(pid));
     expect(ours).toHaveLength(1);
     const client = await RawClient.open(own.port);
@@ -206,17 +169,7 @@ describe('native front: a running proxy', () => {
     expect((await client.response()).status).toBe(200);
     process.kill(ours[0]!, 'SIGKILL');
     await client.closed;
-    await expect.poll(async () => {
-      try {
-        const other = await RawClient.open(own.port);
-        other.send(get());
-        const status = (await other.response()).status;
-        other.close();
-        return status;
-      } catch {
-        return 0;
-      }
-    }).toBe(200);
+    await expect.poll(() => statusAt(own.port)).toBe(200);
     await own.close();
   });
 });

@@ -2,9 +2,6 @@
 // for byte with the Node fast path's (request-head.ts, session.ts, relay.ts rewriteHead), checked on hand-written
 // heads and on generated ones (the front's `--rewrite` mode). The running front: front.integration.test.ts.
 import { execFileSync } from 'node:child_process';
-import { mkdtemp } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { ensureProxyFront } from './front.js';
 import { MAX_HEAD_BYTES, rewriteHead } from './relay.js';
@@ -12,6 +9,7 @@ import { HEAD_END, parseRequestHead } from './request-head.js';
 import { queryParameter } from './route.js';
 import { TOKEN_PARAMETER } from './server.js';
 import { SESSION_COOKIE, takeSessionCookies } from './session.js';
+import { TEST_FRONT_BIN_DIR } from './testing/front-bin.js';
 
 const REMOTE = '192.0.2.7';
 
@@ -41,7 +39,7 @@ describe('native front: request heads', () => {
   const front = (data: Buffer) => execFileSync(binary, ['--rewrite', REMOTE, 'https'], { input: data }).toString('latin1');
 
   beforeAll(async () => {
-    binary = await ensureProxyFront(await mkdtemp(join(tmpdir(), 'warren-front-test-')));
+    binary = await ensureProxyFront(TEST_FRONT_BIN_DIR);
   });
 
   it('parses, strips and forwards exactly as the Node fast path on hand-written heads', () => {

@@ -6,9 +6,6 @@
 import { type IncomingMessage, type ServerResponse, createServer } from 'node:http';
 import { type AddressInfo, type Socket, createServer as createNetServer } from 'node:net';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import type { Environment } from '@warren/api';
 import { WebSocketServer } from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -16,6 +13,7 @@ import { type PortProxy, startPortProxy } from './server.js';
 import { type Answer, RawClient } from './testing/raw-client.js';
 import { SESSION_COOKIE, SessionSigner } from './session.js';
 import { createPortTokenVerifier } from './token.js';
+import { TEST_FRONT_BIN_DIR } from './testing/front-bin.js';
 
 const RUNNER_ID = 'run-test';
 /** Size of the large response of the backpressure test: more than the kernel buffers of two loopback connections. */
@@ -55,7 +53,7 @@ const relayed = (seen: Seen) => seen.rawHeaders.includes('X-Case-Check');
 
 // Every case runs against both fast paths: the Node relay (relay.ts) and the native front (proxy-front.c, front.ts).
 describe.each(['node', 'native'] as const)('port proxy fast path (%s front)', (front) => {
-  const frontOption = async () => (front === 'native' ? { nativeFront: { binDir: await mkdtemp(join(tmpdir(), 'warren-front-test-')) } } : {});
+  const frontOption = () => (front === 'native' ? { nativeFront: { binDir: TEST_FRONT_BIN_DIR } } : {});
   let app: ReturnType<typeof createServer>;
   let appPort: number;
   let downPort: number;
@@ -136,7 +134,7 @@ describe.each(['node', 'native'] as const)('port proxy fast path (%s front)', (f
       verifyToken: createPortTokenVerifier({ server: 'http://unused', runnerId: () => RUNNER_ID, keys: () => Promise.reject(new Error('no keys in this test')) }),
       sessions,
       onActivity: (id) => activity.push(id),
-      ...(await frontOption()),
+      ...frontOption(),
     });
     expect(proxy.front).toBe(front);
   });
@@ -378,7 +376,7 @@ describe.each(['node', 'native'] as const)('port proxy fast path (%s front)', (f
       network: (id) => Promise.resolve(addresses[id] ? { address: addresses[id], pid: 0 } : undefined),
       verifyToken: () => Promise.reject(new Error('unused')),
       sessions,
-      ...(await frontOption()),
+      ...frontOption(),
     });
     const client = await RawClient.open(own.port);
     client.send(`GET / HTTP/1.1\r\nHost: ${appPort}-pub.localhost\r\n\r\n`);

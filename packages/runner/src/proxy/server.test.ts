@@ -4,9 +4,6 @@
 import { type IncomingMessage, createServer, request as httpRequest } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import type { Environment } from '@warren/api';
 import { SignJWT, exportJWK, generateKeyPair, importJWK, type JWK } from 'jose';
 import { WebSocket, WebSocketServer } from 'ws';
@@ -14,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type PortProxy, startPortProxy } from './server.js';
 import { SESSION_COOKIE, SessionSigner } from './session.js';
 import { createPortTokenVerifier } from './token.js';
+import { TEST_FRONT_BIN_DIR } from './testing/front-bin.js';
 
 const RUNNER_ID = 'run-test';
 
@@ -131,7 +129,7 @@ describe.each(['node', 'native'] as const)('port proxy (%s front)', (front) => {
       verifyToken: createPortTokenVerifier({ server: 'http://unused', runnerId: () => RUNNER_ID, keys: async () => importJWK(publicJwk, 'EdDSA') }),
       sessions: new SessionSigner(randomBytes(32)),
       onActivity: (id) => activity.push(id),
-      ...(front === 'native' ? { nativeFront: { binDir: await mkdtemp(join(tmpdir(), 'warren-front-test-')) } } : {}),
+      ...(front === 'native' ? { nativeFront: { binDir: TEST_FRONT_BIN_DIR } } : {}),
     });
     // The native front must really serve (it would fall back to Node silently when it cannot be compiled).
     expect(proxy.front).toBe(front);

@@ -560,8 +560,8 @@ export async function startPortProxy(options: PortProxyOptions): Promise<PortPro
     } catch (error) {
       handOff.close();
       await rm(dir, { recursive: true, force: true });
-      if (error instanceof ProxyFrontError && error.code.startsWith('EADDR')) throw error;
-      if (error instanceof ProxyFrontError && error.code === 'EACCES') throw error;
+      // Bind errors are the caller's to handle (service.ts picks a free port on EADDRINUSE), as Node's would be.
+      if (error instanceof ProxyFrontError && (error.code.startsWith('EADDR') || error.code === 'EACCES')) throw error;
       logger.warn({ error: errorMessage(error) }, 'port proxy: the native front did not start, Node serves the address');
       return undefined;
     }
