@@ -3,29 +3,14 @@
 import { Command, Option } from 'commander';
 import { ApiError, WarrenClient, formatStatus } from '@warren/api';
 import { WarrenError, errorMessage } from '@warren/base';
+import type { CommandContext, GlobalOptions } from './command-context.js';
 import { resolveContext } from './context.js';
-import type { OutputFormat } from './output.js';
 import { registerDaemonCommands } from './commands/daemons.js';
 import { registerEnvironmentCommands } from './commands/environments.js';
 import { registerAdminCommands } from './commands/admin.js';
 import { registerImageCommands } from './commands/images.js';
 import { registerPortCommands } from './commands/ports.js';
 import { registerSshCommands } from './commands/ssh.js';
-
-/** Global options every command can read through {@link CommandContext}. */
-export interface GlobalOptions {
-  server?: string;
-  token?: string;
-  output: OutputFormat;
-}
-
-/** What command handlers get: the parsed global options and a lazily created API client. */
-export interface CommandContext {
-  options(): GlobalOptions;
-  client(): Promise<WarrenClient>;
-  stdout: NodeJS.WritableStream;
-  stderr: NodeJS.WritableStream;
-}
 
 /**
  * Runs the CLI with `argv` (as `process.argv`: node, script, args...).

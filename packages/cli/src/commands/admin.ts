@@ -2,7 +2,7 @@
 import type { Command } from 'commander';
 import { InvalidError } from '@warren/base';
 import { WarrenClient } from '@warren/api';
-import type { CommandContext } from '../main.js';
+import type { CommandContext } from '../command-context.js';
 import { saveContext } from '../context.js';
 import { classColumns, parseBytes, render, runnerColumns } from '../output.js';
 

@@ -9,7 +9,7 @@ import { WarrenClient } from '@warren/api';
 // The server and runner packages are loaded by the commands that run them (dynamic import), not by every CLI
 // command: together they add ~0.45 s to the start of `warren env exec` and the like.
 import type { ResourceStore } from '@warren/server';
-import type { CommandContext } from '../main.js';
+import type { CommandContext } from '../command-context.js';
 import { readContextFile, saveContext } from '../context.js';
 
 /** Default data directory: `WARREN_DATA_DIR`, else `/var/lib/warren` (DESIGN.md "Data on a host"). */

@@ -5,7 +5,7 @@ import WebSocket from 'ws';
 import { InvalidError } from '@warren/base';
 import { splitGitUrlRef, validateGitUrl, type EnvironmentCreate, type EnvironmentPhase } from '@warren/api';
 import { execInEnvironment, followLogs, openTerminal } from '@warren/runner/access-client';
-import type { CommandContext } from '../main.js';
+import type { CommandContext } from '../command-context.js';
 import { environmentColumns, render } from '../output.js';
 import { waitForPhase } from '../wait.js';
 

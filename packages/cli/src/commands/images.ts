@@ -1,7 +1,7 @@
 // `warren image list|prune`: the image store of the runner on this host.
 import type { Command } from 'commander';
 import { join } from 'node:path';
-import type { CommandContext } from '../main.js';
+import type { CommandContext } from '../command-context.js';
 import { render } from '../output.js';
 import { defaultDataDir } from './daemons.js';
 

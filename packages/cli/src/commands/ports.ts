@@ -3,7 +3,7 @@ import { spawn } from 'node:child_process';
 import type { Command } from 'commander';
 import { InvalidError } from '@warren/base';
 import { type Environment, type EnvironmentPatch, PortOpenSchema } from '@warren/api';
-import type { CommandContext } from '../main.js';
+import type { CommandContext } from '../command-context.js';
 import { render, type Column } from '../output.js';
 
 type PortRow = Environment['status']['ports'][number];

@@ -8,7 +8,7 @@ import type { Command } from 'commander';
 import { SSH_HOST_KEY_INFO, type Environment, type Runner, type SshKey, type WarrenClient } from '@warren/api';
 import { WarrenError } from '@warren/base';
 import { contextFilePath, resolveContext } from '../context.js';
-import type { CommandContext } from '../main.js';
+import type { CommandContext } from '../command-context.js';
 import { render } from '../output.js';
 
 /** Where Warren keeps the gateways' host keys: `known_hosts` next to the CLI config file. */
