@@ -1,4 +1,4 @@
-// The server's Ed25519 signing key: signs short-lived access tokens that runners verify with the JWKS.
+// The server's Ed25519 signing key and the one signer of the access and port tokens that runners verify (JWKS).
 import { randomUUID } from 'node:crypto';
 import { SignJWT, exportJWK, generateKeyPair, importJWK, type JWK } from 'jose';
 import type { ResourceStore } from '../storage/store.js';
@@ -53,19 +53,27 @@ export function jwks(keys: SigningKeys): { keys: JWK[] } {
   return { keys: [keys.publicJwk] };
 }
 
-/** Claims of an environment access token. */
+/** Claims of a server-signed token that a runner verifies: an environment access token or a port token. */
 export interface AccessTokenClaims {
-  /** Audience: the runner that must accept the token. */
+  /** Audience (`aud`): the runner that must accept the token. */
   runnerId: string;
-  /** Subject: the user acting. */
+  /** Subject (`sub`): the user acting. */
   userId: string;
+  /** `env`: the environment the token grants. */
   environmentId: string;
+  /**
+   * `port`: set for a port token (runner/src/proxy/token.ts), the one port it grants; absent for an access token
+   * (runner/src/access/auth.ts).
+   */
+  port?: number;
 }
 
 /**
- * Signs an access token (JWT, RFC 7519, alg EdDSA): `aud` = runner id, `sub` = user id, `env` = environment id,
- * `iss` = "warren", `iat`, `exp` = now + `ttlSeconds` (default 300 s).
- * @returns the compact JWT and its expiry as RFC 3339.
+ * Signs a token a runner verifies with the JWKS (JWT, RFC 7519, alg EdDSA, header `kid`, `typ: JWT`): `env` =
+ * environment id, `port` (port tokens only), `iss` = "warren", `aud` = runner id, `sub` = user id, `iat`,
+ * `exp` = now + `ttlSeconds` (default 300 s). Claims are written in that order; the runner checks `iss`, `aud`,
+ * `exp` and `env` (runner/src/access/auth.ts) and, for port tokens, `sub` and `port` (runner/src/proxy/token.ts).
+ * @returns the compact JWT and its expiry as RFC 3339 (whole seconds).
  */
 export async function signAccessToken(
   keys: SigningKeys,
@@ -74,7 +82,8 @@ export async function signAccessToken(
 ): Promise<{ token: string; expiresTime: string }> {
   const nowSeconds = Math.floor((options.now ?? new Date()).getTime() / 1000);
   const expSeconds = nowSeconds + (options.ttlSeconds ?? 300);
-  const token = await new SignJWT({ env: claims.environmentId })
+  const payload = claims.port === undefined ? { env: claims.environmentId } : { env: claims.environmentId, port: claims.port };
+  const token = await new SignJWT(payload)
     .setProtectedHeader({ alg: 'EdDSA', kid: keys.kid, typ: 'JWT' })
     .setIssuer(ACCESS_TOKEN_ISSUER)
     .setAudience(claims.runnerId)
@@ -83,4 +92,17 @@ export async function signAccessToken(
     .setExpirationTime(expSeconds)
     .sign(keys.privateKey);
   return { token, expiresTime: new Date(expSeconds * 1000).toISOString() };
+}
+
+/**
+ * Signs a port token: {@link signAccessToken} with the `port` claim, which the runner's proxy exchanges for its
+ * cookie (runner/src/proxy/token.ts).
+ * @returns the compact JWT and its expiry (RFC 3339).
+ */
+export function signPortToken(
+  keys: SigningKeys,
+  claims: AccessTokenClaims & { port: number },
+  options: { ttlSeconds: number; now: Date },
+): Promise<{ token: string; expiresTime: string }> {
+  return signAccessToken(keys, claims, options);
 }

@@ -4,35 +4,10 @@
 import { type Environment, PORT_TOKEN_PARAMETER, type PortOpen, portUrl } from '@warren/api';
 import { ConflictError, InvalidError, NotFoundError } from '@warren/base';
 import type { FastifyInstance } from 'fastify';
-import { SignJWT } from 'jose';
 import { authorize } from '../auth/policy.js';
 import type { Principal } from '../auth/principal.js';
-import { ACCESS_TOKEN_ISSUER, type SigningKeys } from '../auth/signing.js';
+import { signPortToken } from '../auth/signing.js';
 import type { RouteContext } from './resources.js';
-
-/**
- * Signs a port token (JWT, RFC 7519, EdDSA): `aud` = runner id, `sub` = user id, `env` = environment id,
- * `port` = the port, `iss` = "warren", `exp` = now + `ttlSeconds`. The runner's proxy (runner/src/proxy/token.ts)
- * verifies it with the JWKS.
- * @returns the compact JWT and its expiry (RFC 3339).
- */
-export async function signPortToken(
-  keys: SigningKeys,
-  claims: { runnerId: string; userId: string; environmentId: string; port: number },
-  options: { ttlSeconds: number; now: Date },
-): Promise<{ token: string; expiresTime: string }> {
-  const nowSeconds = Math.floor(options.now.getTime() / 1000);
-  const expSeconds = nowSeconds + options.ttlSeconds;
-  const token = await new SignJWT({ env: claims.environmentId, port: claims.port })
-    .setProtectedHeader({ alg: 'EdDSA', kid: keys.kid, typ: 'JWT' })
-    .setIssuer(ACCESS_TOKEN_ISSUER)
-    .setAudience(claims.runnerId)
-    .setSubject(claims.userId)
-    .setIssuedAt(nowSeconds)
-    .setExpirationTime(expSeconds)
-    .sign(keys.privateKey);
-  return { token, expiresTime: new Date(expSeconds * 1000).toISOString() };
-}
 
 /**
  * Registers `POST /api/v1/environments/{id}/ports/{port}/open` (id or name; owner or admin only).
