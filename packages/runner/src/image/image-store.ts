@@ -15,7 +15,7 @@ import { type Logger, errorMessage, isAbortError } from '@warren/base';
 import { exec } from '../linux/exec.js';
 import { DigestMismatchError, InvalidImageError } from './errors.js';
 import { unpackLayer } from './layer-unpack.js';
-import { type Descriptor, MediaTypes, type Platform, type RuntimeConfig, parseImageConfig } from './manifest.js';
+import { type Descriptor, type ImageConfig, MediaTypes, type Platform, type RuntimeConfig, parseImageConfig } from './manifest.js';
 import { type ImageReference, formatReference, lookupKey, parseReference, referenceName } from './reference.js';
 import { type RegistryConfig, type RegistryEndpoint, RegistryClient, digestAlgorithm } from './registry-client.js';
 import { SharedFlight } from './shared-flight.js';
@@ -79,6 +79,29 @@ interface ImageRecord {
   /** Extra blobs to keep (the index manifest). */
   blobs: string[];
   pulledTime: string;
+}
+
+/**
+ * The record of an image pulled or imported now: `digest` names what the reference names (the index of a
+ * multi-platform image, else the manifest), `layerIds` are base layer first (manifest order).
+ */
+function imageRecord(
+  reference: string,
+  digests: Pick<ImageRecord, 'digest' | 'manifestDigest' | 'configDigest'>,
+  imageConfig: ImageConfig,
+  layerIds: string[],
+): ImageRecord {
+  return {
+    version: 1,
+    reference,
+    ...digests,
+    platform: imageConfig.platform,
+    layerIds,
+    diffIds: imageConfig.diffIds,
+    config: imageConfig.runtime,
+    blobs: [],
+    pulledTime: new Date().toISOString(),
+  };
 }
 
 interface LayerMeta {
@@ -277,19 +300,7 @@ export class ImageStore {
       const manifestDigest = sha256(manifestBytes);
       await this.writeBlob(configDigest, configBytes);
       await this.writeBlob(manifestDigest, manifestBytes);
-      const record: ImageRecord = {
-        version: 1,
-        reference: text,
-        digest: manifestDigest,
-        manifestDigest,
-        configDigest,
-        platform: imageConfig.platform,
-        layerIds,
-        diffIds: imageConfig.diffIds,
-        config: imageConfig.runtime,
-        blobs: [],
-        pulledTime: new Date().toISOString(),
-      };
+      const record = imageRecord(text, { digest: manifestDigest, manifestDigest, configDigest }, imageConfig, layerIds);
       await this.writeRecords(parsed, record);
       this.logger.info({ reference: text, digest: manifestDigest, layers: layerIds.length }, 'image imported');
       return this.toInfo(record);
@@ -361,19 +372,12 @@ export class ImageStore {
       // Keep the manifests as served, so the image's digests can be checked offline later.
       await this.writeBlob(resolved.manifestDigest, resolved.manifestBytes);
       if (resolved.indexBytes) await this.writeBlob(resolved.digest, resolved.indexBytes);
-      const record: ImageRecord = {
-        version: 1,
-        reference: text,
-        digest: resolved.digest,
-        manifestDigest: resolved.manifestDigest,
-        configDigest: manifest.config.digest,
-        platform: imageConfig.platform,
+      const record = imageRecord(
+        text,
+        { digest: resolved.digest, manifestDigest: resolved.manifestDigest, configDigest: manifest.config.digest },
+        imageConfig,
         layerIds,
-        diffIds: imageConfig.diffIds,
-        config: imageConfig.runtime,
-        blobs: [],
-        pulledTime: new Date().toISOString(),
-      };
+      );
       await this.writeRecords(reference, record);
       this.logger.info(
         { reference: text, digest: resolved.digest, endpoint: `${endpoint.host}/${endpoint.repository}`, layers: layerIds.length, durationMs: Math.round(performance.now() - started) },
