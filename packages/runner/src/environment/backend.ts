@@ -1,8 +1,10 @@
 // The interface between the EnvironmentReconciler and the host: every step is idempotent and every
 // observation is derived from what exists on the host, never from the runner's memory.
-import type { Readable, Writable } from 'node:stream';
 import type { Environment, Progress } from '@warren/api';
-import { type Logger, WarrenError } from '@warren/base';
+import { type Logger, type Reason, WarrenError } from '@warren/base';
+import type { ExecSession } from '../linux/index.js';
+
+export type { ExecSession };
 
 /** State of an environment's container as the OCI runtime reports it (runc state(8) `status`). */
 export type ContainerState = 'absent' | 'created' | 'running' | 'paused' | 'stopped';
@@ -84,24 +86,6 @@ export interface ExecRequest {
   user?: string;
 }
 
-/** A running exec: the caller owns the streams and must await `exit`. */
-export interface ExecSession {
-  stdin: Writable;
-  stdout: Readable;
-  /** Absent for tty sessions, where stderr is merged into stdout by the terminal. */
-  stderr?: Readable;
-  /** Resolves with the exit code (128 + signal number when killed by a signal). */
-  exit: Promise<number>;
-  resize?(cols: number, rows: number): void;
-  /** Ends the exec'd process: SIGTERM, then SIGKILL when it is still running 2 s later. */
-  kill(): void;
-  /**
-   * Sends signal `signal` (1..64, signal(7) numbering) to the exec's process group; absent where the exec path
-   * cannot deliver arbitrary signals (the OCI runtime's exec), where callers fall back to {@link kill}.
-   */
-  signal?(signal: number): void;
-}
-
 /**
  * The host side of environments. Every method is idempotent: calling it again after a crash or in the
  * middle of a half-done step completes the step (level-triggered; controller-runtime's contract).
@@ -159,18 +143,19 @@ export interface EnvironmentNetwork {
 }
 
 /**
- * A problem no retry can fix (bad config, clone failure, missing image). The reconciler sets phase
- * `Failed` and condition `conditionType=False` with `reason` and `message`, and does not retry until
- * `metadata.generation` changes (STYLE.md "Errors").
+ * A problem no retry can fix (bad config, clone failure, missing image); never retryable. The reconciler sets
+ * phase `Failed` and condition `conditionType=False` with `reason` and `message`, and does not retry until
+ * `metadata.generation` changes (STYLE.md "Errors"). `reason` is a registered error reason (usually the one of
+ * the error in `cause`), so condition reasons that come from errors are typed by the same registry.
  */
 export class TerminalEnvironmentError extends WarrenError {
   constructor(
     readonly conditionType: string,
-    reason: string,
+    reason: Reason,
     message: string,
     options?: { cause?: unknown; code?: number },
   ) {
-    super(reason, options?.code ?? 422, message, options);
+    super(reason, options?.code ?? 422, message, { cause: options?.cause, retryable: false });
   }
 }
 

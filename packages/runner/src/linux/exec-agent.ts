@@ -8,7 +8,7 @@ import { dirname } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { type ErrorCause, InvalidError, type Logger, WarrenError, silentLogger } from '@warren/base';
-import type { ExecSession } from '../environment/backend.js';
+import type { ExecSession } from './exec-session.js';
 import { compileCached, locateCSource } from './c-program.js';
 
 /** Directory inside the container where the environment's agent directory is bind-mounted (on runc's /dev tmpfs). */

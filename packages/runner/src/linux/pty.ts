@@ -3,7 +3,7 @@
 // and again on every SIGWINCH, which the kernel sends when the pty is resized (tty_ioctl(4) TIOCSWINSZ).
 import { Readable, Writable } from 'node:stream';
 import type { Logger } from '@warren/base';
-import type { ExecSession } from '../environment/backend.js';
+import type { ExecSession } from './exec-session.js';
 
 type NodePty = typeof import('node-pty');
 let loaded: Promise<NodePty | undefined> | undefined;

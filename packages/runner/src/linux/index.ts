@@ -1,0 +1,53 @@
+// Public API of the runner's host-tool adapters (runc/crun, cgroups, idmapped mounts, namespaces, network,
+// nftables, git, the exec agent, ptys) for the rest of the runner; each module spawns through exec().
+export { compileCached, locateCSource } from './c-program.js';
+export { CgroupBusyError, CgroupError, CgroupManager, ociLinuxResources } from './cgroups.js';
+export type { CgroupLimits, CgroupManagerOptions, CgroupStats, CgroupVersion } from './cgroups.js';
+export {
+  AGENT_DIR_IN_CONTAINER,
+  AGENT_SOCKET_NAME,
+  ExecAgentBuildError,
+  ExecAgentUnavailableError,
+  INIT_PATH_IN_CONTAINER,
+  ensureExecAgent,
+  execViaAgent,
+  initArgs,
+} from './exec-agent.js';
+export type { AgentExecOptions, AgentExecRequest, AgentExecSession, InitUser } from './exec-agent.js';
+export type { ExecSession } from './exec-session.js';
+export { ExecError, exec, spawnLogged } from './exec.js';
+export type { ExecOptions, ExecResult } from './exec.js';
+export {
+  GitCommandError,
+  GitError,
+  InvalidGitUrlError,
+  RefNotFoundError,
+  RepositoryAuthRequiredError,
+  RepositoryNotFoundError,
+  RepositoryUnreachableError,
+  cloneRepository,
+} from './git.js';
+export type { CloneProgress, CloneRepositoryOptions, CloneResult, GitErrorReason } from './git.js';
+export {
+  IdmapHelperError,
+  createEnvironmentNamespaces,
+  deleteEnvironmentNamespaces,
+  ensureIdmapHelper,
+  readMountInfo,
+  unmountRecursive,
+} from './idmap.js';
+export type { EnvironmentNamespacePaths, MountInfoEntry } from './idmap.js';
+export { NetworkError, environmentDns, listNetworkObjects, setupNetwork, teardownNetwork } from './network.js';
+export type { EnvironmentDns, NetworkObjects, NetworkSetup } from './network.js';
+export { applyFirewall } from './nft.js';
+export type { FirewallOptions } from './nft.js';
+export { buildOciConfig } from './oci-spec.js';
+export type { BindMount, ContainerConfigInput, OciConfig } from './oci-spec.js';
+export { mountRootfs, unmountRootfs } from './overlay.js';
+export type { RootfsLayout } from './overlay.js';
+export { loadNodePty, spawnUnderPty } from './pty.js';
+export type { PtySpawnOptions } from './pty.js';
+export { ContainerNotFoundError, CrunRuntime, RoutedOciRuntime, RuncRuntime, selectOciRuntime, stopContainer } from './runtime.js';
+export type { ContainerExecOptions, ContainerState, ContainerStatus, OciRuntime, OciRuntimeChoice, PreparedExec } from './runtime.js';
+export { KERNEL_OBJECT_PREFIX, SLOT_ID_BASE, SLOT_ID_RANGE_SIZE, SlotAllocator, SlotsExhaustedError, slotInfo } from './slots.js';
+export type { SlotInfo } from './slots.js';
