@@ -23,8 +23,8 @@ export type {
   ExecSession,
   ContainerState,
 } from './environment/backend.js';
-export { LinuxBackend, KEEP_ALIVE_COMMAND } from './environment/linux-backend.js';
-export type { LinuxBackendOptions } from './environment/linux-backend.js';
+export { LinuxBackend, KEEP_ALIVE_COMMAND } from './linux-backend/index.js';
+export type { LinuxBackendOptions } from './linux-backend/index.js';
 export { FakeBackend } from './environment/fake-backend.js';
 export { startAccessServer } from './access/server.js';
 export type { AccessServer, AccessServerOptions } from './access/server.js';

@@ -12,7 +12,7 @@ import { slotForwarder } from './ssh/forward.js';
 import { type AccessServer, type AccessServerOptions, startAccessServer } from './access/server.js';
 import { type RunnerConfig, type RunnerConfigInput, loadRunnerConfig } from './config.js';
 import type { EnvironmentBackend } from './environment/backend.js';
-import { LinuxBackend, type LinuxBackendOptions } from './environment/linux-backend.js';
+import { LinuxBackend, type LinuxBackendOptions } from './linux-backend/index.js';
 import { type PortService, startPortService } from './proxy/service.js';
 import { stat } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';

@@ -12,14 +12,12 @@ import { Writable } from 'node:stream';
 import { type Environment, getCondition } from '@warren/api';
 import { silentLogger } from '@warren/base';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DockerEngine } from '../builder/docker-engine.js';
+import { DockerEngine } from '../builder/index.js';
 import { resolveRunnerConfig } from '../config.js';
-import { CgroupManager } from '../linux/cgroups.js';
-import { type RoutedOciRuntime, selectOciRuntime } from '../linux/runtime.js';
+import { CgroupManager, type RoutedOciRuntime, selectOciRuntime } from '../linux/index.js';
 import { type IntegrationFixtures, startFixtures } from '../testing/integration-harness.js';
-import type { ExecSession, StepContext } from './backend.js';
+import { EnvironmentReconciler, type ExecSession, type StepContext } from '../environment/index.js';
 import { LinuxBackend } from './linux-backend.js';
-import { EnvironmentReconciler } from './reconciler.js';
 
 // One environment at a time (each test deletes its own), so one slot: 16350-16351 lies between the SSH gateway's
 // range (16100-16349) and the port proxy's (16352-16381).

@@ -10,13 +10,9 @@ import type { Environment } from '@warren/api';
 import { silentLogger } from '@warren/base';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { resolveRunnerConfig } from '../config.js';
-import { CgroupManager } from '../linux/cgroups.js';
-import { exec } from '../linux/exec.js';
-import { readMountInfo } from '../linux/idmap.js';
-import { RuncRuntime } from '../linux/runtime.js';
-import { SLOT_ID_BASE, SLOT_ID_RANGE_SIZE, slotInfo } from '../linux/slots.js';
+import { EnvironmentReconciler } from '../environment/index.js';
+import { CgroupManager, RuncRuntime, SLOT_ID_BASE, SLOT_ID_RANGE_SIZE, exec, readMountInfo, slotInfo } from '../linux/index.js';
 import { LinuxBackend } from './linux-backend.js';
-import { EnvironmentReconciler } from './reconciler.js';
 
 const CYCLES = 20;
 /** Own slot range (see linux-backend.integration.test.ts): 9000..13000, varied by pid. */

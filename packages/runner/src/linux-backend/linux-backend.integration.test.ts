@@ -10,16 +10,11 @@ import { Writable } from 'node:stream';
 import { type Environment, type EnvironmentStatus, getCondition } from '@warren/api';
 import { silentLogger } from '@warren/base';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DockerEngine } from '../builder/docker-engine.js';
+import { DockerEngine } from '../builder/index.js';
 import { resolveRunnerConfig } from '../config.js';
-import { CgroupManager } from '../linux/cgroups.js';
-import { exec } from '../linux/exec.js';
-import { readMountInfo } from '../linux/idmap.js';
-import { RuncRuntime } from '../linux/runtime.js';
-import { slotInfo } from '../linux/slots.js';
-import type { StepContext } from './backend.js';
+import { EnvironmentReconciler, type StepContext } from '../environment/index.js';
+import { CgroupManager, RuncRuntime, exec, readMountInfo, slotInfo } from '../linux/index.js';
 import { LinuxBackend } from './linux-backend.js';
-import { EnvironmentReconciler } from './reconciler.js';
 
 // The e2e fixtures live outside this package's rootDir, so they are imported at run time by path.
 interface Fixtures {

@@ -1,0 +1,108 @@
+// Taking environments down: stop (container, cgroup, mounts), remove (everything, slot included) and the sweep
+// of host objects whose environment this runner no longer knows.
+import { rm } from 'node:fs/promises';
+import { type Logger, WarrenError, errorMessage } from '@warren/base';
+import type { StepContext } from '../environment/index.js';
+import {
+  deleteEnvironmentNamespaces,
+  listNetworkObjects,
+  readMountInfo,
+  slotInfo,
+  stopContainer,
+  teardownNetwork,
+  unmountRecursive,
+  unmountRootfs,
+} from '../linux/index.js';
+import type { BackendContext } from './context.js';
+import { listEnvironments } from './observe.js';
+import { CONTAINER_PREFIX, containerId, environmentPaths, hostSlot, isEnvironmentId, namespacePaths } from './paths.js';
+
+/**
+ * Stops the container and releases its cgroup and every mount. The slot claim (uid range, subnet) and the
+ * slot's pinned user + network namespaces with their veth pair stay: they hold no process and no disk
+ * state, and the next start reuses them instead of making them again (about a third of a start's kernel
+ * work). {@link removeEnvironment} releases them.
+ */
+export async function stopEnvironment(backend: BackendContext, environmentId: string, graceSeconds: number, context: StepContext): Promise<void> {
+  await stopContainer(backend.runtime, containerId(environmentId), graceSeconds, { signal: context.signal });
+  await releaseKernelObjects(backend, environmentId, context.logger, { keepNetwork: true });
+}
+
+/** Removes the cgroup, (unless `keepNetwork`) the slot's network and namespaces, and every mount of the environment. */
+async function releaseKernelObjects(backend: BackendContext, environmentId: string, logger: Logger, options: { keepNetwork?: boolean } = {}): Promise<void> {
+  const paths = environmentPaths(backend.dataDir, environmentId);
+  await backend.cgroups.remove(environmentId).catch((error: unknown) => logger.warn({ error: errorMessage(error) }, 'cgroup removal failed'));
+  const slot = options.keepNetwork ? undefined : await backend.slots.lookup(environmentId);
+  if (slot !== undefined) {
+    const info = hostSlot(backend, slot);
+    await teardownNetwork(info.slot, { logger });
+    await deleteEnvironmentNamespaces(namespacePaths(backend, info), { logger });
+  }
+  await unmountRootfs({ lowerMountDir: paths.lower, target: paths.rootfs }, { detach: true, logger });
+  await unmountRecursive(paths.dir, { detach: true, logger });
+}
+
+/**
+ * {@link EnvironmentBackend.remove}: kills the container, releases every host object, deletes the environment's
+ * directory and releases its slot.
+ * @throws {WarrenError} `MountBusy` when mounts remain below the directory (nothing is deleted then).
+ */
+export async function removeEnvironment(backend: BackendContext, environmentId: string, context: StepContext): Promise<void> {
+  await stopContainer(backend.runtime, containerId(environmentId), 0, { signal: context.signal });
+  await releaseKernelObjects(backend, environmentId, context.logger);
+  // Nothing may be mounted below the directory before it is deleted (rm would cross into mounts).
+  const stillMounted = (await readMountInfo()).some((entry) => entry.mountPoint.startsWith(`${environmentPaths(backend.dataDir, environmentId).dir}/`));
+  if (stillMounted) throw new WarrenError('MountBusy', 500, `mounts remain below ${environmentPaths(backend.dataDir, environmentId).dir}`);
+  await rm(environmentPaths(backend.dataDir, environmentId).dir, { recursive: true, force: true });
+  const slot = await backend.slots.lookup(environmentId);
+  if (slot !== undefined) await backend.slots.release(slot);
+  context.logger.info({ environmentId }, 'environment removed from host');
+}
+
+/**
+ * {@link EnvironmentBackend.cleanupOrphans}: removes environments, containers and cgroups whose environment is
+ * not in `knownIds`, and (with `sweepUnclaimedNetworks`) the namespaces and links of unclaimed slots.
+ * @returns the environment ids, container ids, `cgroup:<name>` and `network:<slot>` entries removed.
+ */
+export async function cleanupOrphans(backend: BackendContext, knownIds: ReadonlySet<string>, context: StepContext): Promise<string[]> {
+  const removed: string[] = [];
+  const logger = context.logger;
+  // Whole environments this runner has state for.
+  for (const id of await listEnvironments(backend)) {
+    if (knownIds.has(id)) continue;
+    await removeEnvironment(backend, id, context);
+    removed.push(id);
+  }
+  // Containers under our state root whose environment is unknown.
+  for (const id of await backend.runtime.list()) {
+    if (!id.startsWith(CONTAINER_PREFIX)) continue;
+    const environmentId = id.slice(CONTAINER_PREFIX.length);
+    if (knownIds.has(environmentId)) continue;
+    await backend.runtime.delete(id, { force: true });
+    removed.push(id);
+  }
+  // cgroups named after unknown environments.
+  for (const name of await backend.cgroups.list()) {
+    if (knownIds.has(name) || !isEnvironmentId(name)) continue;
+    await backend.cgroups.remove(name).then(
+      () => removed.push(`cgroup:${name}`),
+      (error: unknown) => logger.warn({ name, error: errorMessage(error) }, 'orphaned cgroup not removed'),
+    );
+  }
+  // Network namespaces and links of slots no environment of this data dir holds (opt-in, see options).
+  if (!backend.options.sweepUnclaimedNetworks) return removed;
+  const claimed = new Set<number>([...(await backend.slots.list()).keys()].map((slot) => hostSlot(backend, slot).slot));
+  const objects = await listNetworkObjects({ logger });
+  const slotsSeen = new Set<number>();
+  for (const name of [...objects.netns, ...objects.links]) {
+    const match = /^warren-?(\d+)[hc]?$/.exec(name);
+    if (match) slotsSeen.add(Number(match[1]));
+  }
+  for (const slot of slotsSeen) {
+    if (claimed.has(slot)) continue;
+    await teardownNetwork(slot, { logger });
+    await deleteEnvironmentNamespaces(namespacePaths(backend, slotInfo(slot)), { logger });
+    removed.push(`network:${slot}`);
+  }
+  return removed;
+}
