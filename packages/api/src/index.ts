@@ -1,4 +1,5 @@
-// @warren/api: resource types and schemas (zod), the Status envelope, the typed HTTP + watch client.
+// @warren/api: resource types and schemas (zod), the Status envelope, the typed HTTP + watch client, and the
+// controller kit (work queue, informer) the server and the runner share.
 // No node:* imports: it runs in the server, runner, CLI and web UI.
 export {
   API_VERSION,
@@ -86,3 +87,31 @@ export { SshKeySchema, SshKeyCreateSchema, SshAuthorizeRequestSchema, SshGrantSc
 export type { SshKey, SshKeyCreate, SshAuthorizeRequest, SshGrant } from './ssh.js';
 export { PORT_TOKEN_PARAMETER, PortOpenSchema, portUrl } from './ports.js';
 export type { PortOpen } from './ports.js';
+export {
+  WorkQueue,
+  Informer,
+  ItemExponentialRateLimiter,
+  BucketRateLimiter,
+  MaxOfRateLimiter,
+  defaultControllerRateLimiter,
+  changedPredicate,
+  generationChangedPredicate,
+  realTimeSource,
+  delay,
+} from './controller/index.js';
+export type {
+  WorkQueueOptions,
+  WorkQueueRunOptions,
+  InformerObject,
+  ListResult,
+  ListerWatcher,
+  InformerEvent,
+  InformerEventHandler,
+  EventPredicate,
+  InformerOptions,
+  RateLimiter,
+  ItemExponentialRateLimiterOptions,
+  BucketRateLimiterOptions,
+  TimeSource,
+  TimerHandle,
+} from './controller/index.js';
