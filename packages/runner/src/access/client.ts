@@ -1,8 +1,9 @@
 // Client side of the runner's access API, for the CLI (and tests): run a command in an environment,
 // follow its lifecycle log. The caller first gets an AccessGrant from the server.
 import type { Readable, Writable } from 'node:stream';
-import { type AccessGrant, ApiError, ExecChannel, type ExecStart, StatusSchema, makeStatus } from '@warren/api';
+import { type AccessGrant, ApiError, ExecChannel, type ExecStart, type Reason, makeStatus } from '@warren/api';
 import { WebSocket as NodeWebSocket } from 'ws';
+import { errorFromBody } from './error-body.js';
 
 /** Options of {@link execInEnvironment}. */
 export interface ExecInEnvironmentOptions {
@@ -26,17 +27,6 @@ function accessUrl(grant: AccessGrant, what: 'exec' | 'logs', query: Record<stri
   const url = new URL(`${grant.endpoint.replace(/\/+$/, '')}/v1/environments/${encodeURIComponent(grant.environmentId)}/${what}`);
   for (const [key, value] of Object.entries(query)) url.searchParams.set(key, value);
   return url;
-}
-
-/** Builds an ApiError from a Status body, or from the HTTP code when the body is not a Status. */
-function errorFromBody(code: number, body: string): ApiError {
-  try {
-    const parsed = StatusSchema.safeParse(JSON.parse(body));
-    if (parsed.success) return new ApiError(parsed.data);
-  } catch {
-    // not JSON
-  }
-  return new ApiError(makeStatus(code === 401 ? 'Unauthorized' : 'InternalError', `runner answered HTTP ${code}${body ? `: ${body.slice(0, 200)}` : ''}`, undefined, code));
 }
 
 /**
@@ -113,7 +103,7 @@ export function execInEnvironment(grant: AccessGrant, argv: string[], options: E
         else if (channel === ExecChannel.stderr) options.stderr.write(payload);
         return;
       }
-      const control = JSON.parse(bytes.toString('utf8')) as { type: string; code?: number; reason?: string; message?: string };
+      const control = JSON.parse(bytes.toString('utf8')) as { type: string; code?: number; reason?: Reason; message?: string };
       if (control.type === 'exit') settle(undefined, control.code ?? 0);
       else if (control.type === 'error') settle(new ApiError(makeStatus(control.reason ?? 'InternalError', control.message ?? 'exec failed')));
     });

@@ -1,8 +1,9 @@
 // Client side of the terminal WebSocket (api access.ts TerminalControl), for the CLI and tests: connects
 // stdin/stdout to a terminal session in an environment, reconnecting to a session by id.
 import type { Readable, Writable } from 'node:stream';
-import { type AccessGrant, ApiError, ExecChannel, StatusSchema, type TerminalControl, makeStatus } from '@warren/api';
+import { type AccessGrant, ApiError, ExecChannel, type TerminalControl, makeStatus } from '@warren/api';
 import { WebSocket as NodeWebSocket } from 'ws';
+import { errorFromBody } from './error-body.js';
 
 /** Options of {@link openTerminal}. */
 export interface OpenTerminalOptions {
@@ -52,16 +53,6 @@ function terminalUrl(grant: AccessGrant, options: OpenTerminalOptions): URL {
     url.searchParams.set('rows', String(options.rows));
   }
   return url;
-}
-
-function errorFromBody(code: number, body: string): ApiError {
-  try {
-    const parsed = StatusSchema.safeParse(JSON.parse(body));
-    if (parsed.success) return new ApiError(parsed.data);
-  } catch {
-    // not JSON
-  }
-  return new ApiError(makeStatus(code === 401 ? 'Unauthorized' : 'InternalError', `runner answered HTTP ${code}${body ? `: ${body.slice(0, 200)}` : ''}`, undefined, code));
 }
 
 /**
