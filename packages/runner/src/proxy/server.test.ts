@@ -10,7 +10,7 @@ import { WebSocket, WebSocketServer } from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type PortProxy, startPortProxy } from './server.js';
 import { SESSION_COOKIE, SessionSigner } from './session.js';
-import { createPortTokenVerifier } from './token.js';
+import { createPortTokenVerifier } from '../access/index.js';
 import { TEST_FRONT_BIN_DIR } from './testing/front-bin.js';
 
 const RUNNER_ID = 'run-test';

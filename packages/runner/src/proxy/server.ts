@@ -24,7 +24,7 @@ import { parseProxyRoute, queryParameter, withoutQueryParameter, type ProxyRoute
 import { RelayConnection, type RelayAdmission, type RelayHooks, type RelayTarget } from './relay.js';
 import type { RequestHead } from './request-head.js';
 import { SESSION_COOKIE, type SessionSigner, sessionSetCookie, takeSessionCookies } from './session.js';
-import type { PortTokenVerifier } from './token.js';
+import type { PortTokenVerifier } from '../access/index.js';
 
 /** Query parameter carrying a server-signed port token; exchanged for the session cookie and never forwarded. */
 export const TOKEN_PARAMETER = PORT_TOKEN_PARAMETER;

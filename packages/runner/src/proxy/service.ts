@@ -6,7 +6,7 @@ import type { EnvironmentBackend } from '../environment/backend.js';
 import { PortsWatcher } from '../ports/watcher.js';
 import { type PortProxy, startPortProxy } from './server.js';
 import { SessionSigner } from './session.js';
-import { createPortTokenVerifier } from './token.js';
+import { createPortTokenVerifier } from '../access/index.js';
 
 /** Default address of the port proxy. */
 export const DEFAULT_PROXY_LISTEN = { host: '127.0.0.1', port: 7082 } as const;
