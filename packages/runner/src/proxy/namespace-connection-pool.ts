@@ -1,5 +1,5 @@
 // The slow path's keep-alive pool for ports bound to an environment's loopback only: the http server reuses helper
-// connections (ports/loopback.ts, one nsenter+socat each) across requests, as the main agent reuses TCP connections,
+// connections (ports/loopback.ts, one nsenter+socat each) across requests, as its TCP pool reuses TCP connections,
 // instead of starting a helper per request.
 import { Agent, type ClientRequestArgs } from 'node:http';
 import type { Duplex } from 'node:stream';
@@ -12,20 +12,21 @@ const IDLE_MS = 4_000;
 const MAX_FREE = 16;
 
 /**
- * An `http.Agent` whose connections are helper streams into one network namespace (`connectInNamespace`), kept
- * alive between requests (RFC 9112 §9.3). Requests name host `127.0.0.1` and the port; a connection the app closes
+ * A keep-alive connection pool into one network namespace, as an `http.Agent` (passed as a request's `agent`):
+ * its connections are helper streams into the namespace (`connectInNamespace`), kept alive between requests
+ * (RFC 9112 §9.3). Requests name host `127.0.0.1` and the port; a connection the app closes
  * is dropped from the pool (as a socket without half-open would be), an idle one after {@link IDLE_MS}.
  * `destroy()` kills the pooled helpers.
  */
-export class NamespaceAgent extends Agent {
+export class NamespaceConnectionPool extends Agent {
   /**
    * @param namespacePath e.g. `/proc/<pid>/ns/net`.
-   * @param onIdle called when the agent holds no connection any more (the owner may forget it).
+   * @param onIdle called when the pool holds no connection any more (the owner may forget it).
    */
   constructor(
     readonly namespacePath: string,
     private readonly logger: Logger,
-    private readonly onIdle: (agent: NamespaceAgent) => void,
+    private readonly onIdle: (pool: NamespaceConnectionPool) => void,
   ) {
     super({ keepAlive: true, maxSockets: Infinity, maxFreeSockets: MAX_FREE, timeout: IDLE_MS });
   }
@@ -34,7 +35,7 @@ export class NamespaceAgent extends Agent {
     const stream = connectInNamespace(this.namespacePath, Number(options.port), this.logger);
     // Not half-open: when the app ends its side the connection is done, so the pool must not hand it out again.
     stream.on('end', () => stream.end());
-    // The agent's own 'close' listener removes the connection from its lists; look after it has run.
+    // http.Agent's own 'close' listener removes the connection from its lists; look after it has run.
     stream.on('close', () => setImmediate(() => this.idle() && this.onIdle(this)));
     return stream;
   }
