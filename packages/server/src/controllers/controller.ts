@@ -1,16 +1,18 @@
 // What every control loop of the server implements, and the shared view it reads from.
-import type { Kind, Resource } from '@warren/api';
+import type { Environment, EnvironmentClass, Informer, Kind, Resource, Runner } from '@warren/api';
 import type { Logger } from '@warren/base';
 import type { ResourceStore } from '../storage/store.js';
 import type { Clock } from './clock.js';
-import type { Informer } from './informer.js';
 
-/** What a controller reads (informer caches) and writes (the store). */
+/**
+ * What a controller reads (informer caches of the controller kit, fed from the store) and writes (the store).
+ * A controller records its own writes in the cache with `apply` / `applyDeleted`.
+ */
 export interface ControllerContext {
   store: ResourceStore;
-  environments: Informer<'Environment'>;
-  runners: Informer<'Runner'>;
-  classes: Informer<'EnvironmentClass'>;
+  environments: Informer<Environment>;
+  runners: Informer<Runner>;
+  classes: Informer<EnvironmentClass>;
   clock: Clock;
   logger: Logger;
 }

@@ -31,7 +31,7 @@ export class GarbageCollector implements Controller {
     if (!environment || !collectable(environment)) return;
     try {
       const deleted = await store.delete('Environment', id, { expectedResourceVersion: environment.metadata.resourceVersion });
-      environments.forget(deleted);
+      environments.applyDeleted(deleted);
       this.context.logger.info({ environmentId: id }, 'environment removed');
     } catch (error) {
       if (error instanceof NotFoundError) return;

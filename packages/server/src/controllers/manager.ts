@@ -1,16 +1,15 @@
 // Runs the server's controllers while this process holds the `controllers` lease, so that with several
 // server processes on one PostgreSQL exactly one of them acts (DESIGN.md "Control flow", step 5).
-import type { Kind, Resource } from '@warren/api';
+import { Informer, WorkQueue, type InformerEvent, type Kind, type Resource, type ResourceByKind } from '@warren/api';
 import { errorMessage, sleep, type Logger } from '@warren/base';
 import type { ResourceStore } from '../storage/store.js';
 import { systemClock, type Clock } from './clock.js';
 import type { Controller, ControllerContext } from './controller.js';
 import { GarbageCollector } from './garbage-collector.js';
 import { InactivityController } from './inactivity.js';
-import { Informer } from './informer.js';
 import { RunnerLivenessController } from './runner-liveness.js';
 import { SchedulerController } from './scheduler.js';
-import { WorkQueue } from './work-queue.js';
+import { storeListerWatcher } from './store-lister-watcher.js';
 
 /** Options of {@link runControllers} and {@link ControllerManager}. */
 export interface ControllerOptions {
@@ -44,18 +43,29 @@ export async function runControllers(options: ControllerOptions, signal: AbortSi
   const logger = options.logger.child({ component: 'controllers' });
   const controllers: Controller[] = [];
   const queues: WorkQueue[] = [];
-  const route = (kind: Kind) => (object: Resource, removed: boolean) => {
+  // Every change of every kind goes to every controller, which names the keys it affects.
+  const route = (kind: Kind) => (event: InformerEvent<Resource>) => {
     controllers.forEach((controller, index) => {
-      for (const key of controller.keysFor(kind, object, removed)) queues[index]!.add(key);
+      for (const key of controller.keysFor(kind, event.object, event.type === 'Deleted')) queues[index]!.add(key);
     });
+  };
+  const informer = <K extends Kind>(kind: K): Informer<ResourceByKind[K]> => {
+    const created = new Informer<ResourceByKind[K]>({
+      listerWatcher: storeListerWatcher(options.store, kind),
+      name: kind,
+      logger,
+      relistIntervalMs: options.resyncIntervalMs ?? 60_000,
+    });
+    created.subscribe(route(kind));
+    return created;
   };
   const context: ControllerContext = {
     store: options.store,
     clock: options.clock ?? systemClock,
     logger,
-    environments: new Informer(options.store, 'Environment', route('Environment'), logger),
-    runners: new Informer(options.store, 'Runner', route('Runner'), logger),
-    classes: new Informer(options.store, 'EnvironmentClass', route('EnvironmentClass'), logger),
+    environments: informer('Environment'),
+    runners: informer('Runner'),
+    classes: informer('EnvironmentClass'),
   };
   controllers.push(
     new SchedulerController(context),
@@ -65,10 +75,10 @@ export async function runControllers(options: ControllerOptions, signal: AbortSi
   );
   for (const _ of controllers) queues.push(new WorkQueue());
   const informers = [context.environments, context.runners, context.classes];
-  const informerRuns = informers.map((informer) => informer.run(signal));
+  const informerRuns = informers.map((each) => each.run(signal));
   const timers: NodeJS.Timeout[] = [];
   try {
-    await Promise.race([Promise.all(informers.map((informer) => informer.whenSynced())), sleepUntilAborted(signal)]);
+    await Promise.race([Promise.all(informers.map((each) => each.whenSynced())), sleepUntilAborted(signal)]);
     if (signal.aborted) return;
     const pass = () =>
       controllers.forEach((controller, index) => {
@@ -76,16 +86,19 @@ export async function runControllers(options: ControllerOptions, signal: AbortSi
       });
     pass();
     timers.push(setInterval(pass, options.checkIntervalMs ?? 5_000));
-    timers.push(setInterval(() => informers.forEach((informer) => informer.relist()), options.resyncIntervalMs ?? 60_000));
     logger.info({ controllers: controllers.map((controller) => controller.name) }, 'controllers started');
     await Promise.all(
       controllers.map((controller, index) =>
-        queues[index]!.run(signal, (key) => controller.reconcile(key), logger.child({ controller: controller.name }), controller.concurrency),
+        queues[index]!.run((key) => controller.reconcile(key), {
+          signal,
+          logger: logger.child({ controller: controller.name }),
+          ...(controller.concurrency === undefined ? {} : { concurrency: controller.concurrency }),
+        }),
       ),
     );
   } finally {
     for (const timer of timers) clearInterval(timer);
-    for (const queue of queues) queue.close();
+    for (const queue of queues) queue.shutDown();
     await Promise.all(informerRuns);
     logger.info({}, 'controllers stopped');
   }
