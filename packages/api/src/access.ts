@@ -2,6 +2,7 @@
 // The client first asks the server for a short-lived, audience-bound access token
 // (`POST /api/v1/environments/{id}/access`), then talks to the runner's access endpoint with it.
 // The runner verifies the token with the server's public keys (`GET /api/v1/keys`, a JWKS).
+import type { Reason } from '@warren/base';
 import { z } from 'zod';
 
 /** Response of `POST /api/v1/environments/{id}/access`. */
@@ -43,7 +44,7 @@ export type ExecControl =
   | { type: 'resize'; cols: number; rows: number }
   | { type: 'stdin-eof' }
   | { type: 'exit'; code: number }
-  | { type: 'error'; reason: string; message: string };
+  | { type: 'error'; reason: Reason; message: string };
 
 /** Channel bytes of binary exec frames. */
 export const ExecChannel = { stdin: 0, stdout: 1, stderr: 2 } as const;
@@ -77,7 +78,7 @@ export type TerminalControl =
   | { type: 'resize'; cols: number; rows: number }
   | { type: 'terminate' }
   | { type: 'exit'; code: number }
-  | { type: 'error'; reason: string; message: string };
+  | { type: 'error'; reason: Reason; message: string };
 
 /** WebSocket close code sent to a terminal connection whose session was attached by a newer connection. */
 export const TERMINAL_TAKEN_OVER_CLOSE_CODE = 4001;

@@ -1,41 +1,18 @@
-// The Status envelope every API error uses, and the registry of `reason` values (Kubernetes
-// API conventions: "Response Status Kind").
-import { WarrenError, type ErrorCause } from '@warren/base';
+// The Status envelope every API error uses (Kubernetes API conventions: "Response Status Kind"), and the
+// registry of `reason` values, which lives in @warren/base (so WarrenError can be typed by it) and is re-exported here.
+import { REASONS, WarrenError, isRetryableCode, type ErrorCause, type Reason } from '@warren/base';
 import { z } from 'zod';
 
-/**
- * Registry of wire reasons: each maps to its HTTP code. Reasons used only inside conditions
- * (not as HTTP errors) carry the code they would have as an error.
- */
-export const REASONS = {
-  BadRequest: 400,
-  Unauthorized: 401,
-  Forbidden: 403,
-  NotFound: 404,
-  MethodNotAllowed: 405,
-  AlreadyExists: 409,
-  Conflict: 409,
-  Gone: 410,
-  RequestEntityTooLarge: 413,
-  UnsupportedMediaType: 415,
-  Invalid: 422,
-  InvalidGitUrl: 422,
-  InvalidDevcontainerConfig: 422,
-  TooManyRequests: 429,
-  InternalError: 500,
-  ServiceUnavailable: 503,
-  Timeout: 504,
-} as const satisfies Record<string, number>;
-
-/** A reason from {@link REASONS}. */
-export type Reason = keyof typeof REASONS;
+export { REASONS, type Reason };
 
 /** Zod schema of the Status envelope: `{kind:"Status", apiVersion, code, reason, message, details?}`. */
 export const StatusSchema = z.object({
   kind: z.literal('Status'),
   apiVersion: z.literal('v1'),
   code: z.number().int(),
-  reason: z.string(),
+  // Any string is accepted (a newer peer may send a reason this build does not list: it passes through
+  // unchanged); typed as a Reason because every reason Warren itself sends is one.
+  reason: z.custom<Reason>((value) => typeof value === 'string'),
   message: z.string(),
   details: z
     .object({
@@ -49,9 +26,12 @@ export const StatusSchema = z.object({
 /** The error envelope of every failed API call. */
 export type Status = z.infer<typeof StatusSchema>;
 
-/** Builds a Status envelope for `reason` (code taken from the registry unless given). */
-export function makeStatus(reason: string, message: string, causes?: ErrorCause[], code?: number): Status {
-  const resolved = code ?? (REASONS as Record<string, number>)[reason] ?? 500;
+/**
+ * Builds a Status envelope for `reason` (code taken from the registry unless given; 500 for a reason received
+ * from a peer that this build does not list).
+ */
+export function makeStatus(reason: Reason, message: string, causes?: ErrorCause[], code?: number): Status {
+  const resolved = code ?? (REASONS as Record<string, number | undefined>)[reason] ?? 500;
   return {
     kind: 'Status',
     apiVersion: 'v1',
@@ -64,13 +44,18 @@ export function makeStatus(reason: string, message: string, causes?: ErrorCause[
 
 /**
  * An API call failed with a Status envelope (thrown by the client).
- * `status` is the envelope; `code`/`reason`/`causes` mirror it.
+ * `status` is the envelope; `code`/`reason`/`causes` mirror it. Retryable when its code is 5xx or 429
+ * ({@link isRetryableCode}: the server failed or asked to slow down) or its reason is `ServiceUnavailable` or
+ * `Timeout` (the server could not be reached, or did not answer in time), whatever the code.
  */
 export class ApiError extends WarrenError {
   readonly status: Status;
 
   constructor(status: Status) {
-    super(status.reason, status.code, status.message, { causes: status.details?.causes ?? [] });
+    super(status.reason, status.code, status.message, {
+      causes: status.details?.causes ?? [],
+      retryable: isRetryableCode(status.code) || status.reason === 'ServiceUnavailable' || status.reason === 'Timeout',
+    });
     this.status = status;
   }
 }

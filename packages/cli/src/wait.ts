@@ -3,12 +3,12 @@ import { ApiError, type Environment, type EnvironmentPhase, type WarrenClient } 
 import { WarrenError, sleep } from '@warren/base';
 import { ProgressLine, describeEnvironment } from './progress.js';
 
-/** The environment reached `Failed` (or another phase that ends the wait unsuccessfully). */
+/** The environment reached `Failed` (or another phase that ends the wait unsuccessfully). Not retryable. */
 export class WaitFailedError extends WarrenError {
   constructor(readonly environment: Environment) {
     const failed = environment.status.conditions.find((condition) => condition.status === 'False');
     const detail = environment.status.message ?? (failed ? `${failed.reason}: ${failed.message}` : 'no details');
-    super('EnvironmentFailed', 500, `environment ${environment.metadata.name} is ${environment.status.phase}: ${detail}`);
+    super('EnvironmentFailed', 500, `environment ${environment.metadata.name} is ${environment.status.phase}: ${detail}`, { retryable: false });
   }
 }
 

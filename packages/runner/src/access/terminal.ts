@@ -2,7 +2,7 @@
 // after its WebSocket drops so a client can reconnect and get the scrollback replayed (api access.ts).
 import { randomUUID } from 'node:crypto';
 import { ExecChannel, TERMINAL_TAKEN_OVER_CLOSE_CODE, type TerminalControl } from '@warren/api';
-import { type Logger, WarrenError } from '@warren/base';
+import { type Logger, type Reason, WarrenError } from '@warren/base';
 import { type RawData, WebSocket } from 'ws';
 import type { EnvironmentBackend, ExecSession } from '../environment/backend.js';
 import type { AccessClaims } from './auth.js';
@@ -310,6 +310,6 @@ function sendControl(websocket: WebSocket, control: TerminalControl): void {
   if (websocket.readyState === WebSocket.OPEN) websocket.send(JSON.stringify(control));
 }
 
-function statusFields(error: WarrenError): { reason: string; message: string } {
+function statusFields(error: WarrenError): { reason: Reason; message: string } {
   return { reason: error.reason, message: error.message };
 }

@@ -1,9 +1,11 @@
-// Errors of the builder backend (managed Docker engine + reference devcontainer CLI builds).
+// Errors of the builder backend (managed Docker engine + reference devcontainer CLI builds). Retryable or
+// not follows the HTTP code (@warren/base isRetryableCode) except where a class says otherwise.
 import { WarrenError } from '@warren/base';
 
 /**
  * `dockerd` or `docker` is not on the PATH. The builder backend is optional (DESIGN.md "Dependencies"):
- * only configs with `build` or `features` need it, and the message says how to install it.
+ * only configs with `build` or `features` need it, and the message says how to install it. HTTP 503, but not
+ * retryable: nothing changes until an administrator installs Docker.
  */
 export class DockerNotInstalledError extends WarrenError {
   constructor(
@@ -14,7 +16,7 @@ export class DockerNotInstalledError extends WarrenError {
       'BuilderNotInstalled',
       503,
       `${binary} is not installed; devcontainer.json "build" and "features" need a Docker engine: apt-get install docker.io`,
-      options,
+      { ...options, retryable: false },
     );
   }
 }

@@ -1,5 +1,6 @@
 // Errors of the image store and registry client. Each carries a wire `reason` so the runner can put
 // it on the Environment's ImageReady condition, and names the image reference so users can act on it.
+// Retryable or not follows the HTTP code (@warren/base isRetryableCode) except where a class says otherwise.
 import { WarrenError } from '@warren/base';
 
 /**
@@ -82,14 +83,18 @@ export class NoMatchingPlatformError extends WarrenError {
   }
 }
 
-/** A manifest, config or layer is malformed or has a media type we do not support. HTTP 422. */
+/**
+ * A manifest, config or layer is malformed or has a media type we do not support. HTTP 422, yet retryable:
+ * the document may have been cut short or served wrong by a mirror or proxy, and the runner has always
+ * retried it (only the errors of the registry's own answers below say "no retry can help").
+ */
 export class InvalidImageError extends WarrenError {
   constructor(
     readonly reference: string,
     detail: string,
     options?: { cause?: unknown },
   ) {
-    super('InvalidImage', 422, `image "${reference}" is invalid: ${detail}`, options);
+    super('InvalidImage', 422, `image "${reference}" is invalid: ${detail}`, { ...options, retryable: true });
   }
 }
 

@@ -2,7 +2,7 @@
 // removal under one `warren` parent, on cgroup v1 (incl. the "hybrid" layout) and cgroup v2 hosts.
 import { access, mkdir, readFile, readdir, realpath, rmdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { InvalidError, type Logger, WarrenError, errorMessage, silentLogger } from '@warren/base';
+import { InvalidError, type Logger, type Reason, WarrenError, errorMessage, silentLogger } from '@warren/base';
 
 /** cgroup v1 (separate hierarchies per controller) or v2 (one unified hierarchy). */
 export type CgroupVersion = 'v1' | 'v2';
@@ -28,9 +28,9 @@ export class CgroupError extends WarrenError {
   constructor(
     message: string,
     readonly path: string,
-    options?: { cause?: unknown; reason?: string; code?: number },
+    options?: { cause?: unknown; reason?: Reason; code?: number },
   ) {
-    super(options?.reason ?? 'CgroupFailed', options?.code ?? 500, message, options);
+    super(options?.reason ?? 'CgroupFailed', options?.code ?? 500, message, { cause: options?.cause });
   }
 }
 

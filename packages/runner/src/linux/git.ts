@@ -23,12 +23,10 @@ export type GitErrorReason =
  */
 export class GitError extends WarrenError {
   declare readonly reason: GitErrorReason;
-  readonly retryable: boolean;
   readonly stderrTail: string;
 
   constructor(reason: GitErrorReason, code: number, message: string, options: { retryable: boolean; stderrTail?: string; cause?: unknown }) {
-    super(reason, code, message, { cause: options.cause });
-    this.retryable = options.retryable;
+    super(reason, code, message, { cause: options.cause, retryable: options.retryable });
     this.stderrTail = options.stderrTail ?? '';
   }
 }

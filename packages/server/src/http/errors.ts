@@ -1,6 +1,6 @@
 // Maps every error to the Status envelope (Kubernetes API conventions, "Response Status Kind").
 import { InvalidError, WarrenError, type ErrorCause } from '@warren/base';
-import { REASONS, makeStatus, type Status } from '@warren/api';
+import { REASONS, makeStatus, type Reason, type Status } from '@warren/api';
 import type { z } from 'zod';
 
 /**
@@ -53,7 +53,7 @@ interface HttpishError {
   message?: string;
 }
 
-const REASON_BY_CODE: Record<number, string> = {
+const REASON_BY_CODE: Record<number, Reason> = {
   400: 'BadRequest',
   401: 'Unauthorized',
   403: 'Forbidden',
