@@ -1,7 +1,8 @@
 // The port proxy's native front (docs/design/0008, proxy-front.c): a C relay on the proxy's public address that
-// relays plain requests to the apps itself and hands every other connection to the Node proxy (server.ts) over a
-// unix socket, with a PROXY protocol v1 line naming the client. This module compiles and runs it, answers its
-// questions (which environment and address a Host and session cookie may reach) and reads the hand-off line.
+// relays plain requests to the apps itself and hands every other connection to the Node proxy over a unix socket,
+// with a PROXY protocol v1 line naming the client. This module compiles and runs it, passes its questions (which
+// environment and address a Host and session cookie may reach) to the runner's answer (front-bridge.ts) and reads
+// the hand-off line.
 import { dirname } from 'node:path';
 import type { Socket } from 'node:net';
 import { createInterface } from 'node:readline';

@@ -3,7 +3,7 @@
 // Request heads are parsed strictly (request-head.ts), routed and authorised on every request, and forwarded with
 // Warren's cookie removed and X-Forwarded-* added; request bodies are forwarded by Content-Length, responses are
 // relayed as bytes, unparsed. Anything unusual (and every refusal) goes to the slow path, the HTTP server in
-// server.ts, with the bytes not yet forwarded put back in front of the socket.
+// slow-path.ts, with the bytes not yet forwarded put back in front of the socket.
 import { type Socket, connect } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { type Logger, errorMessage } from '@warren/base';
@@ -37,7 +37,7 @@ export interface RelayAdmission {
  */
 export type RelayTarget = { host: string; port: number } | { open: () => Duplex };
 
-/** What the relay needs from the proxy (server.ts). */
+/** What the relay needs from the proxy (server.ts composes them: admission.ts, targets.ts, slow-path.ts). */
 export interface RelayHooks {
   /**
    * Routes and authorises a request head, synchronously, exactly as the slow path would.

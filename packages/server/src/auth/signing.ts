@@ -62,8 +62,8 @@ export interface AccessTokenClaims {
   /** `env`: the environment the token grants. */
   environmentId: string;
   /**
-   * `port`: set for a port token (runner/src/proxy/token.ts), the one port it grants; absent for an access token
-   * (runner/src/access/auth.ts).
+   * `port`: set for a port token (runner/src/access/auth.ts createPortTokenVerifier), the one port it grants; absent
+   * for an access token (createAccessVerifier, same file).
    */
   port?: number;
 }
@@ -72,7 +72,7 @@ export interface AccessTokenClaims {
  * Signs a token a runner verifies with the JWKS (JWT, RFC 7519, alg EdDSA, header `kid`, `typ: JWT`): `env` =
  * environment id, `port` (port tokens only), `iss` = "warren", `aud` = runner id, `sub` = user id, `iat`,
  * `exp` = now + `ttlSeconds` (default 300 s). Claims are written in that order; the runner checks `iss`, `aud`,
- * `exp` and `env` (runner/src/access/auth.ts) and, for port tokens, `sub` and `port` (runner/src/proxy/token.ts).
+ * `exp` and `env` and, for port tokens, `sub` and `port` (runner/src/access/auth.ts).
  * @returns the compact JWT and its expiry as RFC 3339 (whole seconds).
  */
 export async function signAccessToken(
@@ -96,7 +96,7 @@ export async function signAccessToken(
 
 /**
  * Signs a port token: {@link signAccessToken} with the `port` claim, which the runner's proxy exchanges for its
- * cookie (runner/src/proxy/token.ts).
+ * cookie (runner/src/access/auth.ts createPortTokenVerifier).
  * @returns the compact JWT and its expiry (RFC 3339).
  */
 export function signPortToken(
