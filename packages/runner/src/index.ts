@@ -1,4 +1,4 @@
-// @warren/runner: the host daemon (agent, environment reconciler, Linux backend, access API) and the
+// @warren/runner: the host daemon (controller, environment reconciler, Linux backend, access API) and the
 // access client helpers the CLI uses.
 export { exec, spawnLogged, ExecError } from './linux/exec.js';
 export type { ExecOptions, ExecResult } from './linux/exec.js';
@@ -6,10 +6,8 @@ export { startRunner } from './runner.js';
 export type { StartRunnerOptions, RunningRunner } from './runner.js';
 export { DEFAULT_IMAGE, RunnerConfigSchema, loadRunnerConfig, resolveRunnerConfig } from './config.js';
 export type { RunnerConfig, RunnerConfigInput } from './config.js';
-export { RunnerAgent, RUNNER_VERSION } from './agent/agent.js';
-export type { RunnerAgentOptions } from './agent/agent.js';
-export { WorkQueue } from './agent/work-queue.js';
-export type { WorkQueueOptions } from './agent/work-queue.js';
+export { RunnerController, RUNNER_VERSION } from './controller/index.js';
+export type { RunnerControllerOptions } from './controller/index.js';
 export { EnvironmentReconciler, ConditionTypes } from './environment/reconciler.js';
 export type { EnvironmentReconcilerOptions, StatusWriter } from './environment/reconciler.js';
 export { TerminalEnvironmentError, EnvironmentNotRunningError } from './environment/backend.js';

@@ -1,8 +1,8 @@
 // Entry point of the runner daemon: loads config, prepares the host backend, serves the access API and
-// runs the agent (register, heartbeat, watch, reconcile).
+// runs the runner's controller (register, heartbeat, watch, reconcile).
 import { ApiError, WarrenClient } from '@warren/api';
 import { InvalidError, type Logger, silentLogger } from '@warren/base';
-import { RunnerAgent } from './agent/agent.js';
+import { RunnerController } from './controller/index.js';
 import { ActivityReporter } from './activity/reporter.js';
 import { createAccessVerifier } from './access/auth.js';
 import { SSH_HOST_KEY_INFO, SshGrantSchema } from '@warren/api';
@@ -76,7 +76,7 @@ export interface RunningRunner {
   recordActivity(environmentId: string): void;
   /** Resolves when no reconcile is queued or running (tests). */
   idle(): Promise<void>;
-  /** Stops the agent and the access API. Environments keep running; a restarted runner adopts them. */
+  /** Stops the controller and the access API. Environments keep running; a restarted runner adopts them. */
   close(): Promise<void>;
 }
 
@@ -109,7 +109,7 @@ export async function startRunner(options: StartRunnerOptions): Promise<RunningR
       },
     }));
 
-  let agent: RunnerAgent | undefined;
+  let controller: RunnerController | undefined;
   let access: AccessServer | undefined;
   let ssh: SshGateway | undefined;
   let ports: PortService | undefined;
@@ -127,7 +127,7 @@ export async function startRunner(options: StartRunnerOptions): Promise<RunningR
       port: options.accessListen.port,
       backend,
       logger: options.logger ?? silentLogger,
-      verify: createAccessVerifier({ server: options.server, runnerId: () => agent?.runnerId ?? '' }),
+      verify: createAccessVerifier({ server: options.server, runnerId: () => controller?.runnerId ?? '' }),
       onActivity,
       ...(options.terminal ? { terminal: options.terminal } : {}),
     });
@@ -142,32 +142,32 @@ export async function startRunner(options: StartRunnerOptions): Promise<RunningR
         hostKey,
         backend,
         authorize: async (request) => SshGrantSchema.parse(await client.request('POST', '/api/v1/ssh/authorize', request)),
-        verify: createAccessVerifier({ server: options.server, runnerId: () => agent?.runnerId ?? '' }),
+        verify: createAccessVerifier({ server: options.server, runnerId: () => controller?.runnerId ?? '' }),
         ...(options.backend ? {} : { connect: slotForwarder(options.dataDir, config.slotOffset) }),
         onActivity,
         logger: options.logger ?? silentLogger,
       });
       published = { endpoints: { ssh: options.sshAdvertise ?? ssh.address }, info: { [SSH_HOST_KEY_INFO]: hostKey.publicKey } };
     }
-    // Port URLs: the proxy and the watcher of listening ports (status.ports); the agent exists only below.
+    // Port URLs: the proxy and the watcher of listening ports (status.ports); the controller exists only below.
     ports = await startPortService({
       ...options.proxy,
       server: options.server,
       dataDir: options.dataDir,
       backend,
-      runnerId: () => agent?.runnerId ?? '',
-      environments: () => agent?.environments() ?? [],
-      patchStatus: (id, change) => agent?.patchStatus(id, change) ?? Promise.resolve(undefined),
+      runnerId: () => controller?.runnerId ?? '',
+      environments: () => controller?.environments() ?? [],
+      patchStatus: (id, change) => controller?.patchStatus(id, change) ?? Promise.resolve(undefined),
       onActivity,
       logger: options.logger ?? silentLogger,
     });
     const proxyEndpoint = ports.endpoint;
     const publish = () => ({ endpoints: { ...published?.endpoints, proxy: proxyEndpoint }, ...(published ? { info: published.info } : {}) });
-    agent = new RunnerAgent({ client, name: options.name, config, backend, accessUrl, publish, logger: options.logger ?? silentLogger });
-    await agent.start();
+    controller = new RunnerController({ client, name: options.name, config, backend, accessUrl, publish, logger: options.logger ?? silentLogger });
+    await controller.start();
     ports.startWatcher();
-    logger.info({ runnerId: agent.runnerId, accessUrl }, 'runner started');
-    const started = agent;
+    logger.info({ runnerId: controller.runnerId, accessUrl }, 'runner started');
+    const started = controller;
     const server = access;
     const gateway = ssh;
     const portService = ports;
@@ -189,7 +189,7 @@ export async function startRunner(options: StartRunnerOptions): Promise<RunningR
       },
     };
   } catch (error) {
-    await agent?.close().catch(() => {});
+    await controller?.close().catch(() => {});
     await access?.close().catch(() => {});
     await ssh?.close().catch(() => {});
     await ports?.close().catch(() => {});

@@ -66,7 +66,7 @@ async function waitFor<T>(what: string, probe: () => Promise<T | undefined>): Pr
   throw new Error(`timed out waiting for ${what}${last instanceof Error ? `: ${last.message}` : ''}`);
 }
 
-describe('runner agent against the real control plane', () => {
+describe('RunnerController against the real control plane', () => {
   let modules: ServerModules;
   let serverDir: string;
   let runnerDir: string;
@@ -84,8 +84,8 @@ describe('runner agent against the real control plane', () => {
 
   beforeAll(async () => {
     modules = await loadServerModules<ServerModules>();
-    serverDir = await mkdtemp(join(tmpdir(), 'warren-agent-server-'));
-    runnerDir = await mkdtemp(join(tmpdir(), 'warren-agent-runner-'));
+    serverDir = await mkdtemp(join(tmpdir(), 'warren-runner-controller-server-'));
+    runnerDir = await mkdtemp(join(tmpdir(), 'warren-runner-controller-runner-'));
     port = await freePort();
     server = await startControlPlane(modules, serverDir, port);
     admin = new WarrenClient({ server: `http://127.0.0.1:${port}`, token: server.adminToken! });

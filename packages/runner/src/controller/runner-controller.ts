@@ -1,18 +1,30 @@
-// The runner agent: registers with the server, heartbeats, watches the environments scheduled to this
-// runner and feeds them to the EnvironmentReconciler through a work queue (issue 2 §6 runner protocol).
+// The runner's controller: registers with the server, heartbeats, and reconciles the environments scheduled to
+// this runner (issue 2 §6 runner protocol). An informer of the controller kit (list + watch over the API, a
+// cache, periodic resync) feeds a work queue of environment ids whose workers run the EnvironmentReconciler;
+// see docs/design/0009-controller-kit.md.
 import { cpus, totalmem } from 'node:os';
-import { ApiError, type Environment, type EnvironmentStatus, type Runner, type RunnerStatus, type WarrenClient } from '@warren/api';
-import { type Logger, backoffMs, errorMessage, isAbortError, silentLogger, sleep } from '@warren/base';
+import {
+  ApiError,
+  Informer,
+  WorkQueue,
+  defaultControllerRateLimiter,
+  type Environment,
+  type EnvironmentStatus,
+  type Runner,
+  type RunnerStatus,
+  type WarrenClient,
+} from '@warren/api';
+import { type Logger, backoffMs, errorMessage, silentLogger, sleep } from '@warren/base';
 import type { RunnerConfig } from '../config.js';
-import type { EnvironmentBackend } from '../environment/backend.js';
-import { EnvironmentReconciler } from '../environment/reconciler.js';
-import { WorkQueue } from './work-queue.js';
+import { type EnvironmentBackend, EnvironmentReconciler } from '../environment/index.js';
+import { environmentListerWatcher } from './environment-lister-watcher.js';
+import { runnerMustAct } from './environment-predicates.js';
 
 /** Version reported in the runner's status. */
 export const RUNNER_VERSION = '0.1.0';
 
-/** Options of {@link RunnerAgent}. */
-export interface RunnerAgentOptions {
+/** Options of {@link RunnerController}. */
+export interface RunnerControllerOptions {
   client: WarrenClient;
   /** Runner name (DNS label), unique per server. */
   name: string;
@@ -28,40 +40,35 @@ export interface RunnerAgentOptions {
   logger?: Logger;
 }
 
-/** A queued item: the latest known object, or `gone` when the server no longer has it. */
-interface QueueItem {
-  environment: Environment;
-  gone: boolean;
-}
-
 /**
- * Runs the runner protocol. `start()` registers (retrying until the server answers) and starts the
- * heartbeat, watch and resync loops; `close()` stops them and waits for in-flight reconciles to abort.
- * The watch resumes from the last seen resourceVersion after any error (server restarts included),
- * relisting when the server answers 410 Gone.
+ * Runs the runner protocol. `start()` registers (retrying until the server answers) and starts the heartbeat,
+ * the informer (list + watch of the environments scheduled to this runner, resumed from the last seen
+ * resourceVersion after any error, server restarts included, and listed again after 410 Gone; every cached
+ * environment queued again each `resyncSeconds`) and `concurrentReconciles` workers; `close()` stops them
+ * and waits for in-flight reconciles to abort. An environment is reconciled when it appears, disappears, or
+ * changes in a way that can alter what the runner must do ({@link runnerMustAct}); a failed reconcile is
+ * retried with backoff (500 ms doubling to 60 s per environment).
  */
-export class RunnerAgent {
+export class RunnerController {
   private readonly client: WarrenClient;
   private readonly config: RunnerConfig;
   private readonly backend: EnvironmentBackend;
   private readonly logger: Logger;
-  private readonly queue: WorkQueue<QueueItem>;
+  private readonly informer: Informer<Environment>;
+  private readonly queue: WorkQueue;
   private readonly reconciler: EnvironmentReconciler;
   private readonly controller = new AbortController();
   private readonly loops: Promise<void>[] = [];
   private runner: Runner | undefined;
-  /** The object returned by our last status write per environment (fresher than the watch until its event arrives). */
-  private readonly written = new Map<string, Environment>();
-  private orphansCleaned = false;
-  /** Resolves once the first list of environments has been queued (for tests and start-up ordering). */
+  /** Resolves once the first list of environments has been queued and orphans cleaned (for tests and start-up ordering). */
   readonly synced: Promise<void>;
   private markSynced!: () => void;
 
-  constructor(private readonly options: RunnerAgentOptions) {
+  constructor(private readonly options: RunnerControllerOptions) {
     this.client = options.client;
     this.config = options.config;
     this.backend = options.backend;
-    this.logger = (options.logger ?? silentLogger).child({ component: 'agent' });
+    this.logger = (options.logger ?? silentLogger).child({ component: 'runner-controller' });
     this.synced = new Promise((resolve) => (this.markSynced = resolve));
     this.reconciler = new EnvironmentReconciler({
       backend: this.backend,
@@ -69,11 +76,14 @@ export class RunnerAgent {
       logger: options.logger ?? silentLogger,
       writeStatus: (environment, status) => this.writeStatus(environment, status),
     });
-    this.queue = new WorkQueue<QueueItem>({
-      concurrency: this.config.concurrentReconciles,
-      logger: options.logger ?? silentLogger,
-      process: (key, item, signal) => this.process(key, item, signal),
+    this.queue = new WorkQueue({ rateLimiter: defaultControllerRateLimiter({ baseDelayMs: 500, maxDelayMs: 60_000 }) });
+    this.informer = new Informer<Environment>({
+      listerWatcher: environmentListerWatcher(this.client, () => this.runnerId),
+      name: 'Environment',
+      logger: this.logger,
+      resyncIntervalMs: this.config.resyncSeconds * 1000,
     });
+    this.informer.subscribe((event) => this.queue.add(event.object.metadata.id), runnerMustAct);
   }
 
   /** The registered runner's id. @throws {Error} before {@link start} resolved. */
@@ -91,31 +101,32 @@ export class RunnerAgent {
     this.runner = await this.retrying('register', () => this.register());
     this.logger.info({ runnerId: this.runner.metadata.id, name: this.options.name }, 'runner registered');
     await this.heartbeat().catch((error: unknown) => this.logger.warn({ error: errorMessage(error) }, 'heartbeat failed'));
-    this.loops.push(this.heartbeatLoop(), this.watchLoop(), this.resyncLoop());
+    this.loops.push(
+      this.heartbeatLoop(),
+      this.informer.run(this.signal),
+      this.queue.run((key, signal) => this.process(key, signal), {
+        signal: this.signal,
+        concurrency: this.config.concurrentReconciles,
+        logger: this.options.logger ?? silentLogger,
+      }),
+      this.afterFirstSync(),
+    );
   }
 
   /** Stops every loop and aborts in-flight reconciles (the host state stays; a restart adopts it). */
   async close(): Promise<void> {
     this.controller.abort(new DOMException('runner closing', 'AbortError'));
-    await this.queue.close();
     await Promise.allSettled(this.loops);
   }
 
   /** Resolves when no reconcile is queued or running. For tests. */
   idle(): Promise<void> {
-    return this.queue.idle();
+    return this.queue.whenIdle();
   }
 
   /** The freshest known object of each environment this runner reconciles (watch events or our own writes). */
   environments(): Environment[] {
-    const result: Environment[] = [];
-    for (const key of this.queue.keys()) {
-      const item = this.queue.latest(key);
-      if (!item || item.gone) continue;
-      const written = this.written.get(key);
-      result.push(written && Number(written.metadata.resourceVersion) > Number(item.environment.metadata.resourceVersion) ? written : item.environment);
-    }
-    return result;
+    return this.informer.list();
   }
 
   /**
@@ -126,13 +137,13 @@ export class RunnerAgent {
    * @throws {ApiError} other API failures, or 409 after the last attempt.
    */
   async patchStatus(environmentId: string, change: (status: EnvironmentStatus) => EnvironmentStatus | undefined): Promise<Environment | undefined> {
-    let current = this.environments().find((environment) => environment.metadata.id === environmentId);
+    let current = this.informer.get(environmentId);
     for (let attempt = 0; current; attempt++) {
       const next = change(current.status);
       if (!next) return undefined;
       try {
         const stored = await this.client.updateEnvironmentStatus(environmentId, next, current.metadata.resourceVersion);
-        this.written.set(environmentId, stored);
+        this.informer.apply(stored);
         return stored;
       } catch (error) {
         if (!(error instanceof ApiError) || error.code !== 409 || attempt >= 4) throw error;
@@ -216,115 +227,59 @@ export class RunnerAgent {
     }
   }
 
-  private async resyncLoop(): Promise<void> {
+  /**
+   * After the first list: queues the host state of environments the server no longer assigns to this runner
+   * (deleted while it was down) for removal and removes orphaned host objects, then resolves {@link synced}.
+   * A failed orphan cleanup is tried again every `resyncSeconds`.
+   */
+  private async afterFirstSync(): Promise<void> {
+    const aborted = new Promise<void>((resolve) => this.signal.addEventListener('abort', () => resolve(), { once: true }));
+    await Promise.race([this.informer.whenSynced(), aborted]);
     while (!this.signal.aborted) {
+      const listed = new Set(this.informer.list().map((environment) => environment.metadata.id));
       try {
-        await sleep(this.config.resyncSeconds * 1000, this.signal);
-      } catch {
-        return;
-      }
-      for (const key of this.queue.keys()) {
-        const item = this.queue.latest(key);
-        if (item) this.queue.add(key, item);
-      }
-    }
-  }
-
-  /** List, then watch from the list's resourceVersion; on error resume from the last seen version. */
-  private async watchLoop(): Promise<void> {
-    let resourceVersion: string | undefined;
-    let attempt = 0;
-    while (!this.signal.aborted) {
-      try {
-        if (resourceVersion === undefined) resourceVersion = await this.relist();
-        for await (const event of this.client.watch('Environment', { runnerId: this.runnerId, resourceVersion, signal: this.signal })) {
-          attempt = 0;
-          resourceVersion = event.object.metadata.resourceVersion;
-          if (event.type === 'BOOKMARK') continue;
-          const environment = event.object;
-          if (environment.status.runnerId !== undefined && environment.status.runnerId !== this.runnerId) continue;
-          // The echo of our own status write changes nothing the reconcile that wrote it does not already know
-          // (it runs on, has finished, or will be retried): keep the object, skip a reconcile pass.
-          const own = this.written.get(environment.metadata.id);
-          if (event.type === 'MODIFIED' && own?.metadata.resourceVersion === environment.metadata.resourceVersion) {
-            this.queue.update(environment.metadata.id, { environment, gone: false });
-            continue;
-          }
-          this.queue.add(environment.metadata.id, { environment, gone: event.type === 'DELETED' });
+        for (const id of await this.backend.listEnvironments()) {
+          if (!listed.has(id)) this.queue.add(id);
         }
-        // The server ended the stream (e.g. shutting down): reconnect after a short pause.
-        await sleep(backoffMs(attempt++, 100, 2_000), this.signal);
-      } catch (error) {
-        if (this.signal.aborted || isAbortError(error)) return;
-        if (error instanceof ApiError && error.code === 410) {
-          this.logger.info({ resourceVersion }, 'watch history expired, relisting');
-          resourceVersion = undefined;
-          continue;
-        }
-        const delay = backoffMs(attempt++, 200, 5_000);
-        this.logger.warn({ error: errorMessage(error), retryInMs: delay }, 'watch failed, reconnecting');
-        await sleep(delay, this.signal).catch(() => {});
-      }
-    }
-  }
-
-  /** Lists this runner's environments, queues each, removes orphans once; @returns the list's resourceVersion. */
-  private async relist(): Promise<string> {
-    const list = await this.client.list('Environment', { runnerId: this.runnerId, signal: this.signal });
-    const listed = new Set<string>();
-    for (const environment of list.items) {
-      if (environment.status.runnerId !== undefined && environment.status.runnerId !== this.runnerId) continue;
-      listed.add(environment.metadata.id);
-      this.queue.add(environment.metadata.id, { environment, gone: false });
-    }
-    // Environments we reconciled that vanished from the server while the watch was down.
-    for (const key of this.queue.keys()) {
-      const item = this.queue.latest(key);
-      if (item && !listed.has(key) && !item.gone) this.queue.add(key, { ...item, gone: true });
-    }
-    if (!this.orphansCleaned) {
-      this.orphansCleaned = true;
-      // Host state of environments the server no longer assigns to us (deleted while we were down).
-      for (const id of await this.backend.listEnvironments()) {
-        if (!listed.has(id) && !this.queue.latest(id)) this.queue.add(id, { environment: placeholder(id), gone: true });
-      }
-      try {
         const removed = await this.backend.cleanupOrphans(listed, this.stepContext());
         if (removed.length > 0) this.logger.info({ removed }, 'orphaned host objects removed');
+        break;
       } catch (error) {
-        this.orphansCleaned = false;
+        if (this.signal.aborted) break;
         this.logger.warn({ error: errorMessage(error) }, 'orphan cleanup failed');
+        this.markSynced();
+        await sleep(this.config.resyncSeconds * 1000, this.signal).catch(() => {});
       }
     }
     this.markSynced();
-    return list.metadata.resourceVersion;
   }
 
   private stepContext() {
     return { signal: this.signal, logger: this.logger, onProgress: () => {} };
   }
 
-  private async process(key: string, item: QueueItem, signal: AbortSignal): Promise<void> {
-    if (item.gone) {
+  /**
+   * Reconciles the environment `key` as the cache has it. One the server no longer has (not in the cache)
+   * only has its host state removed.
+   */
+  private async process(key: string, signal: AbortSignal): Promise<void> {
+    const environment = this.informer.get(key);
+    if (!environment) {
       const observed = await this.backend.observe(key);
       if (observed.exists) {
         await this.backend.remove(key, { signal, logger: this.logger.child({ environmentId: key }), onProgress: () => {} });
         this.logger.info({ environmentId: key }, 'host state of a removed environment deleted');
       }
-      this.queue.forget(key);
-      this.written.delete(key);
       return;
     }
-    // Our own last write may not have come back through the watch yet: use whichever object is newer.
-    const written = this.written.get(key);
-    const environment =
-      written && Number(written.metadata.resourceVersion) > Number(item.environment.metadata.resourceVersion) ? written : item.environment;
     try {
       await this.reconciler.reconcile(environment, signal);
     } catch (error) {
       if (error instanceof ApiError && error.code === 404) {
-        // The server no longer has it (deleted and collected): remove what is left on the host.
-        this.queue.add(key, { environment: item.environment, gone: true });
+        // The server no longer has it (deleted and collected): drop it from the cache, which queues it again
+        // to remove what is left on the host.
+        const current = this.informer.get(key);
+        if (current) this.informer.applyDeleted(current);
         return;
       }
       throw error;
@@ -333,14 +288,15 @@ export class RunnerAgent {
 
   /**
    * Writes an environment's status. The runner owns the status, except `lastActivityTime` (written by
-   * keepalives on the server), which is carried over from the freshest object we know.
+   * keepalives on the server), which is carried over from the freshest object we know. The stored object
+   * goes into the cache at once (its watch event is then ignored as not newer).
    */
   private async writeStatus(environment: Environment, status: EnvironmentStatus): Promise<Environment> {
-    const latest = this.queue.latest(environment.metadata.id)?.environment;
+    const latest = this.informer.get(environment.metadata.id);
     const activity = [status.lastActivityTime, latest?.status.lastActivityTime].filter((value): value is string => !!value).sort().pop();
     const body: EnvironmentStatus = { ...status, runnerId: status.runnerId ?? this.runnerId, ...(activity ? { lastActivityTime: activity } : {}) };
     const stored = await this.client.updateEnvironmentStatus(environment.metadata.id, body);
-    this.written.set(environment.metadata.id, stored);
+    this.informer.apply(stored);
     return stored;
   }
 }
@@ -348,22 +304,4 @@ export class RunnerAgent {
 function isTransient(error: unknown): boolean {
   if (!(error instanceof ApiError)) return !(error instanceof TypeError);
   return error.code >= 500 || error.code === 429 || error.reason === 'ServiceUnavailable' || error.reason === 'Timeout';
-}
-
-/** A stand-in object for host state whose environment the server does not know (only the id is used). */
-function placeholder(id: string): Environment {
-  return {
-    kind: 'Environment',
-    apiVersion: 'v1',
-    metadata: { id, name: id, generation: 0, resourceVersion: '0', createdTime: new Date(0).toISOString(), labels: {}, ownerId: '' },
-    spec: {
-      desiredPhase: 'Deleted',
-      source: { git: { url: 'unknown' } },
-      devcontainer: {},
-      className: 'default',
-      ports: [],
-      timeouts: { inactivitySeconds: 0 },
-    },
-    status: { phase: 'Deleting', observedGeneration: 0, conditions: [], ports: [] },
-  };
 }
