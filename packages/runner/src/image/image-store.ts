@@ -15,7 +15,8 @@ import { type Logger, errorMessage, isAbortError } from '@warren/base';
 import { exec } from '../linux/exec.js';
 import { DigestMismatchError, InvalidImageError } from './errors.js';
 import { unpackLayer } from './layer-unpack.js';
-import { type Descriptor, type ImageConfig, MediaTypes, type Platform, type RuntimeConfig, parseImageConfig } from './manifest.js';
+import { type ImageRecord, imageRecord, parseRecord } from './image-record.js';
+import { type Descriptor, MediaTypes, type Platform, type RuntimeConfig, parseImageConfig } from './manifest.js';
 import { type ImageReference, formatReference, lookupKey, parseReference, referenceName } from './reference.js';
 import { type RegistryConfig, type RegistryEndpoint, RegistryClient, digestAlgorithm } from './registry-client.js';
 import { SharedFlight } from './shared-flight.js';
@@ -61,47 +62,6 @@ export interface PruneResult {
   removedImages: string[];
   removedLayers: string[];
   freedBytes: number;
-}
-
-/** The on-disk record of an image (version 1); layer ids are stored, paths derived from `root` on read. */
-interface ImageRecord {
-  version: 1;
-  reference: string;
-  digest: string;
-  manifestDigest: string;
-  configDigest: string;
-  platform: Platform;
-  /** Layer ids, base layer first (manifest order). */
-  layerIds: string[];
-  /** DiffIDs, base layer first. */
-  diffIds: string[];
-  config: RuntimeConfig;
-  /** Extra blobs to keep (the index manifest). */
-  blobs: string[];
-  pulledTime: string;
-}
-
-/**
- * The record of an image pulled or imported now: `digest` names what the reference names (the index of a
- * multi-platform image, else the manifest), `layerIds` are base layer first (manifest order).
- */
-function imageRecord(
-  reference: string,
-  digests: Pick<ImageRecord, 'digest' | 'manifestDigest' | 'configDigest'>,
-  imageConfig: ImageConfig,
-  layerIds: string[],
-): ImageRecord {
-  return {
-    version: 1,
-    reference,
-    ...digests,
-    platform: imageConfig.platform,
-    layerIds,
-    diffIds: imageConfig.diffIds,
-    config: imageConfig.runtime,
-    blobs: [],
-    pulledTime: new Date().toISOString(),
-  };
 }
 
 interface LayerMeta {
@@ -528,16 +488,6 @@ export class ImageStore {
       config: record.config,
       pulledTime: record.pulledTime,
     };
-  }
-}
-
-function parseRecord(text: string | undefined): ImageRecord | undefined {
-  if (text === undefined) return undefined;
-  try {
-    const record = JSON.parse(text) as ImageRecord;
-    return record.version === 1 ? record : undefined;
-  } catch {
-    return undefined;
   }
 }
 

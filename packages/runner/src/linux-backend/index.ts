@@ -1,7 +1,5 @@
 // Public API of the runner's Linux backend: the LinuxBackend facade, its options, and the names it gives host objects.
 export { LinuxBackend } from './linux-backend.js';
-export type { BackendContext, LinuxBackendOptions } from './context.js';
+export type { LinuxBackendOptions } from './context.js';
 export { CONTAINER_PREFIX } from './paths.js';
 export { KEEP_ALIVE_COMMAND } from './start.js';
-export { cachedUser, resolveUsersCached, userFilesSignature } from './users.js';
-export type { ContainerUser, UserCache } from './users.js';
