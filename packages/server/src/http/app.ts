@@ -8,7 +8,7 @@ import { UnauthorizedError, authenticate, type Principal } from '../auth/princip
 import { jwks, type SigningKeys } from '../auth/signing.js';
 import { statusFromError } from './errors.js';
 import { buildOpenApiDocument } from './openapi.js';
-import { registerResourceRoutes, type RouteContext } from './resources.js';
+import { registerResourceRoutes, type RouteContext } from './routes/index.js';
 import type { Whoami } from './schemas.js';
 import { registerSshRoutes } from './ssh.js';
 import { registerPortRoutes } from './ports.js';

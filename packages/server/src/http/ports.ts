@@ -1,13 +1,13 @@
 // Port URLs: `POST /api/v1/environments/{id}/ports/{port}/open` gives the owner (or an admin) the port's URL on
 // its runner's proxy with a short-lived, audience-bound token that the proxy exchanges for its cookie.
-// Making a port Public or Owner is a PATCH of spec.ports (resources.ts).
+// Making a port Public or Owner is a PATCH of spec.ports (routes/kind-routes.ts).
 import { type Environment, PORT_TOKEN_PARAMETER, type PortOpen, portUrl } from '@warren/api';
 import { ConflictError, InvalidError, NotFoundError } from '@warren/base';
 import type { FastifyInstance } from 'fastify';
 import { authorize } from '../auth/policy.js';
 import type { Principal } from '../auth/principal.js';
 import { signPortToken } from '../auth/signing.js';
-import type { RouteContext } from './resources.js';
+import type { RouteContext } from './routes/index.js';
 
 /**
  * Registers `POST /api/v1/environments/{id}/ports/{port}/open` (id or name; owner or admin only).

@@ -15,7 +15,7 @@ import { signAccessToken } from '../auth/signing.js';
 import type { ResourceStore } from '../storage/store.js';
 import { parseOrThrow } from './errors.js';
 import { isJsonObject } from './merge-patch.js';
-import type { RouteContext } from './resources.js';
+import type { RouteContext } from './routes/index.js';
 
 /** Settings key holding a user's SSH keys. */
 export function sshKeysSetting(userId: string): string {
