@@ -43,6 +43,7 @@ export function registerPgliteStore(pglite: PGlite, schema: string): () => void 
 
 /** What a {@link GroupCommitter} writes to and announces on. */
 export interface GroupCommitterOptions {
+  /** The store's database; its engine decides the write lock and the PGlite sole-writer fast path. */
   database: OpenDatabase;
   /** The store's hub: committed events are published to it before any write of their batch resolves. */
   hub: EventHub;
