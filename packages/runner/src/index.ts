@@ -23,6 +23,8 @@ export type {
 } from './environment/backend.js';
 export { LinuxBackend, KEEP_ALIVE_COMMAND } from './linux-backend/index.js';
 export type { LinuxBackendOptions } from './linux-backend/index.js';
+// A host that embeds the runner (tests: e2e/harness) passes its own runtime state root and cgroup parent.
+export { CgroupManager, RuncRuntime } from './linux/index.js';
 export { FakeBackend } from './environment/fake-backend.js';
 export { startAccessServer } from './access/server.js';
 export type { AccessServer, AccessServerOptions } from './access/server.js';
