@@ -89,11 +89,11 @@ describe('RunnerController against the real control plane', () => {
     port = await freePort();
     server = await startControlPlane(modules, serverDir, port);
     admin = new WarrenClient({ server: `http://127.0.0.1:${port}`, token: server.adminToken! });
-    const runnerToken = await modules.ensureRunnerToken(server.store, 'agent-test');
+    const runnerToken = await modules.ensureRunnerToken(server.store, 'controller-test');
     runner = await startRunner({
       server: `http://127.0.0.1:${port}`,
       token: runnerToken,
-      name: 'agent-test',
+      name: 'controller-test',
       dataDir: runnerDir,
       accessListen: { host: '127.0.0.1', port: 0 },
       config: { heartbeatSeconds: 1, resyncSeconds: 2 },
@@ -113,14 +113,14 @@ describe('RunnerController against the real control plane', () => {
       const found = await admin.get('Runner', runner.runnerId);
       return found.status.phase === 'Active' && found.status.capacity ? found : undefined;
     });
-    expect(registered.metadata.name).toBe('agent-test');
+    expect(registered.metadata.name).toBe('controller-test');
     expect(registered.status.endpoints.access).toBe(runner.accessUrl);
     expect(registered.status.capacity?.environments).toBe(50);
     expect(registered.status.capacity?.cpuMillicores).toBeGreaterThan(0);
   });
 
   it('reconciles a scheduled environment, survives a server restart, and execs with a server-issued token', async () => {
-    const created = await admin.createEnvironment({ metadata: { name: 'agent-env' }, spec: { source: { git: { url: 'https://example.test/repo.git' } } } });
+    const created = await admin.createEnvironment({ metadata: { name: 'controller-env' }, spec: { source: { git: { url: 'https://example.test/repo.git' } } } });
     const id = created.metadata.id;
     const running = await phaseOf(id, 'Running');
     expect(running.status.runnerId).toBe(runner.runnerId);

@@ -9,11 +9,11 @@ type StatusPort = EnvironmentStatus['ports'][number];
 
 /** Options of {@link PortsWatcher}. */
 export interface PortsWatcherOptions {
-  /** The environments this runner reconciles, freshest known objects (RunnerAgent.environments). */
+  /** The environments this runner reconciles, freshest known objects (RunnerController.environments). */
   environments: () => Environment[];
   /** Where a running environment is (LinuxBackend.network); undefined when it is not running. */
   network: (environmentId: string) => Promise<EnvironmentNetwork | undefined>;
-  /** Writes a status change guarded by resourceVersion (RunnerAgent.patchStatus). */
+  /** Writes a status change guarded by resourceVersion (RunnerController.patchStatus). */
   patchStatus: (environmentId: string, change: (status: EnvironmentStatus) => EnvironmentStatus | undefined) => Promise<unknown>;
   /** URL of a port of an environment through the port proxy, without token; undefined when there is no proxy. */
   portUrl?: (environment: Environment, port: number) => string | undefined;

@@ -32,7 +32,7 @@ export interface PortProxyOptions {
   port: number;
   /** Domain of the host form `<port>-<env>.<domain>` (default `localhost`: `*.localhost` resolves to loopback). */
   domain?: string;
-  /** The environments of this runner, freshest known objects (RunnerAgent.environments). */
+  /** The environments of this runner, freshest known objects (RunnerController.environments). */
   environments: () => Environment[];
   /** Where a running environment is reachable (LinuxBackend.network); undefined when not running. */
   network: (environmentId: string) => Promise<EnvironmentNetwork | undefined>;

@@ -19,9 +19,9 @@ export interface PortServiceOptions {
   backend: EnvironmentBackend;
   /** This runner's id, known once registered. */
   runnerId: () => string;
-  /** The runner's environments (RunnerAgent.environments); empty before the agent exists. */
+  /** The runner's environments (RunnerController.environments); empty before the controller exists. */
   environments: () => Environment[];
-  /** RunnerAgent.patchStatus. */
+  /** RunnerController.patchStatus. */
   patchStatus: (environmentId: string, change: (status: EnvironmentStatus) => EnvironmentStatus | undefined) => Promise<unknown>;
   /** Where the proxy listens; default {@link DEFAULT_PROXY_LISTEN}. */
   listen?: { host: string; port: number };
@@ -45,7 +45,7 @@ export interface PortService {
   /** The proxy's advertised base URL, published as `status.endpoints.proxy`. */
   endpoint: string;
   proxy: PortProxy;
-  /** Starts the ports watcher (once the agent runs). */
+  /** Starts the ports watcher (once the runner's controller runs). */
   startWatcher(): void;
   close(): Promise<void>;
 }
