@@ -138,7 +138,19 @@ export const ProgressSchema = z.object({
 });
 export type Progress = z.infer<typeof ProgressSchema>;
 
-/** Environment status, written by the scheduler and the runner. */
+/**
+ * Environment status. One owner per field (docs/design/0009-controller-kit.md, "One owner per status field");
+ * the runner writes the whole status with `PUT .../status` and carries the fields of others over:
+ * - `phase` (the server sets `Pending` at create), `observedGeneration`, `progress`, `commit`, `devcontainer`,
+ *   `startedTime`, and the conditions `ContentReady`, `ImageReady`, `Running`, `LifecycleCommandsSucceeded`,
+ *   `DevcontainerSupported`: the runner's EnvironmentReconciler.
+ * - `ports`: the runner (the reconciler's `Devcontainer` entries, its ports watcher's `Spec` and `Detected` ones).
+ * - `runnerId` and the condition `Scheduled`: the server's scheduler (a runner may not change `runnerId`).
+ * - `lastActivityTime`: the server's keepalive (`POST .../keepalive`, sent by the runner's activity reporter);
+ *   the reconciler also sets it when it starts a container, and the server never lets it go back.
+ * - `message`: the reconciler (retry and failure messages), except that the inactivity controller writes its
+ *   reason together with `spec.desiredPhase: Stopped` and the condition `StoppedForInactivity`.
+ */
 export const EnvironmentStatusSchema = z.object({
   phase: EnvironmentPhaseSchema,
   observedGeneration: z.number().int().default(0),
@@ -203,7 +215,11 @@ export const RunnerSpecSchema = z.strictObject({
   unschedulable: z.boolean().default(false),
 });
 
-/** Runner status, written by the runner (heartbeat) and the liveness controller (phase). */
+/**
+ * Runner status. Owners (docs/design/0009-controller-kit.md): the runner's heartbeat writes every field, with
+ * `phase: Active` and no conditions; the server's runner-liveness controller writes `phase: Inactive` and the
+ * condition `Ready=False` when heartbeats stop (the next heartbeat sets them back).
+ */
 export const RunnerStatusSchema = z.object({
   phase: z.enum(['Active', 'Inactive']),
   lastHeartbeatTime: TimeSchema.optional(),
