@@ -3,36 +3,16 @@
 // serves the Public one freely, passes WebSocket upgrades and streams, never forwards Warren's cookie or token,
 // and keeps user B out of user A's environment (by name and by id); an expired token is refused.
 // Needs root, runc, ip, cc, git, docker-registry, skopeo and the cached test images.
-import { mkdtemp, rm } from 'node:fs/promises';
 import { type IncomingMessage, request as httpRequest } from 'node:http';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { Writable } from 'node:stream';
-import { type Environment, type EnvironmentPhase, PortOpenSchema, WarrenClient } from '@warren/api';
-import { type Logger, silentLogger, sleep } from '@warren/base';
+import { type Environment, PortOpenSchema, type WarrenClient } from '@warren/api';
+import { sleep } from '@warren/base';
 import { WebSocket } from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type HarnessWithFixtures, startHarness, waitForPhase } from '../../../../e2e/harness/index.js';
 import { execInEnvironment } from '../access/client.js';
-import { CgroupManager } from '../linux/cgroups.js';
-import { RuncRuntime } from '../linux/runtime.js';
-import { type RunningRunner, startRunner } from '../runner.js';
 import { SESSION_COOKIE } from './session.js';
-import { freePort, loadServerModules, startFixtures, type IntegrationFixtures } from '../testing/integration-harness.js';
 
-interface Store {
-  close(): Promise<void>;
-}
-interface ServerModules {
-  openStore(options: { dataDir: string; logger: Logger }): Promise<Store>;
-  bootstrap(store: Store): Promise<{ adminToken?: string }>;
-  ensureRunnerToken(store: Store, name: string): Promise<string>;
-  loadSigningKeys(store: Store): Promise<unknown>;
-  issueToken(store: Store, options: { name: string; ownerId: string; type: 'Personal' }): Promise<{ secret: string }>;
-  signPortToken(keys: unknown, claims: { runnerId: string; userId: string; environmentId: string; port: number }, options: { ttlSeconds: number; now: Date }): Promise<{ token: string }>;
-  buildApp(options: { store: Store; logger: Logger; signingKeys: unknown }): { listen(options: { port: number; host: string }): Promise<string>; close(): Promise<void> };
-  runControllers(options: { store: Store; logger: Logger; checkIntervalMs?: number }, signal: AbortSignal): Promise<void>;
-}
-type Fixtures = IntegrationFixtures<{ javascriptNode: string; busybox: string }>;
 /** Own slot range (two environments): above the network (15000..), terminal (16000..) and SSH (16100..16349) tests. */
 const SLOT_OFFSET = 16_352 + (process.pid % 15) * 2;
 
@@ -68,11 +48,6 @@ for (const port of [3000, 3001, 3002]) { const server = http.createServer(handle
 { const server = http.createServer(handler); server.on('upgrade', upgrade); server.listen(3003, '127.0.0.1'); }
 `;
 
-async function loadModules(): Promise<{ server: ServerModules; fixtures: Fixtures }> {
-  return { server: await loadServerModules<ServerModules>(), fixtures: await startFixtures<Fixtures['images']>() };
-}
-
-
 interface Answer {
   status: number;
   headers: IncomingMessage['headers'];
@@ -94,33 +69,12 @@ function fetchVia(proxyPort: number, url: string, headers: Record<string, string
 }
 
 describe('port URLs through the runner proxy (server + runner with the Linux backend)', () => {
-  let modules: Awaited<ReturnType<typeof loadModules>>;
-  let serverDir: string;
-  let runnerDir: string;
-  let store: Store;
-  let signingKeys: unknown;
-  let app: ReturnType<ServerModules['buildApp']>;
-  const controllers = new AbortController();
-  let controllersDone: Promise<void>;
+  let harness: HarnessWithFixtures;
   let admin: WarrenClient;
   let bob: WarrenClient;
-  let runner: RunningRunner;
   let proxyPort: number;
-  const runtime = new RuncRuntime({ stateRoot: `/run/warren/runc-ports-test-${process.pid}` });
-  let cgroups: CgroupManager;
   let envA: Environment;
-  let envB: Environment;
 
-  const phaseOf = async (client: WarrenClient, id: string, phase: EnvironmentPhase): Promise<Environment> => {
-    let last: Environment | undefined;
-    for (let attempt = 0; attempt < 1200; attempt++) {
-      last = await client.get('Environment', id);
-      if (last.status.phase === phase) return last;
-      if (last.status.phase === 'Failed') break;
-      await sleep(100);
-    }
-    throw new Error(`environment did not reach ${phase}: ${JSON.stringify(last?.status)}`);
-  };
   const open = async (client: WarrenClient, env: string, port: number) =>
     PortOpenSchema.parse(await client.request('POST', `/api/v1/environments/${env}/ports/${port}/open`, {}));
   /** Opens the URL with its token: the proxy answers 303 with its cookie; @returns `name=value` and the plain URL. */
@@ -134,32 +88,15 @@ describe('port URLs through the runner proxy (server + runner with the Linux bac
   };
 
   beforeAll(async () => {
-    modules = await loadModules();
-    serverDir = await mkdtemp(join(tmpdir(), 'warren-ports-server-'));
-    runnerDir = await mkdtemp(join(tmpdir(), 'warren-ports-runner-'));
-    const port = await freePort();
-    store = await modules.server.openStore({ dataDir: serverDir, logger: silentLogger });
-    const boot = await modules.server.bootstrap(store);
-    signingKeys = await modules.server.loadSigningKeys(store);
-    app = modules.server.buildApp({ store, logger: silentLogger, signingKeys });
-    await app.listen({ port, host: '127.0.0.1' });
-    controllersDone = modules.server.runControllers({ store, logger: silentLogger, checkIntervalMs: 200 }, controllers.signal);
-    const server = `http://127.0.0.1:${port}`;
-    admin = new WarrenClient({ server, token: boot.adminToken! });
-    const bobUser = await admin.createUser({ metadata: { name: 'bob' } });
-    bob = new WarrenClient({ server, token: (await modules.server.issueToken(store, { name: 'bob-token', ownerId: bobUser.metadata.id, type: 'Personal' })).secret });
-    cgroups = await CgroupManager.detect({ parent: `warren-ports-${process.pid}` });
-    runner = await startRunner({
-      server,
-      token: await modules.server.ensureRunnerToken(store, 'ports-test'),
-      name: 'ports-test',
-      dataDir: runnerDir,
-      accessListen: { host: '127.0.0.1', port: 0 },
-      proxy: { listen: { host: '127.0.0.1', port: 0 } },
-      config: { slotOffset: SLOT_OFFSET, heartbeatSeconds: 1 },
-      linux: { firewall: false, runtime, cgroups },
+    harness = await startHarness({
+      name: 'ports',
+      fixtures: true,
+      config: { slotOffset: SLOT_OFFSET },
+      runner: { proxy: { listen: { host: '127.0.0.1', port: 0 } } },
     });
-    const { fixtures } = modules;
+    admin = harness.admin;
+    bob = (await harness.controlPlane.createUser('bob')).client;
+    const { fixtures, runner } = harness;
     // Two environments must fit on small CI hosts.
     await admin.createEnvironmentClass({ metadata: { name: 'small' }, spec: { cpuMillicores: 100, memoryBytes: 512 * 1024 * 1024 } });
     const repoA = await fixtures.git.createRepo(`acme/web${process.pid}`, {
@@ -172,37 +109,15 @@ describe('port URLs through the runner proxy (server + runner with the Linux bac
       admin.createEnvironment({ metadata: { name: 'web' }, spec: { className: 'small', source: { git: { url: repoA.url } }, ports: [{ port: 3001, visibility: 'Public' }] } }),
       bob.createEnvironment({ metadata: { name: 'web' }, spec: { className: 'small', source: { git: { url: repoB.url } } } }),
     ]);
-    [envA, envB] = await Promise.all([phaseOf(admin, createdA.metadata.id, 'Running'), phaseOf(bob, createdB.metadata.id, 'Running')]);
+    [envA] = await Promise.all([waitForPhase(admin, createdA.metadata.id, 'Running'), waitForPhase(bob, createdB.metadata.id, 'Running')]);
     const runnerObject = await admin.get('Runner', runner.runnerId);
     proxyPort = Number(new URL(runnerObject.status.endpoints.proxy ?? 'http://x:0').port);
     expect(proxyPort).toBeGreaterThan(0);
   }, 300_000);
 
   afterAll(async () => {
-    for (const [client, env] of [
-      [admin, envA],
-      [bob, envB],
-    ] as const) {
-      if (env) await client.delete('Environment', env.metadata.id).catch(() => {});
-    }
-    // Wait until the runner removed both (mounts, network, cgroups) before it stops.
-    for (const env of [envA, envB]) {
-      for (let attempt = 0; env && attempt < 600; attempt++) {
-        if (await admin.get('Environment', env.metadata.id).then(() => false, () => true)) break;
-        await sleep(100);
-      }
-    }
-    await runner?.close();
-    controllers.abort();
-    await controllersDone;
-    await app?.close();
-    await store?.close();
-    await cgroups?.removeParent().catch(() => {});
-    await rm(runtime.stateRoot, { recursive: true, force: true });
-    await rm(`${runtime.stateRoot}-exec`, { recursive: true, force: true });
-    for (const dir of [serverDir, runnerDir]) if (dir) await rm(dir, { recursive: true, force: true });
-    await modules?.fixtures.git.stop();
-    await modules?.fixtures.registry.stop();
+    // Deletes both environments and waits until the runner removed them (mounts, network, cgroups) before it stops.
+    await harness?.dispose();
   }, 120_000);
 
   it('lists forwardPorts at once and detects ports that start listening', async () => {
@@ -330,9 +245,8 @@ describe('port URLs through the runner proxy (server + runner with the Linux bac
     expect(viaName.body).not.toContain('"headers"');
     expect((await fetchVia(proxyPort, `http://3000-${envA.metadata.id}.localhost:${proxyPort}/`, { cookie })).status).toBe(401);
 
-    const expired = await modules.server.signPortToken(
-      signingKeys,
-      { runnerId: runner.runnerId, userId: envA.metadata.ownerId, environmentId: envA.metadata.id, port: 3000 },
+    const expired = await harness.controlPlane.signToken(
+      { runnerId: harness.runner.runnerId, userId: envA.metadata.ownerId, environmentId: envA.metadata.id, port: 3000 },
       { ttlSeconds: 60, now: new Date(Date.now() - 3_600_000) },
     );
     const refused = await fetchVia(proxyPort, `http://3000-web.localhost:${proxyPort}/?warren-token=${expired.token}`);
