@@ -5,50 +5,17 @@
 // Activity: with a 4 s inactivity timeout an idle environment is stopped; one used through the terminal and
 // exec every second stays Running.
 // Needs root, runc, ip, cc, git, docker-registry, skopeo and the cached test images.
-import { mkdtemp, rm } from 'node:fs/promises';
 import { PassThrough, Writable } from 'node:stream';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { type AccessGrant, type Environment, type EnvironmentPhase, WarrenClient } from '@warren/api';
-import { type Logger, silentLogger, sleep } from '@warren/base';
+import type { AccessGrant, WarrenClient } from '@warren/api';
+import { sleep } from '@warren/base';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type HarnessWithFixtures, deleteEnvironment, startHarness, waitForPhase } from '../../../../e2e/harness/index.js';
 import { execInEnvironment } from './client.js';
 import { openTerminal } from './terminal-client.js';
-import { CgroupManager } from '../linux/cgroups.js';
-import { RuncRuntime } from '../linux/runtime.js';
-import { type RunningRunner, startRunner } from '../runner.js';
-import { loadServerModules, startFixtures, type IntegrationFixtures } from '../testing/integration-harness.js';
 
-interface Store {
-  create(kind: string, object: unknown): Promise<{ metadata: { id: string } }>;
-}
-interface RunningServer {
-  url: string;
-  store: Store;
-  adminToken?: string;
-  close(): Promise<void>;
-}
-interface ServerModules {
-  startServer(options: {
-    dataDir: string;
-    port: number;
-    logger: Logger;
-    controllerOptions: { checkIntervalMs: number; leaseRetryMs?: number };
-    app: { keepaliveMinIntervalSeconds: number };
-  }): Promise<RunningServer>;
-  ensureRunnerToken(store: Store, name: string): Promise<string>;
-  issueToken(store: Store, options: { name: string; ownerId: string; type: 'Personal' }): Promise<{ secret: string }>;
-  loadSigningKeys(store: Store): Promise<unknown>;
-  signAccessToken(keys: unknown, claims: { runnerId: string; userId: string; environmentId: string }, options: { ttlSeconds?: number; now?: Date }): Promise<{ token: string; expiresTime: string }>;
-}
-type Fixtures = IntegrationFixtures<{ base: string; busybox: string }>;
 /** Own slot range, apart from the other suites (0..15999, see runner.integration.test.ts) and other helpers. */
 const SLOT_OFFSET = 16_000 + (process.pid % 30) * 10;
 const INACTIVITY_SECONDS = 4;
-
-async function loadModules(): Promise<{ server: ServerModules; fixtures: Fixtures }> {
-  return { server: await loadServerModules<ServerModules>(), fixtures: await startFixtures<Fixtures['images']>() };
-}
 
 function sink() {
   const chunks: Buffer[] = [];
@@ -76,86 +43,36 @@ function sink() {
 }
 
 describe('terminal API and activity on a real runner', { timeout: 300_000 }, () => {
-  let modules: Awaited<ReturnType<typeof loadModules>>;
-  let serverDir: string;
-  let runnerDir: string;
-  let server: RunningServer;
+  let harness: HarnessWithFixtures;
   let admin: WarrenClient;
   let alice: WarrenClient;
   let bob: WarrenClient;
   let aliceId: string;
   let bobId: string;
-  let runner: RunningRunner;
-  const runtime = new RuncRuntime({ stateRoot: `/run/warren/runc-terminal-test-${process.pid}` });
-  let cgroups: CgroupManager;
 
-  const phaseOf = async (id: string, phase: EnvironmentPhase): Promise<Environment> => {
-    let last: Environment | undefined;
-    for (let attempt = 0; attempt < 1200; attempt++) {
-      last = await admin.get('Environment', id);
-      if (last.status.phase === phase) return last;
-      if (last.status.phase === 'Failed') break;
-      await sleep(100);
-    }
-    throw new Error(`environment did not reach ${phase}: ${JSON.stringify(last?.status)}`);
-  };
-
-  const deleteAndWait = async (id: string) => {
-    await admin.delete('Environment', id).catch(() => {});
-    for (let attempt = 0; attempt < 600; attempt++) {
-      if (await admin.get('Environment', id).then(() => false, () => true)) return;
-      await sleep(100);
-    }
-  };
+  const phaseOf = (id: string, phase: 'Running' | 'Stopped') => waitForPhase(admin, id, phase);
+  const deleteAndWait = (id: string) => deleteEnvironment(admin, id).catch(() => {});
 
   beforeAll(async () => {
-    modules = await loadModules();
-    serverDir = await mkdtemp(join(tmpdir(), 'warren-terminal-server-'));
-    runnerDir = await mkdtemp(join(tmpdir(), 'warren-terminal-runner-'));
-    server = await modules.server.startServer({
-      dataDir: serverDir,
-      port: 0,
-      logger: silentLogger,
-      controllerOptions: { checkIntervalMs: 200, leaseRetryMs: 200 },
+    harness = await startHarness({
+      name: 'terminal',
+      fixtures: true,
       app: { keepaliveMinIntervalSeconds: 1 },
+      config: { slotOffset: SLOT_OFFSET },
+      runner: { activityIntervalMs: 1_000 },
     });
-    admin = new WarrenClient({ server: server.url, token: server.adminToken! });
-    const users: WarrenClient[] = [];
-    const ids: string[] = [];
-    for (const name of ['alice', 'bob']) {
-      const user = await admin.createUser({ metadata: { name } });
-      const { secret } = await modules.server.issueToken(server.store, { name: `${name}-token`, ownerId: user.metadata.id, type: 'Personal' });
-      users.push(new WarrenClient({ server: server.url, token: secret }));
-      ids.push(user.metadata.id);
-    }
-    [alice, bob] = users as [WarrenClient, WarrenClient];
-    [aliceId, bobId] = ids as [string, string];
-    cgroups = await CgroupManager.detect({ parent: `warren-terminal-${process.pid}` });
-    runner = await startRunner({
-      server: server.url,
-      token: await modules.server.ensureRunnerToken(server.store, 'terminal-test'),
-      name: 'terminal-test',
-      dataDir: runnerDir,
-      accessListen: { host: '127.0.0.1', port: 0 },
-      config: { slotOffset: SLOT_OFFSET, heartbeatSeconds: 1 },
-      linux: { firewall: false, runtime, cgroups },
-      activityIntervalMs: 1_000,
-    });
+    admin = harness.admin;
+    const [aliceUser, bobUser] = [await harness.controlPlane.createUser('alice'), await harness.controlPlane.createUser('bob')];
+    [alice, bob] = [aliceUser.client, bobUser.client];
+    [aliceId, bobId] = [aliceUser.id, bobUser.id];
   });
 
   afterAll(async () => {
-    await runner?.close();
-    await server?.close();
-    await cgroups?.removeParent().catch(() => {});
-    await rm(runtime.stateRoot, { recursive: true, force: true });
-    await rm(`${runtime.stateRoot}-exec`, { recursive: true, force: true });
-    for (const dir of [serverDir, runnerDir]) if (dir) await rm(dir, { recursive: true, force: true });
-    await modules?.fixtures.git.stop();
-    await modules?.fixtures.registry.stop();
+    await harness?.dispose();
   });
 
   it('gives a login shell with resize and reconnect, and refuses other users and expired tokens', async () => {
-    const { fixtures } = modules;
+    const { fixtures } = harness;
     const repoName = `term${process.pid}`;
     const repo = await fixtures.git.createRepo(`acme/${repoName}`, {
       '.devcontainer/devcontainer.json': `{ "image": "${fixtures.images.base}" }`,
@@ -206,9 +123,9 @@ describe('terminal API and activity on a real runner', { timeout: 300_000 }, () 
     await expect(bob.createAccessGrant('term')).rejects.toMatchObject({ code: 404 });
     await expect(bob.createAccessGrant(environmentId)).rejects.toMatchObject({ code: 404 });
     // A server-signed token of B for another environment does not open A's; nor does a token naming B take A's session.
-    const keys = await modules.server.loadSigningKeys(server.store);
+    const { runner } = harness;
     const grantFor = async (userId: string, tokenEnvironment: string, options: { ttlSeconds?: number; now?: Date } = {}): Promise<AccessGrant> => {
-      const signed = await modules.server.signAccessToken(keys, { runnerId: runner.runnerId, userId, environmentId: tokenEnvironment }, options);
+      const signed = await harness.controlPlane.signToken({ runnerId: runner.runnerId, userId, environmentId: tokenEnvironment }, options);
       return { ...signed, endpoint: runner.accessUrl, environmentId };
     };
     await expect(openTerminal(await grantFor(bobId, 'some-environment-of-bob'), { stdout: sink().stream })).rejects.toMatchObject({ code: 403 });
@@ -228,7 +145,7 @@ describe('terminal API and activity on a real runner', { timeout: 300_000 }, () 
   }
 
   it('stops an idle environment after its inactivity timeout and keeps an active one running', async () => {
-    const { fixtures } = modules;
+    const { fixtures } = harness;
     const repo = await fixtures.git.createRepo(`acme/activity${process.pid}`, {
       '.devcontainer/devcontainer.json': `{ "image": "${fixtures.images.busybox}" }`,
     });
