@@ -8,36 +8,14 @@ import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createConnection } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { type Environment, type EnvironmentPhase, SSH_HOST_KEY_INFO, WarrenClient } from '@warren/api';
-import { type Logger, silentLogger, sleep } from '@warren/base';
-import { generateEd25519KeyPair } from './host-key.js';
+import { type Environment, SSH_HOST_KEY_INFO } from '@warren/api';
+import { sleep } from '@warren/base';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CgroupManager } from '../linux/cgroups.js';
-import { RuncRuntime } from '../linux/runtime.js';
-import { type RunningRunner, startRunner } from '../runner.js';
-import { freePort, loadServerModules, startFixtures, type IntegrationFixtures } from '../testing/integration-harness.js';
+import { type HarnessWithFixtures, freePort, startHarness, waitForPhase } from '../../../../e2e/harness/index.js';
+import { generateEd25519KeyPair } from './host-key.js';
 
-interface Store {
-  close(): Promise<void>;
-  create(kind: 'User', object: { name: string; ownerId: string; labels: Record<string, string>; spec: { admin: boolean }; status: object }): Promise<{ metadata: { id: string } }>;
-}
-interface ServerModules {
-  openStore(options: { dataDir: string; logger: Logger }): Promise<Store>;
-  bootstrap(store: Store): Promise<{ adminToken?: string; admin: { metadata: { id: string } } }>;
-  ensureRunnerToken(store: Store, name: string): Promise<string>;
-  loadSigningKeys(store: Store): Promise<unknown>;
-  issueToken(store: Store, options: { name: string; ownerId: string; type: 'Personal' }): Promise<{ secret: string }>;
-  buildApp(options: { store: Store; logger: Logger; signingKeys: unknown }): { listen(options: { port: number; host: string }): Promise<string>; close(): Promise<void> };
-  runControllers(options: { store: Store; logger: Logger; checkIntervalMs?: number }, signal: AbortSignal): Promise<void>;
-}
-type Fixtures = IntegrationFixtures<{ base: string }>;
 /** Own slot range: above the other suites (1000..13000, 13000..15000) and the network tests (15000..16000). */
 const SLOT_OFFSET = 16_100 + (process.pid % 25) * 10;
-
-async function loadModules(): Promise<{ server: ServerModules; fixtures: Fixtures }> {
-  return { server: await loadServerModules<ServerModules>(), fixtures: await startFixtures<Fixtures['images']>() };
-}
-
 
 interface Ran {
   code: number;
@@ -77,22 +55,10 @@ function waitForOutput(child: ChildProcess, text: string, seen: { output: string
 }
 
 describe('SSH gateway with OpenSSH against a real environment', () => {
-  let modules: Awaited<ReturnType<typeof loadModules>>;
-  let serverDir: string;
-  let runnerDir: string;
+  let harness: HarnessWithFixtures;
   let clientDir: string;
-  let store: Store;
-  let app: ReturnType<ServerModules['buildApp']>;
-  const controllers = new AbortController();
-  let controllersDone: Promise<void>;
-  let admin: WarrenClient;
-  let alice: WarrenClient;
-  let bob: WarrenClient;
-  let runner: RunningRunner;
   let sshPort: number;
   let environment: Environment;
-  const runtime = new RuncRuntime({ stateRoot: `/run/warren/runc-ssh-test-${process.pid}` });
-  let cgroups: CgroupManager;
   const keys = { alice: '', bob: '', stranger: '' };
 
   /** OpenSSH options shared by ssh, scp and sftp: no user config, only the given key, the published host key. */
@@ -108,37 +74,17 @@ describe('SSH gateway with OpenSSH against a real environment', () => {
   ];
   const ssh = (key: string, user: string, ...rest: string[]) => ['-p', String(sshPort), ...common(key), '-l', user, '127.0.0.1', ...rest];
 
-  const phaseOf = async (id: string, phase: EnvironmentPhase): Promise<Environment> => {
-    let last: Environment | undefined;
-    for (let attempt = 0; attempt < 1200; attempt++) {
-      last = await admin.get('Environment', id);
-      if (last.status.phase === phase) return last;
-      if (last.status.phase === 'Failed') break;
-      await sleep(100);
-    }
-    throw new Error(`environment did not reach ${phase}: ${JSON.stringify(last?.status)}`);
-  };
-
   beforeAll(async () => {
-    modules = await loadModules();
-    serverDir = await mkdtemp(join(tmpdir(), 'warren-ssh-server-'));
-    runnerDir = await mkdtemp(join(tmpdir(), 'warren-ssh-runner-'));
     clientDir = await mkdtemp(join(tmpdir(), 'warren-ssh-client-'));
-    const port = await freePort();
-    const server = `http://127.0.0.1:${port}`;
-    store = await modules.server.openStore({ dataDir: serverDir, logger: silentLogger });
-    const boot = await modules.server.bootstrap(store);
-    app = modules.server.buildApp({ store, logger: silentLogger, signingKeys: await modules.server.loadSigningKeys(store) });
-    await app.listen({ port, host: '127.0.0.1' });
-    controllersDone = modules.server.runControllers({ store, logger: silentLogger, checkIntervalMs: 200 }, controllers.signal);
-    admin = new WarrenClient({ server, token: boot.adminToken! });
-    const userClient = async (name: string) => {
-      const user = await store.create('User', { name, ownerId: boot.admin.metadata.id, labels: {}, spec: { admin: false }, status: {} });
-      const { secret } = await modules.server.issueToken(store, { name: `${name}-token`, ownerId: user.metadata.id, type: 'Personal' });
-      return new WarrenClient({ server, token: secret });
-    };
-    alice = await userClient('alice');
-    bob = await userClient('bob');
+    harness = await startHarness({
+      name: 'ssh',
+      fixtures: true,
+      config: { slotOffset: SLOT_OFFSET },
+      runner: { sshListen: { host: '127.0.0.1', port: 0 } },
+    });
+    const { admin, runner, controlPlane } = harness;
+    const alice = (await controlPlane.createUser('alice')).client;
+    const bob = (await controlPlane.createUser('bob')).client;
 
     // Keys: Alice's and Bob's registered with the server, a stranger's not.
     for (const name of ['alice', 'bob', 'stranger'] as const) {
@@ -148,19 +94,6 @@ describe('SSH gateway with OpenSSH against a real environment', () => {
       await chmod(keys[name], 0o600);
       if (name !== 'stranger') await (name === 'alice' ? alice : bob).request('POST', '/api/v1/sshkeys', { publicKey: pair.public });
     }
-
-    cgroups = await CgroupManager.detect({ parent: `warren-ssh-${process.pid}` });
-    runner = await startRunner({
-      server,
-      token: await modules.server.ensureRunnerToken(store, 'ssh-test'),
-      name: 'ssh-test',
-      dataDir: runnerDir,
-      accessListen: { host: '127.0.0.1', port: 0 },
-      sshListen: { host: '127.0.0.1', port: 0 },
-      config: { slotOffset: SLOT_OFFSET, heartbeatSeconds: 1 },
-      // The host firewall table is shared with other suites running in parallel; this test needs no egress.
-      linux: { firewall: false, runtime, cgroups },
-    });
 
     // The host key as the server publishes it (no trust on first use).
     let published: { endpoint?: string; hostKey?: string } = {};
@@ -173,7 +106,7 @@ describe('SSH gateway with OpenSSH against a real environment', () => {
     sshPort = Number(published.endpoint?.split(':').pop());
     await writeFile(join(clientDir, 'known_hosts'), `warren-runner-ssh-test ${published.hostKey}\n`);
 
-    const { fixtures } = modules;
+    const { fixtures } = harness;
     const repo = await fixtures.git.createRepo(`acme/ssh${process.pid}`, {
       '.devcontainer/devcontainer.json': `{
         "image": "${fixtures.images.base}",
@@ -182,29 +115,12 @@ describe('SSH gateway with OpenSSH against a real environment', () => {
       }`,
     });
     const created = await alice.createEnvironment({ metadata: { name: 'sshbox' }, spec: { source: { git: { url: repo.url } } } });
-    environment = await phaseOf(created.metadata.id, 'Running');
+    environment = await waitForPhase(alice, created.metadata.id, 'Running');
   });
 
   afterAll(async () => {
-    if (environment) {
-      await admin.delete('Environment', environment.metadata.id).catch(() => {});
-      for (let attempt = 0; attempt < 600; attempt++) {
-        const gone = await admin.get('Environment', environment.metadata.id).then(() => false, () => true);
-        if (gone) break;
-        await sleep(100);
-      }
-    }
-    await runner?.close();
-    controllers.abort();
-    await controllersDone;
-    await app?.close();
-    await store?.close();
-    await cgroups?.removeParent().catch(() => {});
-    await rm(runtime.stateRoot, { recursive: true, force: true });
-    await rm(`${runtime.stateRoot}-exec`, { recursive: true, force: true });
-    for (const dir of [serverDir, runnerDir, clientDir]) if (dir) await rm(dir, { recursive: true, force: true });
-    await modules?.fixtures.git.stop();
-    await modules?.fixtures.registry.stop();
+    await harness?.dispose();
+    if (clientDir) await rm(clientDir, { recursive: true, force: true });
   });
 
   it('runs a command as remoteUser in the workspace folder with remoteEnv and passes its exit status', async () => {
