@@ -3,30 +3,16 @@
 // the result. Needs root, dockerd, docker-registry and the cached test images (scripts/test-images.sh).
 import { mkdir, mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { silentLogger } from '@warren/base';
+import { type TestImages, ensureTestImages } from '../../../../e2e/fixtures/images.js';
+import { type TestRegistry, startRegistry } from '../../../../e2e/fixtures/registry.js';
 import { ImageStore } from '../image/image-store.js';
 import { exec } from '../linux/exec.js';
 import { DevcontainerBuilder } from './devcontainer-builder.js';
 import { DockerEngine, findExecutable } from './docker-engine.js';
 import { BaseImageNotFoundError, DevcontainerBuildError } from './errors.js';
 import { referenceUpAndExec } from './reference-cli.js';
-
-// The e2e fixtures live outside this package's tsconfig rootDir, so they are loaded by URL (vitest compiles them).
-const repoRoot = fileURLToPath(new URL('../../../../', import.meta.url));
-interface TestRegistry {
-  url: string;
-  stop(): Promise<void>;
-}
-interface TestImages {
-  base: string;
-  busybox: string;
-}
-const fixtures = {
-  registry: (): Promise<{ startRegistry(): Promise<TestRegistry> }> => import(pathToFileURL(join(repoRoot, 'e2e/fixtures/registry.ts')).href),
-  images: (): Promise<{ ensureTestImages(registry: TestRegistry): Promise<TestImages> }> => import(pathToFileURL(join(repoRoot, 'e2e/fixtures/images.ts')).href),
-};
 
 const missingTools = (await Promise.all(['dockerd', 'docker', 'docker-registry'].map(async (tool) => ((await findExecutable(tool)) ? undefined : tool)))).filter(Boolean);
 const skipReason =
@@ -49,8 +35,8 @@ describe.skipIf(skipReason !== undefined)('DevcontainerBuilder on a managed Dock
 
   beforeAll(async () => {
     linksBefore = await linkNames();
-    registry = await (await fixtures.registry()).startRegistry();
-    images = await (await fixtures.images()).ensureTestImages(registry);
+    registry = await startRegistry();
+    images = await ensureTestImages(registry);
     mirrors = { 'mcr.microsoft.com': [registry.url] };
     // Short path: dockerd's sockets must fit in sun_path (108 bytes).
     dataDir = await mkdtemp('/tmp/wbt-');
