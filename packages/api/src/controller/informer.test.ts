@@ -257,6 +257,34 @@ describe('Informer', () => {
     expect(statuses).toEqual(['Added a@1', 'Updated a@1->2', 'Deleted a']);
   });
 
+  it('calls onListed after every list, before the watch and before whenSynced, and goes on when it throws', async () => {
+    const source = new FakeSource();
+    source.write('a');
+    const seen: string[] = [];
+    let synced = false;
+    const informer = new Informer<Thing>({
+      listerWatcher: source,
+      name: 'things',
+      time: new FakeTime(),
+      // eslint-disable-next-line @typescript-eslint/require-await -- a fake hook
+      onListed: async (items) => {
+        seen.push(`listed ${items.map((item) => item.metadata.id).join(',')}; watches ${source.watches.length}; synced ${synced}`);
+        throw new Error('hook failed');
+      },
+    });
+    void informer.whenSynced().then(() => (synced = true));
+    const controller = new AbortController();
+    const running = informer.run(controller.signal);
+    await informer.whenSynced();
+    source.write('b');
+    await until(() => informer.get('b') !== undefined, 'watch after a failed hook');
+    informer.relist();
+    await until(() => seen.length === 2, 'second list');
+    controller.abort();
+    await running;
+    expect(seen).toEqual(['listed a; watches 0; synced false', 'listed a,b; watches 1; synced true']);
+  });
+
   it('stops when its signal aborts, also while the first list keeps failing', async () => {
     const failing: ListerWatcher<Thing> = {
       list: () => Promise.reject(new Error('server down')),

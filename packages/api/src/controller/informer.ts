@@ -55,6 +55,13 @@ export interface InformerOptions<T extends InformerObject> {
   relistIntervalMs?: number;
   /** Timers of the resync, relist and retry delays (default the platform's). */
   time?: TimeSource;
+  /**
+   * Called after every list, with the listed objects (the cache's content then), before the watch starts and,
+   * the first time, before {@link Informer.whenSynced} resolves; no watch event is handed out while it runs. For work
+   * that needs a snapshot with nothing newer arriving meanwhile (the runner removes host state of
+   * environments that were not listed). A throw is logged and the informer goes on.
+   */
+  onListed?: (items: T[], signal: AbortSignal) => Promise<void>;
 }
 
 /**
@@ -165,6 +172,7 @@ export class Informer<T extends InformerObject> {
         if (resourceVersion === undefined) {
           const listed = await listerWatcher.list(watchSignal);
           this.replaceAll(listed.items);
+          await this.afterList(listed.items, watchSignal);
           resourceVersion = listed.resourceVersion;
           attempt = 0;
           if (!this.synced) {
@@ -192,6 +200,16 @@ export class Informer<T extends InformerObject> {
         this.logger.warn({ informer: name, error: errorMessage(error), retryInMs }, 'watch failed; watching again');
         await delay(this.time, retryInMs, watchSignal).catch(() => {});
       }
+    }
+  }
+
+  private async afterList(items: T[], signal: AbortSignal): Promise<void> {
+    if (!this.options.onListed) return;
+    try {
+      await this.options.onListed(items, signal);
+    } catch (error) {
+      if (signal.aborted) throw error;
+      this.logger.warn({ informer: this.options.name, error: errorMessage(error) }, 'onListed failed');
     }
   }
 

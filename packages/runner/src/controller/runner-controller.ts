@@ -44,7 +44,8 @@ export interface RunnerControllerOptions {
  * Runs the runner protocol. `start()` registers (retrying until the server answers) and starts the heartbeat,
  * the informer (list + watch of the environments scheduled to this runner, resumed from the last seen
  * resourceVersion after any error, server restarts included, and listed again after 410 Gone; every cached
- * environment queued again each `resyncSeconds`) and `concurrentReconciles` workers; `close()` stops them
+ * environment queued again each `resyncSeconds`; host state of environments not listed removed after the
+ * first list) and `concurrentReconciles` workers; `close()` stops them
  * and waits for in-flight reconciles to abort. An environment is reconciled when it appears, disappears, or
  * changes in a way that can alter what the runner must do ({@link runnerMustAct}); a failed reconcile is
  * retried with backoff (500 ms doubling to 60 s per environment).
@@ -60,16 +61,15 @@ export class RunnerController {
   private readonly controller = new AbortController();
   private readonly loops: Promise<void>[] = [];
   private runner: Runner | undefined;
+  private orphansCleaned = false;
   /** Resolves once the first list of environments has been queued and orphans cleaned (for tests and start-up ordering). */
   readonly synced: Promise<void>;
-  private markSynced!: () => void;
 
   constructor(private readonly options: RunnerControllerOptions) {
     this.client = options.client;
     this.config = options.config;
     this.backend = options.backend;
     this.logger = (options.logger ?? silentLogger).child({ component: 'runner-controller' });
-    this.synced = new Promise((resolve) => (this.markSynced = resolve));
     this.reconciler = new EnvironmentReconciler({
       backend: this.backend,
       stopGraceSeconds: this.config.stopGraceSeconds,
@@ -82,7 +82,9 @@ export class RunnerController {
       name: 'Environment',
       logger: this.logger,
       resyncIntervalMs: this.config.resyncSeconds * 1000,
+      onListed: (listed) => this.removeOrphans(listed),
     });
+    this.synced = this.informer.whenSynced();
     this.informer.subscribe((event) => this.queue.add(event.object.metadata.id), runnerMustAct);
   }
 
@@ -109,7 +111,6 @@ export class RunnerController {
         concurrency: this.config.concurrentReconciles,
         logger: this.options.logger ?? silentLogger,
       }),
-      this.afterFirstSync(),
     );
   }
 
@@ -228,30 +229,24 @@ export class RunnerController {
   }
 
   /**
-   * After the first list: queues the host state of environments the server no longer assigns to this runner
-   * (deleted while it was down) for removal and removes orphaned host objects, then resolves {@link synced}.
-   * A failed orphan cleanup is tried again every `resyncSeconds`.
+   * Runs after each list of the informer, before its watch starts (so no environment newer than the list is
+   * reconciled meanwhile), until it succeeds once: queues the host state of environments the server no longer
+   * assigns to this runner (deleted while it was down) for removal, and removes orphaned host objects.
    */
-  private async afterFirstSync(): Promise<void> {
-    const aborted = new Promise<void>((resolve) => this.signal.addEventListener('abort', () => resolve(), { once: true }));
-    await Promise.race([this.informer.whenSynced(), aborted]);
-    while (!this.signal.aborted) {
-      const listed = new Set(this.informer.list().map((environment) => environment.metadata.id));
-      try {
-        for (const id of await this.backend.listEnvironments()) {
-          if (!listed.has(id)) this.queue.add(id);
-        }
-        const removed = await this.backend.cleanupOrphans(listed, this.stepContext());
-        if (removed.length > 0) this.logger.info({ removed }, 'orphaned host objects removed');
-        break;
-      } catch (error) {
-        if (this.signal.aborted) break;
-        this.logger.warn({ error: errorMessage(error) }, 'orphan cleanup failed');
-        this.markSynced();
-        await sleep(this.config.resyncSeconds * 1000, this.signal).catch(() => {});
+  private async removeOrphans(listed: readonly Environment[]): Promise<void> {
+    if (this.orphansCleaned) return;
+    this.orphansCleaned = true;
+    const known = new Set(listed.map((environment) => environment.metadata.id));
+    try {
+      for (const id of await this.backend.listEnvironments()) {
+        if (!known.has(id)) this.queue.add(id);
       }
+      const removed = await this.backend.cleanupOrphans(known, this.stepContext());
+      if (removed.length > 0) this.logger.info({ removed }, 'orphaned host objects removed');
+    } catch (error) {
+      this.orphansCleaned = false;
+      this.logger.warn({ error: errorMessage(error) }, 'orphan cleanup failed');
     }
-    this.markSynced();
   }
 
   private stepContext() {
