@@ -12,10 +12,10 @@ import { Writable } from 'node:stream';
 import { type Environment, getCondition } from '@warren/api';
 import { silentLogger } from '@warren/base';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type Fixtures, startFixtures } from '../../../../e2e/harness/index.js';
 import { DockerEngine } from '../builder/index.js';
 import { resolveRunnerConfig } from '../config.js';
 import { CgroupManager, type RoutedOciRuntime, selectOciRuntime } from '../linux/index.js';
-import { type IntegrationFixtures, startFixtures } from '../testing/integration-harness.js';
 import { EnvironmentReconciler, type ExecSession, type StepContext } from '../environment/index.js';
 import { LinuxBackend } from './linux-backend.js';
 
@@ -64,7 +64,7 @@ function next(environment: Environment, desiredPhase: Environment['spec']['desir
 }
 
 describe('LinuxBackend with the exec agent', () => {
-  let fixtures: IntegrationFixtures<{ base: string; busybox: string }>;
+  let fixtures: Fixtures;
   let dataDir: string;
   let runtime: RoutedOciRuntime;
   let cgroups: CgroupManager;
@@ -91,7 +91,7 @@ describe('LinuxBackend with the exec agent', () => {
   const parentOf = async (backend: LinuxBackend, id: string) => (await run(backend, id, ['sh', '-c', 'echo $PPID'])).stdout.trim();
 
   beforeAll(async () => {
-    fixtures = await startFixtures<{ base: string; busybox: string }>();
+    fixtures = await startFixtures();
     dataDir = await mkdtemp(join(tmpdir(), 'warren-agent-backend-'));
     cgroups = await CgroupManager.detect({ parent: `warren-agent-test-${process.pid}` });
     runtime = await selectOciRuntime(stateRoots);
@@ -110,8 +110,7 @@ describe('LinuxBackend with the exec agent', () => {
       await rm(`${root}-exec`, { recursive: true, force: true });
     }
     if (dataDir) await rm(dataDir, { recursive: true, force: true });
-    await fixtures?.git.stop();
-    await fixtures?.registry.stop();
+    await fixtures?.stop();
   });
 
   it('execs through the agent after a restart of a container that started without it, with exec semantics unchanged', async () => {

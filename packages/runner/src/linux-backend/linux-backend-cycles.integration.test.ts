@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import type { Environment } from '@warren/api';
 import { silentLogger } from '@warren/base';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type Fixtures, startFixtures } from '../../../../e2e/harness/index.js';
 import { resolveRunnerConfig } from '../config.js';
 import { EnvironmentReconciler } from '../environment/index.js';
 import { CgroupManager, RuncRuntime, SLOT_ID_BASE, SLOT_ID_RANGE_SIZE, exec, readMountInfo, slotInfo } from '../linux/index.js';
@@ -19,12 +20,6 @@ const CYCLES = 20;
 const SLOT_OFFSET = 9000 + (process.pid % 100) * 40;
 const SLOT_COUNT = 40;
 
-interface Fixtures {
-  registry: { url: string; stop(): Promise<void> };
-  images: { busybox: string };
-  git: { createRepo(name: string, files: Record<string, string>): Promise<{ url: string }>; stop(): Promise<void> };
-}
-const fixturesDir = new URL('../../../../e2e/fixtures/', import.meta.url).pathname;
 
 /** Host objects that belong to this test's data dir and slot range. */
 async function census(dataDir: string, runtime: RuncRuntime, cgroups: CgroupManager) {
@@ -61,11 +56,7 @@ describe(`${CYCLES} create/stop/start/delete cycles`, () => {
   const runtime = new RuncRuntime({ stateRoot: `/run/warren/runc-cycles-test-${process.pid}` });
 
   beforeAll(async () => {
-    const registryModule = (await import(`${fixturesDir}registry.ts`)) as { startRegistry(): Promise<Fixtures['registry']> };
-    const imagesModule = (await import(`${fixturesDir}images.ts`)) as { ensureTestImages(r: Fixtures['registry']): Promise<Fixtures['images']> };
-    const gitModule = (await import(`${fixturesDir}git-server.ts`)) as { startGitServer(): Promise<Fixtures['git']> };
-    const started = await registryModule.startRegistry();
-    fixtures = { registry: started, images: await imagesModule.ensureTestImages(started), git: await gitModule.startGitServer() };
+    fixtures = await startFixtures();
     dataDir = await mkdtemp(join(tmpdir(), 'warren-cycles-'));
     cgroups = await CgroupManager.detect({ parent: `warren-cycles-${process.pid}` });
     backend = await LinuxBackend.create({
@@ -83,8 +74,7 @@ describe(`${CYCLES} create/stop/start/delete cycles`, () => {
     await rm(runtime.stateRoot, { recursive: true, force: true });
     await rm(`${runtime.stateRoot}-exec`, { recursive: true, force: true });
     if (dataDir) await rm(dataDir, { recursive: true, force: true });
-    await fixtures?.git.stop();
-    await fixtures?.registry.stop();
+    await fixtures?.stop();
   });
 
   it('leaks nothing', async () => {

@@ -10,33 +10,12 @@ import { Writable } from 'node:stream';
 import { type Environment, type EnvironmentStatus, getCondition } from '@warren/api';
 import { silentLogger } from '@warren/base';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type Fixtures, startFixtures } from '../../../../e2e/harness/index.js';
 import { DockerEngine } from '../builder/index.js';
 import { resolveRunnerConfig } from '../config.js';
 import { EnvironmentReconciler, type StepContext } from '../environment/index.js';
 import { CgroupManager, RuncRuntime, exec, readMountInfo, slotInfo } from '../linux/index.js';
 import { LinuxBackend } from './linux-backend.js';
-
-// The e2e fixtures live outside this package's rootDir, so they are imported at run time by path.
-interface Fixtures {
-  registry: { url: string; stop(): Promise<void> };
-  images: { base: string; busybox: string };
-  git: {
-    baseUrl: string;
-    createRepo(name: string, files: Record<string, string>): Promise<{ url: string; commits: Record<string, string>; defaultBranch: string }>;
-    stop(): Promise<void>;
-  };
-}
-const fixturesDir = new URL('../../../../e2e/fixtures/', import.meta.url).pathname;
-
-async function startFixtures(): Promise<Fixtures> {
-  const registryModule = (await import(`${fixturesDir}registry.ts`)) as { startRegistry(): Promise<Fixtures['registry']> };
-  const imagesModule = (await import(`${fixturesDir}images.ts`)) as { ensureTestImages(registry: Fixtures['registry']): Promise<Fixtures['images']> };
-  const gitModule = (await import(`${fixturesDir}git-server.ts`)) as { startGitServer(): Promise<Fixtures['git']> };
-  const registry = await registryModule.startRegistry();
-  const images = await imagesModule.ensureTestImages(registry);
-  const git = await gitModule.startGitServer();
-  return { registry, images, git };
-}
 
 function collect() {
   const chunks: Buffer[] = [];
@@ -127,8 +106,7 @@ describe('LinuxBackend on the real host', () => {
     await rm(runtime.stateRoot, { recursive: true, force: true });
     await rm(`${runtime.stateRoot}-exec`, { recursive: true, force: true });
     if (dataDir) await rm(dataDir, { recursive: true, force: true });
-    await fixtures?.git.stop();
-    await fixtures?.registry.stop();
+    await fixtures?.stop();
   });
 
   it('creates, execs, stops, starts and deletes an environment from a repository with devcontainer.json', async () => {
