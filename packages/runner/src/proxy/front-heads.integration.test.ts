@@ -1,6 +1,7 @@
 // The native front (proxy-front.c, front.ts): its head parser, cookie stripping and X-Forwarded-* must agree byte
 // for byte with the Node fast path's (request-head.ts, session.ts, relay.ts rewriteHead), checked on hand-written
 // heads and on generated ones (the front's `--rewrite` mode). The running front: front.integration.test.ts.
+// Needs cc (the front is compiled on first use).
 import { execFileSync } from 'node:child_process';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { ensureProxyFront } from './front.js';
