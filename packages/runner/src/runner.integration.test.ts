@@ -8,8 +8,8 @@ import { Writable } from 'node:stream';
 import { getCondition } from '@warren/api';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type HarnessWithFixtures, deleteEnvironment, startHarness, waitForPhase } from '../../../e2e/harness/index.js';
-import { execInEnvironment, followLogs } from './access/client.js';
-import { readMountInfo } from './linux/idmap.js';
+import { execInEnvironment, followLogs } from './access/index.js';
+import { readMountInfo } from './linux/index.js';
 
 /** Own slot range, apart from `warren up` (0...), the other suites (1000..13000) and the network tests (15000...). */
 const SLOT_OFFSET = 13_000 + (process.pid % 50) * 40;

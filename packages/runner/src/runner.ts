@@ -3,17 +3,14 @@
 import { ApiError, WarrenClient } from '@warren/api';
 import { InvalidError, type Logger, silentLogger } from '@warren/base';
 import { RunnerController } from './controller/index.js';
-import { ActivityReporter } from './activity/reporter.js';
-import { createAccessVerifier } from './access/auth.js';
+import { ActivityReporter } from './activity/index.js';
 import { SSH_HOST_KEY_INFO, SshGrantSchema } from '@warren/api';
-import { type SshGateway, startSshGateway } from './ssh/gateway.js';
-import { loadOrCreateHostKey } from './ssh/host-key.js';
-import { slotForwarder } from './ssh/forward.js';
-import { type AccessServer, type AccessServerOptions, startAccessServer } from './access/server.js';
+import { type SshGateway, loadOrCreateHostKey, slotForwarder, startSshGateway } from './ssh/index.js';
+import { type AccessServer, type AccessServerOptions, createAccessVerifier, startAccessServer } from './access/index.js';
 import { type RunnerConfig, type RunnerConfigInput, loadRunnerConfig } from './config.js';
-import type { EnvironmentBackend } from './environment/backend.js';
+import type { EnvironmentBackend } from './environment/index.js';
 import { LinuxBackend, type LinuxBackendOptions } from './linux-backend/index.js';
-import { type PortService, startPortService } from './proxy/service.js';
+import { type PortService, startPortService } from './proxy/index.js';
 import { stat } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 

@@ -5,7 +5,7 @@ import { PassThrough, Writable } from 'node:stream';
 import { type AccessGrant, ApiError } from '@warren/api';
 import { SignJWT, createLocalJWKSet, exportJWK, generateKeyPair } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { FakeBackend } from '../environment/fake-backend.js';
+import { FakeBackend } from '../environment/index.js';
 import { createAccessVerifier } from './auth.js';
 import { execInEnvironment, followLogs } from './client.js';
 import { type AccessServer, startAccessServer } from './server.js';

@@ -7,7 +7,7 @@ import type { Duplex } from 'node:stream';
 import { ExecChannel, ExecStartSchema, type ExecControl, makeStatus } from '@warren/api';
 import { type Logger, WarrenError, errorMessage, silentLogger, sleep } from '@warren/base';
 import { type RawData, WebSocket, WebSocketServer } from 'ws';
-import type { EnvironmentBackend, ExecSession } from '../environment/backend.js';
+import type { EnvironmentBackend, ExecSession } from '../environment/index.js';
 import type { AccessVerifier } from './auth.js';
 import { TerminalSessions, type TerminalSessionsOptions, parseTerminalSize } from './terminal.js';
 

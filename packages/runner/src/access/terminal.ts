@@ -4,7 +4,7 @@ import { randomUUID } from 'node:crypto';
 import { ExecChannel, TERMINAL_TAKEN_OVER_CLOSE_CODE, type TerminalControl } from '@warren/api';
 import { type Logger, type Reason, WarrenError } from '@warren/base';
 import { type RawData, WebSocket } from 'ws';
-import type { EnvironmentBackend, ExecSession } from '../environment/backend.js';
+import type { EnvironmentBackend, ExecSession } from '../environment/index.js';
 import type { AccessClaims } from './auth.js';
 
 /** Default time a detached session stays alive: 5 minutes. */

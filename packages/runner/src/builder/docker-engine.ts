@@ -8,8 +8,7 @@ import { access, chmod, mkdir, readFile, readdir, rename, rm, rmdir, writeFile }
 import { request } from 'node:http';
 import { delimiter, isAbsolute, join, resolve } from 'node:path';
 import { type Logger, errorMessage, silentLogger, sleep } from '@warren/base';
-import { type ExecOptions, type ExecResult, exec, spawnLogged } from '../linux/exec.js';
-import { unmountRecursive } from '../linux/idmap.js';
+import { type ExecOptions, type ExecResult, exec, spawnLogged, unmountRecursive } from '../linux/index.js';
 import { DockerEngineError, DockerNotInstalledError } from './errors.js';
 
 /** Options of {@link DockerEngine}. */

@@ -7,8 +7,8 @@ import type { Environment, EnvironmentPhase, WarrenClient } from '@warren/api';
 import { sleep } from '@warren/base';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Harness, startHarness, waitFor as waitForWithin } from '../../../../e2e/harness/index.js';
-import { execInEnvironment } from '../access/client.js';
-import { FakeBackend } from '../environment/fake-backend.js';
+import { execInEnvironment } from '../access/index.js';
+import { FakeBackend } from '../environment/index.js';
 
 /** Polls every 50 ms for up to 30 s. */
 const waitFor = <T>(what: string, probe: () => Promise<T | undefined>) => waitForWithin(what, probe, { timeoutMs: 30_000, intervalMs: 50 });

@@ -4,7 +4,7 @@ import { mkdir, mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { exec } from '../linux/exec.js';
+import { exec } from '../linux/index.js';
 import { DigestMismatchError, ImageNotFoundError, RegistryUnauthorizedError, RegistryUnreachableError } from './errors.js';
 import { ImageStore } from './image-store.js';
 import { type TestImage, buildImage, buildIndex, buildLayer, buildLayerTar, sha256 } from './testing/build-image.js';

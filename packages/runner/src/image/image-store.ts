@@ -12,7 +12,7 @@ import { createReadStream } from 'node:fs';
 import { chmod, mkdir, mkdtemp, readFile, readdir, realpath, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join, sep } from 'node:path';
 import { type Logger, errorMessage, isAbortError } from '@warren/base';
-import { exec } from '../linux/exec.js';
+import { exec } from '../linux/index.js';
 import { DigestMismatchError, InvalidImageError } from './errors.js';
 import { unpackLayer } from './layer-unpack.js';
 import { type ImageRecord, imageRecord, parseRecord } from './image-record.js';

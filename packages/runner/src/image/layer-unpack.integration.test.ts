@@ -3,7 +3,7 @@ import { mkdtemp, readdir, readFile, rm, stat, writeFile, mkdir } from 'node:fs/
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { exec } from '../linux/exec.js';
+import { exec } from '../linux/index.js';
 import { detectCompression, unpackLayer } from './layer-unpack.js';
 import { buildLayer } from './testing/build-image.js';
 

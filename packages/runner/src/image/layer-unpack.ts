@@ -11,7 +11,7 @@ import { PassThrough, type Readable, Writable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import { type Logger, silentLogger } from '@warren/base';
 import tarStream from 'tar-stream';
-import { ExecError, spawnLogged } from '../linux/exec.js';
+import { ExecError, spawnLogged } from '../linux/index.js';
 
 /** Compression of a layer blob, detected from its first bytes (RFC 1952 gzip, RFC 8878 zstd magic). */
 export type LayerCompression = 'gzip' | 'zstd' | 'none';

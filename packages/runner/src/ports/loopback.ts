@@ -4,7 +4,7 @@
 import type { ChildProcess } from 'node:child_process';
 import { Duplex } from 'node:stream';
 import { type Logger, WarrenError, silentLogger } from '@warren/base';
-import { spawnLogged } from '../linux/exec.js';
+import { spawnLogged } from '../linux/index.js';
 
 /** How long the helper may take to report its connection, in ms; then the stream fails. */
 const CONNECT_TIMEOUT_MS = 10_000;

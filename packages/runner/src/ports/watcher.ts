@@ -2,7 +2,7 @@
 // `status.ports` in step (Spec ports, Devcontainer forwardPorts and Detected ports, each with visibility and url).
 import type { Environment, EnvironmentStatus } from '@warren/api';
 import { type Logger, errorMessage, silentLogger, sleep } from '@warren/base';
-import type { EnvironmentNetwork } from '../environment/backend.js';
+import type { EnvironmentNetwork } from '../environment/index.js';
 import { listListeningPorts } from './listening.js';
 
 type StatusPort = EnvironmentStatus['ports'][number];

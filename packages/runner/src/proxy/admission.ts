@@ -5,7 +5,7 @@ import type { IncomingMessage } from 'node:http';
 import { type Environment, PORT_TOKEN_PARAMETER } from '@warren/api';
 import { WarrenError } from '@warren/base';
 import type { PortTokenVerifier } from '../access/index.js';
-import type { EnvironmentNetwork } from '../environment/backend.js';
+import type { EnvironmentNetwork } from '../environment/index.js';
 import type { RelayAdmission } from './relay.js';
 import type { RequestHead } from './request-head.js';
 import { parseProxyRoute, queryParameter, withoutQueryParameter, type ProxyRoute } from './route.js';

@@ -8,8 +8,7 @@ import type { Socket } from 'node:net';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { type Logger, errorMessage } from '@warren/base';
-import { compileCached, locateCSource } from '../linux/c-program.js';
-import { spawnLogged } from '../linux/exec.js';
+import { compileCached, locateCSource, spawnLogged } from '../linux/index.js';
 
 /** What the runner answers the front for a Host and the session cookie values of a request. */
 export type FrontAnswer =

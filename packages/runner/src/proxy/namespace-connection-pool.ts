@@ -4,7 +4,7 @@
 import { Agent, type ClientRequestArgs } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Logger } from '@warren/base';
-import { connectInNamespace } from '../ports/loopback.js';
+import { connectInNamespace } from '../ports/index.js';
 
 /** How long an idle helper connection is kept for reuse, in ms (an app's `Keep-Alive: timeout` hint can shorten it). */
 const IDLE_MS = 4_000;

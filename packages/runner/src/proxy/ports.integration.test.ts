@@ -10,7 +10,7 @@ import { sleep } from '@warren/base';
 import { WebSocket } from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type HarnessWithFixtures, startHarness, waitForPhase } from '../../../../e2e/harness/index.js';
-import { execInEnvironment } from '../access/client.js';
+import { execInEnvironment } from '../access/index.js';
 import { SESSION_COOKIE } from './session.js';
 
 /** Own slot range (two environments): above the network (15000..), terminal (16000..) and SSH (16100..16349) tests. */

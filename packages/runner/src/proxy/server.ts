@@ -14,7 +14,7 @@ import { type AddressInfo, type Socket, createServer as createNetServer } from '
 import { type Environment, PORT_TOKEN_PARAMETER } from '@warren/api';
 import { type Logger, errorMessage, silentLogger } from '@warren/base';
 import type { PortTokenVerifier } from '../access/index.js';
-import type { EnvironmentNetwork } from '../environment/backend.js';
+import type { EnvironmentNetwork } from '../environment/index.js';
 import { ProxyAdmission } from './admission.js';
 import { startFrontBridge } from './front-bridge.js';
 import { RelayConnection, type RelayHooks } from './relay.js';

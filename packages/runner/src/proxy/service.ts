@@ -2,8 +2,8 @@
 import { type Environment, type EnvironmentStatus, portUrl } from '@warren/api';
 import { type Logger, silentLogger } from '@warren/base';
 import { join } from 'node:path';
-import type { EnvironmentBackend } from '../environment/backend.js';
-import { PortsWatcher } from '../ports/watcher.js';
+import type { EnvironmentBackend } from '../environment/index.js';
+import { PortsWatcher } from '../ports/index.js';
 import { type PortProxy, startPortProxy } from './server.js';
 import { SessionSigner } from './session.js';
 import { createPortTokenVerifier } from '../access/index.js';

@@ -3,9 +3,8 @@
 // cached for NETWORK_CACHE_MS and the slow path's keep-alive pools (TCP, and one per namespace).
 import { Agent, type RequestOptions } from 'node:http';
 import type { Logger } from '@warren/base';
-import type { EnvironmentNetwork } from '../environment/backend.js';
-import { listListeningSockets, loopbackOnly } from '../ports/listening.js';
-import { connectInNamespace } from '../ports/loopback.js';
+import type { EnvironmentNetwork } from '../environment/index.js';
+import { connectInNamespace, listListeningSockets, loopbackOnly } from '../ports/index.js';
 import { NamespaceConnectionPool } from './namespace-connection-pool.js';
 import type { RelayTarget } from './relay.js';
 

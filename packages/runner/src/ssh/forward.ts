@@ -4,8 +4,8 @@
 import { connect as netConnect } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { WarrenError } from '@warren/base';
-import { connectInNamespace } from '../ports/loopback.js';
-import { SlotAllocator, slotInfo } from '../linux/slots.js';
+import { connectInNamespace } from '../ports/index.js';
+import { SlotAllocator, slotInfo } from '../linux/index.js';
 
 /** Destination names that mean "the environment itself" (what `ssh -L 8080:localhost:3000` names). */
 const SELF = new Set(['localhost', '127.0.0.1', '::1', '0.0.0.0', '']);

@@ -8,8 +8,8 @@ import type { SshAuthorizeRequest, SshGrant } from '@warren/api';
 import { SignJWT, createLocalJWKSet, exportJWK, generateKeyPair } from 'jose';
 import ssh2 from 'ssh2';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createAccessVerifier } from '../access/auth.js';
-import type { EnvironmentBackend, ExecRequest, ExecSession } from '../environment/backend.js';
+import { createAccessVerifier } from '../access/index.js';
+import type { EnvironmentBackend, ExecRequest, ExecSession } from '../environment/index.js';
 import { type SshGateway, startSshGateway } from './gateway.js';
 import { generateEd25519KeyPair, loadOrCreateHostKey, parseOneKey } from './host-key.js';
 

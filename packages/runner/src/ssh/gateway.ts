@@ -10,8 +10,8 @@ import type { SshAuthorizeRequest, SshGrant } from '@warren/api';
 import { type Logger, errorMessage, silentLogger } from '@warren/base';
 import ssh2 from 'ssh2';
 import type { AuthContext, Connection, PseudoTtyInfo, ServerChannel, Session } from 'ssh2';
-import type { AccessVerifier } from '../access/auth.js';
-import type { EnvironmentBackend, ExecSession } from '../environment/backend.js';
+import type { AccessVerifier } from '../access/index.js';
+import type { EnvironmentBackend, ExecSession } from '../environment/index.js';
 import { type HostKey, parseOneKey } from './host-key.js';
 import { serveSftp } from './sftp.js';
 

@@ -13,7 +13,7 @@ import type { Readable } from 'node:stream';
 import { type Logger, errorMessage } from '@warren/base';
 import ssh2 from 'ssh2';
 import type { Attributes, FileEntry, SFTPWrapper } from 'ssh2';
-import type { EnvironmentBackend } from '../environment/backend.js';
+import type { EnvironmentBackend } from '../environment/index.js';
 
 const { OPEN_MODE, STATUS_CODE } = ssh2.utils.sftp;
 

@@ -2,7 +2,7 @@
 import { createHash } from 'node:crypto';
 import { gzipSync } from 'node:zlib';
 import tarStream from 'tar-stream';
-import { spawnLogged } from '../../linux/exec.js';
+import { spawnLogged } from '../../linux/index.js';
 
 /** One entry of a test layer; `type` defaults to `file`. */
 export interface TestEntry {

@@ -6,7 +6,7 @@ import { createServer as createNetServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { sleep } from '@warren/base';
-import { spawnLogged } from '../../linux/exec.js';
+import { spawnLogged } from '../../linux/index.js';
 import type { TestBlob, TestImage } from './build-image.js';
 
 /** A free TCP port on 127.0.0.1 (bound once, then released). */
