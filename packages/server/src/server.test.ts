@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { silentLogger } from '@warren/base';
 import { WarrenClient, isConditionTrue, type Environment } from '@warren/api';
-import { ensureRunnerToken } from './auth/bootstrap.js';
+import { ensureRunnerToken } from './auth/index.js';
 import { startServer } from './server.js';
 
 let dataDir: string;

@@ -2,12 +2,10 @@
 import { mkdir } from 'node:fs/promises';
 import type { Logger } from '@warren/base';
 import type { FastifyInstance } from 'fastify';
-import { bootstrap } from './auth/bootstrap.js';
-import { loadSigningKeys } from './auth/signing.js';
+import { bootstrap, loadSigningKeys } from './auth/index.js';
 import { ControllerManager, type ControllerOptions } from './controllers/index.js';
-import { buildApp, type AppOptions } from './http/app.js';
-import { openStore } from './storage/index.js';
-import type { ResourceStore } from './storage/store.js';
+import { buildApp, type AppOptions } from './http/index.js';
+import { openStore, type ResourceStore } from './storage/index.js';
 
 /** Options of {@link startServer}. */
 export interface StartServerOptions {

@@ -2,8 +2,7 @@
 import { randomBytes } from 'node:crypto';
 import { WarrenError } from '@warren/base';
 import type { User } from '@warren/api';
-import type { ResourceStore } from '../storage/store.js';
-import { newObjectId } from '../storage/ids.js';
+import { type ResourceStore, newObjectId } from '../storage/index.js';
 import { issueToken } from './tokens.js';
 
 /** Name of the admin user created on first start. */

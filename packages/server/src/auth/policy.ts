@@ -2,7 +2,7 @@
 // HTTP layer asks `authorize()` and never decides access itself.
 import { NotFoundError } from '@warren/base';
 import type { Kind, Resource } from '@warren/api';
-import type { ObjectFilter } from '../storage/store.js';
+import type { ObjectFilter } from '../storage/index.js';
 import { ForbiddenError, type Principal } from './principal.js';
 
 /**

@@ -1,6 +1,6 @@
 // Who is calling: resolves a bearer token to a principal (a user or a runner).
 import { WarrenError } from '@warren/base';
-import type { ResourceStore } from '../storage/store.js';
+import type { ResourceStore } from '../storage/index.js';
 import { hashTokenSecret } from './tokens.js';
 
 /** A person acting through a personal access token. `admin` users see and manage everything. */

@@ -1,7 +1,7 @@
 // The server's Ed25519 signing key and the one signer of the access and port tokens that runners verify (JWKS).
 import { randomUUID } from 'node:crypto';
 import { SignJWT, exportJWK, generateKeyPair, importJWK, type JWK } from 'jose';
-import type { ResourceStore } from '../storage/store.js';
+import type { ResourceStore } from '../storage/index.js';
 
 /** Settings key under which the signing key pair is kept (JWKs). */
 export const SIGNING_KEY_SETTING = 'auth.signingKey';

@@ -1,7 +1,7 @@
 // Bearer tokens: random secrets shown once, stored only as a SHA-256 hash next to their Token object.
 import { createHash, randomBytes } from 'node:crypto';
 import { TokenStatusSchema, type Token } from '@warren/api';
-import type { ResourceStore } from '../storage/store.js';
+import type { ResourceStore } from '../storage/index.js';
 
 /** Prefix of personal access token secrets (acts as a user). Prefixes make leaked secrets greppable (GitHub's `ghp_` habit). */
 export const PERSONAL_TOKEN_PREFIX = 'wrn_';

@@ -1,7 +1,7 @@
 // What every control loop of the server implements, and the shared view it reads from.
 import type { Environment, EnvironmentClass, Informer, Kind, Resource, Runner } from '@warren/api';
 import type { Logger } from '@warren/base';
-import type { ResourceStore } from '../storage/store.js';
+import type { ResourceStore } from '../storage/index.js';
 import type { Clock } from './clock.js';
 
 /**

@@ -2,7 +2,7 @@
 import { getCondition, type Environment } from '@warren/api';
 import { silentLogger } from '@warren/base';
 import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { SqlStore } from '../storage/sql-store.js';
+import type { SqlStore } from '../storage/index.js';
 import { closeSharedPglite, openTestStore, type TestStore } from '../storage/testing.js';
 import { runControllers } from './manager.js';
 import { chooseRunner } from './scheduler.js';

@@ -2,7 +2,7 @@
 // run by manager.test.ts (PGlite, unit tier) and manager-postgres.integration.test.ts (PostgreSQL, integration tier).
 import { silentLogger } from '@warren/base';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import type { SqlStore } from '../storage/sql-store.js';
+import type { SqlStore } from '../storage/index.js';
 import { closeSharedPglite, openTestStore, type TestStore } from '../storage/testing.js';
 import { ControllerManager } from './manager.js';
 import { createClass, createEnvironment, createRunner, eventually } from './testing.js';

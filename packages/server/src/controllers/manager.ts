@@ -2,7 +2,7 @@
 // server processes on one PostgreSQL exactly one of them acts (DESIGN.md "Control flow", step 5).
 import { Informer, WorkQueue, type InformerEvent, type Kind, type Resource, type ResourceByKind } from '@warren/api';
 import { errorMessage, sleep, type Logger } from '@warren/base';
-import type { ResourceStore } from '../storage/store.js';
+import type { ResourceStore } from '../storage/index.js';
 import { systemClock, type Clock } from './clock.js';
 import type { Controller, ControllerContext } from './controller.js';
 import { GarbageCollector } from './garbage-collector.js';

@@ -1,6 +1,6 @@
 // The server's source for the controller kit's informers: list and watch one kind straight from the ResourceStore.
 import type { Kind, ListerWatcher, ResourceByKind } from '@warren/api';
-import type { ObjectFilter, ResourceStore } from '../storage/store.js';
+import type { ObjectFilter, ResourceStore } from '../storage/index.js';
 
 /**
  * A {@link ListerWatcher} over `store` for `kind` (optionally filtered). The store's watch throws `GoneError`

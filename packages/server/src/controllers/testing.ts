@@ -1,6 +1,6 @@
 // Fixtures shared by the controller tests.
 import { EnvironmentSpecSchema, EnvironmentStatusSchema, RunnerStatusSchema, type Environment, type EnvironmentSpecInput, type Runner, type RunnerResources } from '@warren/api';
-import type { ResourceStore } from '../storage/store.js';
+import type { ResourceStore } from '../storage/index.js';
 import type { Clock } from './clock.js';
 
 /** A clock tests move by hand. Starts at the wall clock so createdTime values are comparable. */

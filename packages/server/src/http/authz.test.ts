@@ -4,8 +4,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { LightMyRequestResponse } from 'fastify';
 import type { ResourceList, Resource } from '@warren/api';
-import { randomSuffix } from '../auth/bootstrap.js';
-import { issueToken } from '../auth/tokens.js';
+import { issueToken, randomSuffix } from '../auth/index.js';
 import { closeSharedPglite } from '../storage/testing.js';
 import { openApiFixture, type ApiFixture, type PrincipalName } from './testing.js';
 

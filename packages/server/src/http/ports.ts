@@ -4,9 +4,7 @@
 import { type Environment, PORT_TOKEN_PARAMETER, type PortOpen, portUrl } from '@warren/api';
 import { ConflictError, InvalidError, NotFoundError } from '@warren/base';
 import type { FastifyInstance } from 'fastify';
-import { authorize } from '../auth/policy.js';
-import type { Principal } from '../auth/principal.js';
-import { signPortToken } from '../auth/signing.js';
+import { type Principal, authorize, signPortToken } from '../auth/index.js';
 import type { RouteContext } from './routes/index.js';
 
 /**

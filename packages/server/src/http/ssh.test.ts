@@ -3,7 +3,7 @@ import { generateKeyPairSync } from 'node:crypto';
 import type { SshGrant, SshKey } from '@warren/api';
 import { createLocalJWKSet, decodeJwt, jwtVerify } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { jwks } from '../auth/signing.js';
+import { jwks } from '../auth/index.js';
 import { type ApiFixture, openApiFixture, statusOf } from './testing.js';
 import { parsePublicKey } from './ssh.js';
 

@@ -3,10 +3,8 @@ import type { FastifyInstance, LightMyRequestResponse } from 'fastify';
 import { silentLogger } from '@warren/base';
 import type { Environment, Runner, Status } from '@warren/api';
 import { openTestStore, type TestStore } from '../storage/testing.js';
-import type { OpenStoreOptions, SqlStore } from '../storage/sql-store.js';
-import { bootstrap } from '../auth/bootstrap.js';
-import { loadSigningKeys, type SigningKeys } from '../auth/signing.js';
-import { issueToken } from '../auth/tokens.js';
+import type { OpenStoreOptions, SqlStore } from '../storage/index.js';
+import { bootstrap, issueToken, loadSigningKeys, type SigningKeys } from '../auth/index.js';
 import { buildApp, type AppOptions } from './app.js';
 
 /** The principals of the fixture. `runner1`/`runner2` are registered runners `r1`/`r2`. */

@@ -4,7 +4,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ApiError, WarrenClient, type Environment, type Resource, type ResourceList, type WatchEvent } from '@warren/api';
 import { silentLogger } from '@warren/base';
 import type { FastifyReply } from 'fastify';
-import type { ResourceStore } from '../storage/store.js';
+import type { ResourceStore } from '../storage/index.js';
 import { serveWatch } from './watch.js';
 import { closeSharedPglite } from '../storage/testing.js';
 import { openApiFixture, statusOf, type ApiFixture } from './testing.js';

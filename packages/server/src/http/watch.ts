@@ -5,7 +5,7 @@ import type { ServerResponse } from 'node:http';
 import { WarrenError, errorMessage, type Logger } from '@warren/base';
 import { API_VERSION, makeStatus, type Kind, type Resource, type WatchEvent } from '@warren/api';
 import type { FastifyReply } from 'fastify';
-import type { ObjectFilter, ResourceStore } from '../storage/store.js';
+import type { ObjectFilter, ResourceStore } from '../storage/index.js';
 import { statusFromError } from './errors.js';
 
 /** Timing of watch streams. */

@@ -1,8 +1,7 @@
 // What the HTTP routes share: the store, the signing key, the resolved options and the app's closing signal.
 import type { Logger } from '@warren/base';
 import type { FastifyRequest } from 'fastify';
-import type { Principal } from '../../auth/principal.js';
-import type { SigningKeys } from '../../auth/signing.js';
+import type { Principal, SigningKeys } from '../../auth/index.js';
 import type { ResourceStore } from '../../storage/index.js';
 import type { WatchTiming } from '../watch.js';
 

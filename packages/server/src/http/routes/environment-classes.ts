@@ -1,6 +1,6 @@
 // EnvironmentClasses: created with an empty status; nothing beyond the generic routes.
 import type { EnvironmentClass } from '@warren/api';
-import type { Principal } from '../../auth/principal.js';
+import type { Principal } from '../../auth/index.js';
 import { parseOrThrow } from '../errors.js';
 import { KIND_SCHEMAS } from '../schemas.js';
 import type { RouteContext } from './context.js';

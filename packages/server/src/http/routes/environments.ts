@@ -10,10 +10,7 @@ import {
 } from '@warren/api';
 import { ConflictError, InvalidError, NotFoundError } from '@warren/base';
 import type { FastifyInstance } from 'fastify';
-import { randomSuffix } from '../../auth/bootstrap.js';
-import { authorize } from '../../auth/policy.js';
-import { ForbiddenError, type Principal } from '../../auth/principal.js';
-import { signAccessToken } from '../../auth/signing.js';
+import { ForbiddenError, type Principal, authorize, randomSuffix, signAccessToken } from '../../auth/index.js';
 import type { ResourceStore } from '../../storage/index.js';
 import { parseOrThrow } from '../errors.js';
 import { isJsonObject } from '../merge-patch.js';

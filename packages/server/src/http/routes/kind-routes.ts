@@ -3,8 +3,7 @@
 import { API_VERSION, LabelsSchema, type Kind, type Resource, type ResourceByKind, type ResourceList } from '@warren/api';
 import { InvalidError } from '@warren/base';
 import type { FastifyInstance } from 'fastify';
-import { authorize, listScope } from '../../auth/policy.js';
-import { ForbiddenError } from '../../auth/principal.js';
+import { ForbiddenError, authorize, listScope } from '../../auth/index.js';
 import type { ObjectFilter } from '../../storage/index.js';
 import { parseOrThrow } from '../errors.js';
 import { applyMergePatch, isJsonObject, withoutNulls } from '../merge-patch.js';

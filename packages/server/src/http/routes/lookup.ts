@@ -1,8 +1,7 @@
 // Finding the object a request names: `{id}` in a path is an id or a name.
 import type { Kind, ResourceByKind } from '@warren/api';
 import { ConflictError, NotFoundError } from '@warren/base';
-import { authorize, listScope, type ListScope, type Verb } from '../../auth/policy.js';
-import type { Principal } from '../../auth/principal.js';
+import { authorize, listScope, type ListScope, type Principal, type Verb } from '../../auth/index.js';
 import type { ResourceStore } from '../../storage/index.js';
 import { ownerIdOf } from './strategy.js';
 

@@ -1,7 +1,6 @@
 // Runners: created Inactive (registration fills the status in); the status subresource stores what is sent.
 import { RunnerStatusSchema, type Runner } from '@warren/api';
-import { authorize } from '../../auth/policy.js';
-import type { Principal } from '../../auth/principal.js';
+import { type Principal, authorize } from '../../auth/index.js';
 import { parseOrThrow } from '../errors.js';
 import { KIND_SCHEMAS } from '../schemas.js';
 import type { RouteContext } from './context.js';

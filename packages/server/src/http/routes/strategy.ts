@@ -2,7 +2,7 @@
 import { API_VERSION, type Kind, type Resource, type ResourceByKind } from '@warren/api';
 import { ConflictError, WarrenError } from '@warren/base';
 import type { FastifyInstance } from 'fastify';
-import type { Principal } from '../../auth/principal.js';
+import type { Principal } from '../../auth/index.js';
 import type { RouteContext } from './context.js';
 import type { Body } from './request.js';
 

@@ -1,10 +1,7 @@
 // Tokens: minted by the server (the secret is returned once, by the create), redacted in every other response.
 import type { Token } from '@warren/api';
 import { InvalidError } from '@warren/base';
-import { randomSuffix } from '../../auth/bootstrap.js';
-import { authorize } from '../../auth/policy.js';
-import type { Principal } from '../../auth/principal.js';
-import { issueToken, redactToken } from '../../auth/tokens.js';
+import { type Principal, authorize, issueToken, randomSuffix, redactToken } from '../../auth/index.js';
 import { parseOrThrow } from '../errors.js';
 import { KIND_SCHEMAS } from '../schemas.js';
 import type { RouteContext } from './context.js';

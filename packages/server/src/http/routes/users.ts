@@ -1,6 +1,6 @@
 // Users: created with an empty status; deleting a user deletes its tokens.
 import type { User } from '@warren/api';
-import type { Principal } from '../../auth/principal.js';
+import type { Principal } from '../../auth/index.js';
 import type { ResourceStore } from '../../storage/index.js';
 import { parseOrThrow } from '../errors.js';
 import { KIND_SCHEMAS } from '../schemas.js';
