@@ -1,4 +1,4 @@
-// The ResourceStore contract suite on PGlite (store-contract.ts; its PostgreSQL run is in
+// The ResourceStore contract suite on PGlite (store-contract-suite.ts; its PostgreSQL run is in
 // postgres.integration.test.ts), and PGlite's persistence across a reopen of the data directory.
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -7,7 +7,7 @@ import type { Environment } from '@warren/api';
 import { silentLogger } from '@warren/base';
 import { afterAll, describe, expect, it } from 'vitest';
 import { openStore } from './sql-store.js';
-import { contractSuite, environment } from './store-contract.js';
+import { contractSuite, environment } from './store-contract-suite.js';
 import { closeSharedPglite, openTestStore } from './testing.js';
 
 contractSuite('pglite', (overrides) => openTestStore('pglite', overrides));
