@@ -5,12 +5,14 @@ import { ApiError, WarrenClient, formatStatus } from '@warren/api';
 import { WarrenError, errorMessage } from '@warren/base';
 import type { CommandContext, GlobalOptions } from './command-context.js';
 import { resolveContext } from './context.js';
-import { registerDaemonCommands } from './commands/daemons.js';
-import { registerEnvironmentCommands } from './commands/environments.js';
-import { registerAdminCommands } from './commands/admin.js';
-import { registerImageCommands } from './commands/images.js';
-import { registerPortCommands } from './commands/ports.js';
-import { registerSshCommands } from './commands/ssh.js';
+import {
+  registerAdminCommands,
+  registerDaemonCommands,
+  registerEnvironmentCommands,
+  registerImageCommands,
+  registerPortCommands,
+  registerSshCommands,
+} from './commands/index.js';
 
 /**
  * Runs the CLI with `argv` (as `process.argv`: node, script, args...).

@@ -1,7 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { age, formatBytes, parseBytes, renderTable } from './output.js';
-import { parseMillicores } from './commands/admin.js';
-import { parseListen, parseProxyFront, sanitizeName } from './commands/daemons.js';
+import { parseListen, parseMillicores, parseProxyFront, sanitizeName } from './commands/index.js';
 
 describe('output helpers', () => {
   it('renders an aligned table', () => {

@@ -1,0 +1,7 @@
+// The CLI's commands, one module per group; main.ts registers them on the program.
+export { parseMillicores, registerAdminCommands } from './admin.js';
+export { parseListen, parseProxyFront, registerDaemonCommands, sanitizeName } from './daemons.js';
+export { registerEnvironmentCommands } from './environments.js';
+export { registerImageCommands } from './images.js';
+export { registerPortCommands } from './ports.js';
+export { registerSshCommands } from './ssh.js';
