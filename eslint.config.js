@@ -3,6 +3,8 @@
 import { builtinModules } from 'node:module';
 import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
+// Formatting is Prettier's (npm run format; checked by npm run lint): rules that would disagree with it are off.
+import prettierConfig from 'eslint-config-prettier';
 
 // ---- Layers ------------------------------------------------------------------------------------------------
 // Inside a package a folder is a room with one door: other folders import it only through its index.ts. The
@@ -62,7 +64,8 @@ const TEST_SUPPORT = String.raw`(?:(?:[^/]+\/)*testing\/|(?:[^/]+\/)+(?:testing|
 const indexPatterns = (isTest) => [
   {
     regex: `${AFTER_DOTS}(?![^/]+$)(?![^/]+\\/index\\.js$)(?!${TEST_SUPPORT})`,
-    message: "Import another folder through its index.ts (`<folder>/index.js`), not a file inside it; add a named re-export to that index.ts if it lacks one.",
+    message:
+      'Import another folder through its index.ts (`<folder>/index.js`), not a file inside it; add a named re-export to that index.ts if it lacks one.',
   },
   ...(isTest
     ? []
@@ -141,7 +144,12 @@ const layerBlocks = [
     ...indexPatterns(isTest),
     ...(isTest
       ? []
-      : [{ regex: NODE_BUILTIN, message: 'packages/api runs in browsers too: no node:* modules (use web APIs: fetch, URL, TextEncoder, crypto.subtle).' }]),
+      : [
+          {
+            regex: NODE_BUILTIN,
+            message: 'packages/api runs in browsers too: no node:* modules (use web APIs: fetch, URL, TextEncoder, crypto.subtle).',
+          },
+        ]),
   ]),
   ...Object.entries(LAYERS).flatMap(([src, layer]) => [
     ...restrict(`${src}/*/**/*.ts`, (isTest) => [
@@ -153,7 +161,10 @@ const layerBlocks = [
     ]),
     ...Object.keys(layer.rooms).flatMap((room) =>
       Array.from({ length: MAX_DEPTH }, (_, index) => index + 1).flatMap((depth) =>
-        restrict(`${src}/${room}/${'*/'.repeat(depth - 1)}*.ts`, (isTest) => [...indexPatterns(isTest), ...layerPatterns(src, layer, room, depth)]),
+        restrict(`${src}/${room}/${'*/'.repeat(depth - 1)}*.ts`, (isTest) => [
+          ...indexPatterns(isTest),
+          ...layerPatterns(src, layer, room, depth),
+        ]),
       ),
     ),
   ]),
@@ -172,4 +183,5 @@ export default tseslint.config(
     },
   },
   ...layerBlocks,
+  prettierConfig,
 );

@@ -88,8 +88,23 @@ describe.runIf(built)('warren CLI main job', { timeout: 300_000 }, () => {
     env.WARREN_CONFIG = join(dir, 'cli-config.json');
     env.WARREN_LOG_LEVEL = 'warn';
     await mkdir(join(dir, 'data', 'runner'), { recursive: true });
-    await writeFile(join(dir, 'data', 'runner', 'runner.json'), JSON.stringify({ mirrors: { 'mcr.microsoft.com': [registry.url] }, slotOffset: 1000 + (process.pid % 1000) }));
-    upArgs = ['up', '--data-dir', join(dir, 'data'), '--listen', `127.0.0.1:${port}`, '--access-listen', `127.0.0.1:${accessPort}`, '--ssh-listen', `127.0.0.1:${sshPort}`, '--proxy-listen', `127.0.0.1:${proxyPort}`];
+    await writeFile(
+      join(dir, 'data', 'runner', 'runner.json'),
+      JSON.stringify({ mirrors: { 'mcr.microsoft.com': [registry.url] }, slotOffset: 1000 + (process.pid % 1000) }),
+    );
+    upArgs = [
+      'up',
+      '--data-dir',
+      join(dir, 'data'),
+      '--listen',
+      `127.0.0.1:${port}`,
+      '--access-listen',
+      `127.0.0.1:${accessPort}`,
+      '--ssh-listen',
+      `127.0.0.1:${sshPort}`,
+      '--proxy-listen',
+      `127.0.0.1:${proxyPort}`,
+    ];
     await startUp();
   });
 
@@ -113,17 +128,38 @@ describe.runIf(built)('warren CLI main job', { timeout: 300_000 }, () => {
   });
 
   it('creates an environment from the repository and waits until it runs', async () => {
-    const created = await warren(['env', 'create', repoUrl, '--name', 'hello', '--wait', '--timeout', process.env.WARREN_E2E_DEBUG ? '40' : '280', '-o', 'json']);
+    const created = await warren([
+      'env',
+      'create',
+      repoUrl,
+      '--name',
+      'hello',
+      '--wait',
+      '--timeout',
+      process.env.WARREN_E2E_DEBUG ? '40' : '280',
+      '-o',
+      'json',
+    ]);
     expect(created.stderr).toMatch(/hello: Pending|hello: Creating/);
     expect(created.code, created.stderr).toBe(0);
-    const environment = JSON.parse(created.stdout) as { status: { phase: string; devcontainer?: { remoteUser?: string; workspaceFolder?: string } } };
+    const environment = JSON.parse(created.stdout) as {
+      status: { phase: string; devcontainer?: { remoteUser?: string; workspaceFolder?: string } };
+    };
     expect(environment.status.phase).toBe('Running');
     expect(environment.status.devcontainer?.remoteUser).toBe('vscode');
     expect(environment.status.devcontainer?.workspaceFolder).toBe('/workspaces/hello');
   });
 
   it('execs as remoteUser in the workspace folder with containerEnv and remoteEnv, streams separately, passes the exit code', async () => {
-    const result = await warren(['env', 'exec', 'hello', '--', 'sh', '-c', 'echo "$(id -un) $(pwd) $FROM_CONTAINER_ENV $FROM_REMOTE_ENV"; cat README.md; echo to-stderr >&2; exit 42']);
+    const result = await warren([
+      'env',
+      'exec',
+      'hello',
+      '--',
+      'sh',
+      '-c',
+      'echo "$(id -un) $(pwd) $FROM_CONTAINER_ENV $FROM_REMOTE_ENV"; cat README.md; echo to-stderr >&2; exit 42',
+    ]);
     expect(result.code).toBe(42);
     expect(result.stdout).toBe('vscode /workspaces/hello c1 r1\n# hello\n');
     expect(result.stderr).toBe('to-stderr\n');
@@ -150,7 +186,15 @@ describe.runIf(built)('warren CLI main job', { timeout: 300_000 }, () => {
     expect((JSON.parse(stopped.stdout) as { status: { phase: string } }).status.phase).toBe('Stopped');
     const started = await warren(['env', 'start', 'hello', '--wait', '-o', 'json']);
     expect(started.code, started.stderr).toBe(0);
-    const check = await warren(['env', 'exec', 'hello', '--', 'sh', '-c', 'cat /home/vscode/state.txt; wc -l < /tmp/post-create.txt; wc -l < /tmp/post-start.txt']);
+    const check = await warren([
+      'env',
+      'exec',
+      'hello',
+      '--',
+      'sh',
+      '-c',
+      'cat /home/vscode/state.txt; wc -l < /tmp/post-create.txt; wc -l < /tmp/post-start.txt',
+    ]);
     expect(check.stdout).toBe('kept\n1\n2\n');
   });
 

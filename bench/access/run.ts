@@ -43,8 +43,14 @@ const PROXY_FRONT = ((front: string): 'native' | 'node' => {
   return front;
 })(process.env['BENCH_PROXY_FRONT'] ?? 'native');
 /** Which parts run (`BENCH_PARTS`, a comma list of `proxy`, `ssh`, `sessions`; default all). */
-const PARTS = new Set((process.env['BENCH_PARTS'] ?? 'proxy,ssh,sessions').split(',').map((part) => part.trim()).filter((part) => part !== ''));
-for (const part of PARTS) if (!['proxy', 'ssh', 'sessions'].includes(part)) throw new Error(`BENCH_PARTS: unknown part "${part}" (proxy, ssh, sessions)`);
+const PARTS = new Set(
+  (process.env['BENCH_PARTS'] ?? 'proxy,ssh,sessions')
+    .split(',')
+    .map((part) => part.trim())
+    .filter((part) => part !== ''),
+);
+for (const part of PARTS)
+  if (!['proxy', 'ssh', 'sessions'].includes(part)) throw new Error(`BENCH_PARTS: unknown part "${part}" (proxy, ssh, sessions)`);
 /** Slot range of this bench's runner (15500..15529), apart from the test suites and the other benches. */
 const SLOT_OFFSET = Number(process.env['BENCH_SLOT_OFFSET'] ?? 15_500);
 /** Issue 4 targets. */
@@ -138,7 +144,12 @@ async function wrk(url: string, connections: number, host?: string): Promise<Wrk
   const socketErrors = /Socket errors:.*?([0-9]+).*?([0-9]+).*?([0-9]+).*?([0-9]+)/.exec(stdout);
   if (!rps || !p50 || !p99) throw new Error(`unexpected wrk output:\n${stdout}`);
   const socketErrorCount = socketErrors ? socketErrors.slice(1).reduce((sum, value) => sum + Number(value), 0) : 0;
-  return { requestsPerSecond: Number(rps[1]), p50Ms: wrkDuration(p50[1]!), p99Ms: wrkDuration(p99[1]!), errors: Number(errors?.[1] ?? 0) + socketErrorCount };
+  return {
+    requestsPerSecond: Number(rps[1]),
+    p50Ms: wrkDuration(p50[1]!),
+    p99Ms: wrkDuration(p99[1]!),
+    errors: Number(errors?.[1] ?? 0) + socketErrorCount,
+  };
 }
 
 async function waitForPhase(admin: WarrenClient, id: string, phase: Environment['status']['phase']): Promise<Environment> {
@@ -286,15 +297,29 @@ async function main(): Promise<Figures> {
     cleanups.push(async () => {
       await admin.delete('Environment', created.metadata.id).catch(() => undefined);
       for (let attempt = 0; attempt < 600; attempt++) {
-        if (await admin.get('Environment', created.metadata.id).then(() => false, () => true)) break;
+        if (
+          await admin.get('Environment', created.metadata.id).then(
+            () => false,
+            () => true,
+          )
+        )
+          break;
         await sleep(100);
       }
     });
     const environment = await waitForPhase(admin, created.metadata.id, 'Running');
     const id = environment.metadata.id;
-    await run(admin, id, ['sh', '-c', `setsid -f node ${environment.status.devcontainer?.workspaceFolder}/app.js >/tmp/app.log 2>&1 </dev/null`]);
+    await run(admin, id, [
+      'sh',
+      '-c',
+      `setsid -f node ${environment.status.devcontainer?.workspaceFolder}/app.js >/tmp/app.log 2>&1 </dev/null`,
+    ]);
     const address = (
-      await run(admin, id, ['node', '-e', "console.log(Object.values(require('os').networkInterfaces()).flat().find((i) => i.family === 'IPv4' && !i.internal).address)"])
+      await run(admin, id, [
+        'node',
+        '-e',
+        "console.log(Object.values(require('os').networkInterfaces()).flat().find((i) => i.family === 'IPv4' && !i.internal).address)",
+      ])
     ).trim();
     const runnerObject = await admin.get('Runner', runner.runnerId);
     const proxyPort = Number(new URL(runnerObject.status.endpoints.proxy ?? 'http://x:0').port);
@@ -304,15 +329,23 @@ async function main(): Promise<Figures> {
     const proxyHost = `${APP_PORT}-bench-access.localhost:${proxyPort}`;
     for (let attempt = 0; ; attempt++) {
       const [direct, proxied] = await Promise.all([
-        fetch(directUrl).then((response) => response.status, () => 0),
-        fetch(`http://127.0.0.1:${proxyPort}/p/bench-access/${APP_PORT}/`).then((response) => response.status, () => 0),
+        fetch(directUrl).then(
+          (response) => response.status,
+          () => 0,
+        ),
+        fetch(`http://127.0.0.1:${proxyPort}/p/bench-access/${APP_PORT}/`).then(
+          (response) => response.status,
+          () => 0,
+        ),
       ]);
       if (direct === 200 && proxied === 200) break;
       if (attempt > 300) throw new Error(`the app does not answer (direct ${direct}, proxy ${proxied})`);
       await sleep(100);
     }
     figures.front = runner.proxyFront;
-    console.log(`environment ${id} at ${address}; proxy ${proxyUrl} (Host ${proxyHost}, ${runner.proxyFront} front); ssh 127.0.0.1:${sshPort}`);
+    console.log(
+      `environment ${id} at ${address}; proxy ${proxyUrl} (Host ${proxyHost}, ${runner.proxyFront} front); ssh 127.0.0.1:${sshPort}`,
+    );
 
     // ---------------------------------------------------------------- HTTP: direct vs proxy, interleaved
     if (PARTS.has('proxy')) {
@@ -327,15 +360,27 @@ async function main(): Promise<Figures> {
         return { direct: await direct(), proxied: second };
       };
       for (let round = 0; round < ROUNDS; round++) {
-        const plain = await pair(round, () => wrk(directUrl, CONNECTIONS), () => wrk(proxyUrl, CONNECTIONS, proxyHost));
+        const plain = await pair(
+          round,
+          () => wrk(directUrl, CONNECTIONS),
+          () => wrk(proxyUrl, CONNECTIONS, proxyHost),
+        );
         figures.direct.throughput.push(plain.direct);
         figures.proxy.throughput.push(plain.proxied);
         for (const path of Object.keys(figures.bound)) figures.bound[path]!.push(await wrk(`${bound.url}${path.slice(1)}`, CONNECTIONS));
-        const latency = await pair(round, () => wrk(directUrl, 1), () => wrk(proxyUrl, 1, proxyHost));
+        const latency = await pair(
+          round,
+          () => wrk(directUrl, 1),
+          () => wrk(proxyUrl, 1, proxyHost),
+        );
         figures.direct.latency.push(latency.direct);
         figures.proxy.latency.push(latency.proxied);
         for (const { path } of HEAVIER) {
-          const heavier = await pair(round, () => wrk(`${directUrl}${path.slice(1)}`, CONNECTIONS), () => wrk(`${proxyUrl}${path.slice(1)}`, CONNECTIONS, proxyHost));
+          const heavier = await pair(
+            round,
+            () => wrk(`${directUrl}${path.slice(1)}`, CONNECTIONS),
+            () => wrk(`${proxyUrl}${path.slice(1)}`, CONNECTIONS, proxyHost),
+          );
           figures.heavier[path]!.direct.push(heavier.direct);
           figures.heavier[path]!.proxy.push(heavier.proxied);
         }
@@ -352,7 +397,31 @@ async function main(): Promise<Figures> {
     await writeFile(keyFile, pair.private, { mode: 0o600 });
     await admin.request('POST', '/api/v1/sshkeys', { publicKey: pair.public });
     // A bench on loopback: the host key is not checked (the tests check the published one).
-    const sshArgv = ['ssh', '-F', '/dev/null', '-o', 'BatchMode=yes', '-o', 'IdentitiesOnly=yes', '-o', 'IdentityAgent=none', '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null', '-o', 'LogLevel=ERROR', '-i', keyFile, '-p', String(sshPort), '-l', 'bench-access', '127.0.0.1', 'true'];
+    const sshArgv = [
+      'ssh',
+      '-F',
+      '/dev/null',
+      '-o',
+      'BatchMode=yes',
+      '-o',
+      'IdentitiesOnly=yes',
+      '-o',
+      'IdentityAgent=none',
+      '-o',
+      'StrictHostKeyChecking=no',
+      '-o',
+      'UserKnownHostsFile=/dev/null',
+      '-o',
+      'LogLevel=ERROR',
+      '-i',
+      keyFile,
+      '-p',
+      String(sshPort),
+      '-l',
+      'bench-access',
+      '127.0.0.1',
+      'true',
+    ];
     if (PARTS.has('ssh')) {
       await exec(sshArgv, { timeoutMs: 60_000 });
       for (let index = 0; index < SSH_RUNS; index++) {
@@ -417,7 +486,8 @@ async function main(): Promise<Figures> {
             channel.on('close', () => resolve({ code, stdout }));
           });
         });
-        if (result.code !== 0 || !result.stdout.includes(`done-${index}`)) throw new Error(`session ${index}: exit ${result.code}, output ${JSON.stringify(result.stdout)}`);
+        if (result.code !== 0 || !result.stdout.includes(`done-${index}`))
+          throw new Error(`session ${index}: exit ${result.code}, output ${JSON.stringify(result.stdout)}`);
         figures.sessions.ok++;
         figures.sessions.perSession.push(performance.now() - started);
       } catch (error) {
@@ -463,7 +533,8 @@ function pairedRatio(direct: WrkResult[], proxied: WrkResult[]): { median: numbe
 }
 
 function reportProxy(figures: Figures): void {
-  const byRps = (results: WrkResult[]) => [...results].sort((a, b) => a.requestsPerSecond - b.requestsPerSecond)[Math.floor(results.length / 2)]!;
+  const byRps = (results: WrkResult[]) =>
+    [...results].sort((a, b) => a.requestsPerSecond - b.requestsPerSecond)[Math.floor(results.length / 2)]!;
   const range = (paired: { low: number; high: number }) => `(rounds ${f(paired.low * 100, 0)}-${f(paired.high * 100, 0)} %)`;
   const directT = byRps(figures.direct.throughput);
   const proxyT = byRps(figures.proxy.throughput);
@@ -474,12 +545,23 @@ function reportProxy(figures: Figures): void {
   const paired = pairedRatio(figures.direct.throughput, figures.proxy.throughput);
   const ratio = paired.median;
   const added = proxyP50 - directP50;
-  const errors = [...figures.direct.throughput, ...figures.proxy.throughput, ...figures.direct.latency, ...figures.proxy.latency].reduce((sum, result) => sum + result.errors, 0);
-  console.log(`\nHTTP: ${ROUNDS} rounds × ${SECONDS} s per wrk run; req/s: median run; ratio: median of the rounds' paired ratios; proxy served by the ${figures.front} front\n`);
+  const errors = [...figures.direct.throughput, ...figures.proxy.throughput, ...figures.direct.latency, ...figures.proxy.latency].reduce(
+    (sum, result) => sum + result.errors,
+    0,
+  );
+  console.log(
+    `\nHTTP: ${ROUNDS} rounds × ${SECONDS} s per wrk run; req/s: median run; ratio: median of the rounds' paired ratios; proxy served by the ${figures.front} front\n`,
+  );
   console.log('HTTP (wrk, 1 thread)                  direct (baseline)    through proxy    target');
-  console.log(`throughput, ${String(CONNECTIONS).padStart(2)} connections (req/s)   ${f(directT.requestsPerSecond, 0).padStart(12)}   ${f(proxyT.requestsPerSecond, 0).padStart(14)}    ratio ${f(ratio * 100)} % (≥ ${TARGETS.throughputRatio * 100} %: ${mark(ratio >= TARGETS.throughputRatio)}) ${range(paired)}`);
-  console.log(`  p50 / p99 at that load (ms)        ${`${f(directT.p50Ms, 2)} / ${f(directT.p99Ms, 2)}`.padStart(12)}   ${`${f(proxyT.p50Ms, 2)} / ${f(proxyT.p99Ms, 2)}`.padStart(14)}`);
-  console.log(`latency, 1 connection: p50 (ms)       ${f(directP50, 3).padStart(12)}   ${f(proxyP50, 3).padStart(14)}    added ${f(added, 3)} ms (≤ ${TARGETS.addedP50Ms} ms: ${mark(added <= TARGETS.addedP50Ms)})`);
+  console.log(
+    `throughput, ${String(CONNECTIONS).padStart(2)} connections (req/s)   ${f(directT.requestsPerSecond, 0).padStart(12)}   ${f(proxyT.requestsPerSecond, 0).padStart(14)}    ratio ${f(ratio * 100)} % (≥ ${TARGETS.throughputRatio * 100} %: ${mark(ratio >= TARGETS.throughputRatio)}) ${range(paired)}`,
+  );
+  console.log(
+    `  p50 / p99 at that load (ms)        ${`${f(directT.p50Ms, 2)} / ${f(directT.p99Ms, 2)}`.padStart(12)}   ${`${f(proxyT.p50Ms, 2)} / ${f(proxyT.p99Ms, 2)}`.padStart(14)}`,
+  );
+  console.log(
+    `latency, 1 connection: p50 (ms)       ${f(directP50, 3).padStart(12)}   ${f(proxyP50, 3).padStart(14)}    added ${f(added, 3)} ms (≤ ${TARGETS.addedP50Ms} ms: ${mark(added <= TARGETS.addedP50Ms)})`,
+  );
   console.log(`  req/s at 1 connection              ${f(directL, 0).padStart(12)}   ${f(proxyL, 0).padStart(14)}`);
   const boundOf = (path: string) => median(figures.bound[path]!.map((result) => result.requestsPerSecond));
   for (const { path, label } of HEAVIER) {
@@ -488,20 +570,27 @@ function reportProxy(figures: Figures): void {
     const proxied = median(runs.proxy.map((result) => result.requestsPerSecond));
     const shares = pairedRatio(runs.direct, runs.proxy);
     const share = shares.median;
-    console.log(`throughput ${`${path} (${label})`.padEnd(27)} ${f(direct, 0).padStart(12)}   ${f(proxied, 0).padStart(14)}    ratio ${f(share * 100)} % (≥ ${TARGETS.throughputRatio * 100} %: ${mark(share >= TARGETS.throughputRatio)}) ${range(shares)}`);
+    console.log(
+      `throughput ${`${path} (${label})`.padEnd(27)} ${f(direct, 0).padStart(12)}   ${f(proxied, 0).padStart(14)}    ratio ${f(share * 100)} % (≥ ${TARGETS.throughputRatio * 100} %: ${mark(share >= TARGETS.throughputRatio)}) ${range(shares)}`,
+    );
   }
   console.log(`\nceiling for any proxy on this host: relay-bound.c (C, splice, no HTTP processing), 16 connections`);
   for (const path of Object.keys(figures.bound)) {
     const ceiling = pairedRatio(path === '/' ? figures.direct.throughput : figures.heavier[path]!.direct, figures.bound[path]!);
     console.log(`  ${path.padEnd(8)} ${f(boundOf(path), 0).padStart(8)} req/s = ${f(ceiling.median * 100)} % of direct ${range(ceiling)}`);
   }
-  const heavierErrors = [...Object.values(figures.heavier).flatMap((runs) => [...runs.direct, ...runs.proxy]), ...Object.values(figures.bound).flat()].reduce((sum, result) => sum + result.errors, 0);
+  const heavierErrors = [
+    ...Object.values(figures.heavier).flatMap((runs) => [...runs.direct, ...runs.proxy]),
+    ...Object.values(figures.bound).flat(),
+  ].reduce((sum, result) => sum + result.errors, 0);
   console.log(`  errors (non-2xx + socket), all runs: ${errors + heavierErrors}`);
 }
 
 function reportSsh(figures: Figures): void {
   const row = (name: string, values: number[], target?: number) =>
-    console.log(`${name.padEnd(52)} ${f(percentile(values, 50)).padStart(8)} ${f(percentile(values, 95)).padStart(8)}${target !== undefined ? `    p50 ≤ ${target} ms: ${mark(percentile(values, 50) <= target)}` : ''}`);
+    console.log(
+      `${name.padEnd(52)} ${f(percentile(values, 50)).padStart(8)} ${f(percentile(values, 95)).padStart(8)}${target !== undefined ? `    p50 ≤ ${target} ms: ${mark(percentile(values, 50) <= target)}` : ''}`,
+    );
   console.log(`\nSSH exec round trip (${SSH_RUNS} runs)                       p50 ms   p95 ms`);
   row('OpenSSH `ssh -p … true` (process, handshake, exec)', figures.openssh, TARGETS.sshExecP50Ms);
   row('ssh2: connect + auth + exec `true`', figures.ssh2Cold);
@@ -512,7 +601,9 @@ function reportSsh(figures: Figures): void {
 function reportSessions(figures: Figures): void {
   const sessions = figures.sessions;
   console.log(`\n${SESSIONS} concurrent SSH sessions (ssh2, one connection each, all held open until every one runs)`);
-  console.log(`  succeeded ${sessions.ok}/${SESSIONS}, failed ${sessions.failed}; wall ${f(sessions.wallMs / 1000, 2)} s; per session p50 ${f(percentile(sessions.perSession, 50) / 1000, 2)} s, p95 ${f(percentile(sessions.perSession, 95) / 1000, 2)} s`);
+  console.log(
+    `  succeeded ${sessions.ok}/${SESSIONS}, failed ${sessions.failed}; wall ${f(sessions.wallMs / 1000, 2)} s; per session p50 ${f(percentile(sessions.perSession, 50) / 1000, 2)} s, p95 ${f(percentile(sessions.perSession, 95) / 1000, 2)} s`,
+  );
   if (sessions.firstError) console.log(`  first error: ${sessions.firstError}`);
 }
 

@@ -67,9 +67,7 @@ type WorkerData =
   | { role: 'creator'; server: string; token: string };
 
 type ToWorker =
-  | { type: 'create'; prefix: string; count: number; concurrency: number }
-  | { type: 'roundTrips'; count: number }
-  | { type: 'finish' };
+  { type: 'create'; prefix: string; count: number; concurrency: number } | { type: 'roundTrips'; count: number } | { type: 'finish' };
 
 type FromWorker =
   | { type: 'running'; min: number }
@@ -98,7 +96,8 @@ async function watchersMain(data: Extract<WorkerData, { role: 'watchers' }>): Pr
         if (event.object.status.phase === 'Running') running[index]!++;
       }
     } catch (error) {
-      if (!stop.signal.aborted) parentPort!.postMessage({ type: 'error', message: `watcher ${index}: ${String(error)}` } satisfies FromWorker);
+      if (!stop.signal.aborted)
+        parentPort!.postMessage({ type: 'error', message: `watcher ${index}: ${String(error)}` } satisfies FromWorker);
     }
   });
   let reported = -1;
@@ -132,7 +131,12 @@ async function runnerMain(data: Extract<WorkerData, { role: 'runner' }>): Promis
       scheduled.set(environment.metadata.id, at);
       const startedTime = new Date().toISOString();
       client
-        .updateEnvironmentStatus(environment.metadata.id, { ...environment.status, phase: 'Running', startedTime, lastActivityTime: startedTime })
+        .updateEnvironmentStatus(environment.metadata.id, {
+          ...environment.status,
+          phase: 'Running',
+          startedTime,
+          lastActivityTime: startedTime,
+        })
         .catch((error: unknown) => {
           errors++;
           parentPort!.postMessage({ type: 'error', message: `runner status update: ${String(error)}` } satisfies FromWorker);
@@ -338,8 +342,18 @@ async function runEngine(engine: 'pglite' | 'postgres', baseUrl?: string): Promi
       endpoints: {},
       conditions: [],
     };
-    const runner = await store.create('Runner', { name: 'bench-runner', ownerId: admin.metadata.id, spec: { unschedulable: false }, status: runnerStatus });
-    const { secret: runnerToken } = await issueToken(store, { name: 'bench-runner-token', ownerId: admin.metadata.id, type: 'Runner', runnerName: 'bench-runner' });
+    const runner = await store.create('Runner', {
+      name: 'bench-runner',
+      ownerId: admin.metadata.id,
+      spec: { unschedulable: false },
+      status: runnerStatus,
+    });
+    const { secret: runnerToken } = await issueToken(store, {
+      name: 'bench-runner-token',
+      ownerId: admin.metadata.id,
+      type: 'Runner',
+      runnerName: 'bench-runner',
+    });
 
     // Commit times: an in-process subscriber of the store, the first one, so it hears each event as soon as the
     // hub hands it out right after the commit (before any watch stream writes it).
@@ -359,9 +373,17 @@ async function runEngine(engine: 'pglite' | 'postgres', baseUrl?: string): Promi
     const perThread = Math.ceil(WATCHERS / WATCHER_THREADS);
     const watcherThreads: ClientThread[] = [];
     for (let left = WATCHERS; left > 0; left -= perThread) {
-      watcherThreads.push(new ClientThread({ role: 'watchers', server: server.url, token: adminToken, count: Math.min(perThread, left), resourceVersion: startVersion }, errors));
+      watcherThreads.push(
+        new ClientThread(
+          { role: 'watchers', server: server.url, token: adminToken, count: Math.min(perThread, left), resourceVersion: startVersion },
+          errors,
+        ),
+      );
     }
-    const runnerThread = new ClientThread({ role: 'runner', server: server.url, token: runnerToken, runnerId: runner.metadata.id, runnerStatus }, errors);
+    const runnerThread = new ClientThread(
+      { role: 'runner', server: server.url, token: runnerToken, runnerId: runner.metadata.id, runnerStatus },
+      errors,
+    );
     const creator = new ClientThread({ role: 'creator', server: server.url, token: adminToken }, errors);
     threads.push(...watcherThreads, runnerThread, creator);
 
@@ -461,7 +483,9 @@ async function runEngine(engine: 'pglite' | 'postgres', baseUrl?: string): Promi
 function report(results: EngineFigures[]): void {
   const ms = (value: number) => (Number.isNaN(value) ? '-' : `${value.toFixed(1)} ms`);
   const row = (cells: string[]) => console.log(cells.map((cell, index) => (index === 0 ? cell.padEnd(34) : cell.padStart(12))).join(''));
-  console.log(`\ncontrol plane: ${ENVIRONMENTS} environments per mode, ${WATCHERS} watchers in ${WATCHER_THREADS} client threads, server alone on the main thread`);
+  console.log(
+    `\ncontrol plane: ${ENVIRONMENTS} environments per mode, ${WATCHERS} watchers in ${WATCHER_THREADS} client threads, server alone on the main thread`,
+  );
   for (const result of results) {
     console.log(`\n== ${result.engine}`);
     row(['baseline', 'p50', 'p99']);

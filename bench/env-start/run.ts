@@ -55,12 +55,19 @@ class TimingLogger implements Logger {
   constructor(private readonly bindings: Record<string, unknown> = {}) {}
   private record(level: string, fields: Record<string, unknown>, message: string): void {
     if (TimingLogger.level === 'debug' || (TimingLogger.level === 'info' && level !== 'debug') || level === 'warn' || level === 'error') {
-      if (TimingLogger.level || level === 'error') console.error(JSON.stringify({ t: Math.round(performance.now() * 10) / 10, level, message, ...this.bindings, ...fields }));
+      if (TimingLogger.level || level === 'error')
+        console.error(JSON.stringify({ t: Math.round(performance.now() * 10) / 10, level, message, ...this.bindings, ...fields }));
     }
     const duration = fields['durationMs'];
     if (typeof duration !== 'number') return;
     const argv = fields['argv'] as string[] | undefined;
-    const tool = argv ? ` ${argv.slice(0, 4).filter((part) => !part.startsWith('/') && !part.startsWith('--root')).slice(0, 3).join(' ')}` : '';
+    const tool = argv
+      ? ` ${argv
+          .slice(0, 4)
+          .filter((part) => !part.startsWith('/') && !part.startsWith('--root'))
+          .slice(0, 3)
+          .join(' ')}`
+      : '';
     const component = typeof this.bindings['component'] === 'string' ? this.bindings['component'] : '';
     const step = typeof fields['step'] === 'string' ? ` ${fields['step']}` : '';
     const key = `${component}: ${message}${tool}${step}`;
@@ -108,7 +115,8 @@ async function startGitHost(input: GitHostInput): Promise<{ url: string; stop():
 
 /** With BENCH_LOG set, prints a timestamped marker on the same clock as the log records (for timelines). */
 function mark(name: string, fields: Record<string, unknown> = {}): void {
-  if (TimingLogger.level) console.error(JSON.stringify({ t: Math.round(performance.now() * 10) / 10, level: 'mark', message: name, ...fields }));
+  if (TimingLogger.level)
+    console.error(JSON.stringify({ t: Math.round(performance.now() * 10) / 10, level: 'mark', message: name, ...fields }));
 }
 
 const nullSink = () => new Writable({ write: (_chunk, _encoding, callback) => callback() });
@@ -116,7 +124,11 @@ const nullSink = () => new Writable({ write: (_chunk, _encoding, callback) => ca
 /** Follows every Environment through one watch and resolves waiters on the status they wait for. */
 class EnvironmentWatcher {
   private readonly latest = new Map<string, Environment>();
-  private readonly waiters = new Set<{ id: string; test: (environment: Environment) => boolean; resolve: (environment: Environment) => void }>();
+  private readonly waiters = new Set<{
+    id: string;
+    test: (environment: Environment) => boolean;
+    resolve: (environment: Environment) => void;
+  }>();
   private readonly stop = new AbortController();
   private readonly loop: Promise<void>;
 
@@ -126,7 +138,12 @@ class EnvironmentWatcher {
         const environment = event.object;
         this.latest.set(environment.metadata.id, environment);
         for (const waiter of [...this.waiters]) {
-          if (waiter.id === environment.metadata.id && (event.type !== 'DELETED' ? waiter.test(environment) : waiter.test({ ...environment, status: { ...environment.status, phase: 'Deleted' } }))) {
+          if (
+            waiter.id === environment.metadata.id &&
+            (event.type !== 'DELETED'
+              ? waiter.test(environment)
+              : waiter.test({ ...environment, status: { ...environment.status, phase: 'Deleted' } }))
+          ) {
             this.waiters.delete(waiter);
             waiter.resolve(environment);
           }
@@ -212,7 +229,15 @@ async function main(): Promise<Figures> {
   };
   process.once('SIGINT', () => void cleanup().then(() => process.exit(130)));
   const logger = new TimingLogger();
-  const figures: Figures = { create: [], start: [], createSplit: newSplit(), startSplit: newSplit(), reference: [], referenceUp: [], referenceExec: [] };
+  const figures: Figures = {
+    create: [],
+    start: [],
+    createSplit: newSplit(),
+    startSplit: newSplit(),
+    reference: [],
+    referenceUp: [],
+    referenceExec: [],
+  };
   try {
     // ---------------------------------------------------------------- fixtures
     // images.ts finds scripts/test-images.sh relative to itself; give the compiled copy the same neighbour.
@@ -274,7 +299,8 @@ async function main(): Promise<Figures> {
     const created: string[] = [];
     cleanups.push(async () => {
       for (const id of created) await admin.delete('Environment', id).catch(() => undefined);
-      for (const id of created) await watcher.waitFor(id, 'Deleted', (environment) => environment.status.phase === 'Deleted', 60_000).catch(() => undefined);
+      for (const id of created)
+        await watcher.waitFor(id, 'Deleted', (environment) => environment.status.phase === 'Deleted', 60_000).catch(() => undefined);
     });
 
     // ---------------------------------------------------------------- warm-up: pulls and unpacks the image
@@ -299,7 +325,10 @@ async function main(): Promise<Figures> {
     for (let run = 0; run < RUNS; run++) {
       const t0 = performance.now();
       mark('bench: create', { run });
-      const environment = await admin.createEnvironment({ metadata: { name: `bench-${run}` }, spec: { source: { git: { url: repo.url } } } });
+      const environment = await admin.createEnvironment({
+        metadata: { name: `bench-${run}` },
+        spec: { source: { git: { url: repo.url } } },
+      });
       created.push(environment.metadata.id);
       await watcher.waitFor(environment.metadata.id, 'Running', isRunning(environment.metadata.generation));
       const running = performance.now();
@@ -317,7 +346,11 @@ async function main(): Promise<Figures> {
     }
 
     loopDelay.disable();
-    mark('bench: event loop delay during create runs', { p50Ms: loopDelay.percentile(50) / 1e6, p99Ms: loopDelay.percentile(99) / 1e6, maxMs: loopDelay.max / 1e6 });
+    mark('bench: event loop delay during create runs', {
+      p50Ms: loopDelay.percentile(50) / 1e6,
+      p99Ms: loopDelay.percentile(99) / 1e6,
+      maxMs: loopDelay.max / 1e6,
+    });
 
     // ---------------------------------------------------------------- (b) start from stopped → first exec
     TimingLogger.phase = 'start';
@@ -384,10 +417,19 @@ async function reference(figures: Figures, input: { image: string; repoUrl: stri
 function report(figures: Figures): void {
   const row = (cells: string[]) => console.log(cells.map((cell, index) => (index === 0 ? cell.padEnd(36) : cell.padStart(12))).join(''));
   const ms = (value: number) => (Number.isNaN(value) ? '-' : `${value.toFixed(0)} ms`);
-  console.log(`\nenvironment start: ${RUNS} runs each, image cached, OCI runtime ${process.env.BENCH_RUNTIME_NAME ?? '?'}; reference: ${figures.reference.length} runs\n`);
+  console.log(
+    `\nenvironment start: ${RUNS} runs each, image cached, OCI runtime ${process.env.BENCH_RUNTIME_NAME ?? '?'}; reference: ${figures.reference.length} runs\n`,
+  );
   row(['metric', 'p50', 'p95', 'min', 'max', 'target p50']);
   const line = (label: string, values: number[], target?: number) =>
-    row([label, ms(percentile(values, 50)), ms(percentile(values, 95)), ms(Math.min(...values)), ms(Math.max(...values)), target ? `≤ ${target} ms` : '']);
+    row([
+      label,
+      ms(percentile(values, 50)),
+      ms(percentile(values, 95)),
+      ms(Math.min(...values)),
+      ms(Math.max(...values)),
+      target ? `≤ ${target} ms` : '',
+    ]);
   line('Warren create → first exec', figures.create, TARGETS.createP50);
   line('  until phase Running is seen', figures.createSplit.runningMs);
   line('  access grant', figures.createSplit.grantMs);
@@ -408,9 +450,16 @@ function report(figures: Figures): void {
     const records = TimingLogger.records.get(phase);
     if (!records) continue;
     console.log(`\nper-step durations while measuring "${phase}" (logged durationMs; median per occurrence, total per run):`);
-    const rows = [...records].map(([key, values]) => ({ key, median: percentile(values, 50), perRun: values.reduce((a, b) => a + b, 0) / RUNS, count: values.length / RUNS }));
+    const rows = [...records].map(([key, values]) => ({
+      key,
+      median: percentile(values, 50),
+      perRun: values.reduce((a, b) => a + b, 0) / RUNS,
+      count: values.length / RUNS,
+    }));
     for (const entry of rows.sort((a, b) => b.perRun - a.perRun).slice(0, 25)) {
-      console.log(`  ${entry.key.slice(0, 90).padEnd(90)} ${entry.median.toFixed(0).padStart(5)} ms ×${entry.count.toFixed(1).padStart(4)}  = ${entry.perRun.toFixed(0).padStart(5)} ms/run`);
+      console.log(
+        `  ${entry.key.slice(0, 90).padEnd(90)} ${entry.median.toFixed(0).padStart(5)} ms ×${entry.count.toFixed(1).padStart(4)}  = ${entry.perRun.toFixed(0).padStart(5)} ms/run`,
+      );
     }
   }
 }

@@ -69,7 +69,13 @@ const CONTROLLER_OPTIONS = { checkIntervalMs: 200, leaseRetryMs: 200 };
 export async function startControlPlane(options: ControlPlaneOptions): Promise<ControlPlane> {
   const dataDir = await mkdtemp(join(tmpdir(), `warren-${options.name}-server-`));
   const launch = (port: number) =>
-    startServer({ dataDir, port, logger: silentLogger, controllerOptions: CONTROLLER_OPTIONS, ...(options.app ? { app: options.app } : {}) });
+    startServer({
+      dataDir,
+      port,
+      logger: silentLogger,
+      controllerOptions: CONTROLLER_OPTIONS,
+      ...(options.app ? { app: options.app } : {}),
+    });
   let current: RunningServer | undefined;
   try {
     current = await launch(0);

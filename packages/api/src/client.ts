@@ -128,12 +128,7 @@ export class WarrenClient {
    * @throws {ApiError} 410 `Gone` when the resourceVersion is older than the server's event history: list again.
    */
   async *watch<K extends Kind>(kind: K, options: WatchOptions = {}): AsyncGenerator<WatchEvent<ResourceByKind[K]>> {
-    const response = await this.send(
-      'GET',
-      `/api/v1/${KINDS[kind]}${query({ ...options, watch: 'true' })}`,
-      undefined,
-      options.signal,
-    );
+    const response = await this.send('GET', `/api/v1/${KINDS[kind]}${query({ ...options, watch: 'true' })}`, undefined, options.signal);
     if (!response.body) return;
     const reader = response.body.getReader();
     const decoder = new TextDecoder();

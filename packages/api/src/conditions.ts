@@ -15,12 +15,9 @@ export function setCondition(
   now: Date = new Date(),
 ): Condition[] {
   const existing = conditions.find((condition) => condition.type === type);
-  const lastTransitionTime =
-    existing && existing.status === status ? existing.lastTransitionTime : now.toISOString();
+  const lastTransitionTime = existing && existing.status === status ? existing.lastTransitionTime : now.toISOString();
   const next: Condition = { type, status, reason, message, lastTransitionTime };
-  return existing
-    ? conditions.map((condition) => (condition.type === type ? next : condition))
-    : [...conditions, next];
+  return existing ? conditions.map((condition) => (condition.type === type ? next : condition)) : [...conditions, next];
 }
 
 /** Returns the condition of `type`, or undefined. */

@@ -2,10 +2,14 @@ import { describe, expect, it } from 'vitest';
 import { repositoryBasename, splitGitUrlRef, validateGitUrl } from './git-url.js';
 
 describe('validateGitUrl', () => {
-  it.each(['https://github.com/o/r.git', 'http://127.0.0.1:8080/r.git', 'git@host:o/r.git', 'ssh://git@h/r', 'file:///srv/git/r.git', 'git://h/r'])(
-    'accepts %s',
-    (url) => expect(validateGitUrl(url)).toBeUndefined(),
-  );
+  it.each([
+    'https://github.com/o/r.git',
+    'http://127.0.0.1:8080/r.git',
+    'git@host:o/r.git',
+    'ssh://git@h/r',
+    'file:///srv/git/r.git',
+    'git://h/r',
+  ])('accepts %s', (url) => expect(validateGitUrl(url)).toBeUndefined());
   it.each([
     ['', /empty/],
     ['-uhttps://x', /starts with "-"/],

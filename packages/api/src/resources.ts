@@ -14,11 +14,18 @@ export const NameSchema = z
   .string()
   .min(1)
   .max(63)
-  .regex(/^[a-z0-9]([a-z0-9-]*[a-z0-9])?$/, 'must be a DNS label: lowercase letters, digits and "-", starting and ending with a letter or digit');
+  .regex(
+    /^[a-z0-9]([a-z0-9-]*[a-z0-9])?$/,
+    'must be a DNS label: lowercase letters, digits and "-", starting and ending with a letter or digit',
+  );
 
 /** Label map: keys up to 63 chars of `[A-Za-z0-9._/-]`, values up to 255 chars. */
 export const LabelsSchema = z.record(
-  z.string().min(1).max(63).regex(/^[A-Za-z0-9._/-]+$/, 'label keys use letters, digits, ".", "_", "/" and "-"'),
+  z
+    .string()
+    .min(1)
+    .max(63)
+    .regex(/^[A-Za-z0-9._/-]+$/, 'label keys use letters, digits, ".", "_", "/" and "-"'),
   z.string().max(255),
 );
 
@@ -112,7 +119,12 @@ export const EnvironmentSpecSchema = z.strictObject({
   timeouts: z
     .strictObject({
       /** Stop the environment after this many seconds without activity; 0 disables. */
-      inactivitySeconds: z.number().int().min(0).max(30 * 24 * 3600).default(3600),
+      inactivitySeconds: z
+        .number()
+        .int()
+        .min(0)
+        .max(30 * 24 * 3600)
+        .default(3600),
     })
     .default({ inactivitySeconds: 3600 }),
 });
@@ -271,7 +283,10 @@ export const EnvironmentClassSpecSchema = z.strictObject({
   displayName: z.string().max(128).optional(),
   /** CPU limit in millicores (1000 = one core). */
   cpuMillicores: z.number().int().min(10).max(1_000_000),
-  memoryBytes: z.number().int().min(16 * 1024 * 1024),
+  memoryBytes: z
+    .number()
+    .int()
+    .min(16 * 1024 * 1024),
   /** Swap on top of memory; 0 = no swap. */
   swapBytes: z.number().int().min(0).default(0),
   diskBytes: z.number().int().min(0).optional(),

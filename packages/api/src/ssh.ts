@@ -19,7 +19,10 @@ export type SshKey = z.infer<typeof SshKeySchema>;
 
 /** Body of `POST /api/v1/sshkeys`: the key line and an optional name (default: the key's comment). */
 export const SshKeyCreateSchema = z.strictObject({
-  publicKey: z.string().min(16).max(16 * 1024),
+  publicKey: z
+    .string()
+    .min(16)
+    .max(16 * 1024),
   name: z.string().min(1).max(128).optional(),
 });
 export type SshKeyCreate = z.input<typeof SshKeyCreateSchema>;
@@ -32,7 +35,10 @@ export type SshKeyCreate = z.input<typeof SshKeyCreateSchema>;
 export const SshAuthorizeRequestSchema = z.strictObject({
   environment: z.string().min(1).max(256),
   username: z.string().max(256).optional(),
-  publicKey: z.string().max(16 * 1024).optional(),
+  publicKey: z
+    .string()
+    .max(16 * 1024)
+    .optional(),
   password: z.string().max(1024).optional(),
 });
 export type SshAuthorizeRequest = z.input<typeof SshAuthorizeRequestSchema>;

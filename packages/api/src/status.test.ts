@@ -10,7 +10,13 @@ describe('makeStatus', () => {
   });
 
   it('lets a reason this build does not list pass through a decoded envelope', () => {
-    const status = StatusSchema.parse({ kind: 'Status', apiVersion: 'v1', code: 418, reason: 'SomethingNewer', message: 'from a newer server' });
+    const status = StatusSchema.parse({
+      kind: 'Status',
+      apiVersion: 'v1',
+      code: 418,
+      reason: 'SomethingNewer',
+      message: 'from a newer server',
+    });
     expect(status.reason).toBe('SomethingNewer');
     expect(makeStatus(status.reason, status.message).code).toBe(500);
   });

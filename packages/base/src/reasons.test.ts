@@ -8,8 +8,8 @@ import { REASONS, type Reason } from './reasons.js';
  * RFC 4918 for 422-424/507, RFC 8470 for 425, RFC 7725 for 451, RFC 5842 for 508, RFC 2774 for 510).
  */
 const HTTP_ERROR_CODES = new Set([
-  400, 401, 402, 403, 404, 405, 406, 407, 408, 409, 410, 411, 412, 413, 414, 415, 416, 417, 421, 422, 423, 424, 425, 426, 428, 429, 431, 451,
-  500, 501, 502, 503, 504, 505, 506, 507, 508, 510, 511,
+  400, 401, 402, 403, 404, 405, 406, 407, 408, 409, 410, 411, 412, 413, 414, 415, 416, 417, 421, 422, 423, 424, 425, 426, 428, 429, 431,
+  451, 500, 501, 502, 503, 504, 505, 506, 507, 508, 510, 511,
 ]);
 
 describe('REASONS', () => {
@@ -27,6 +27,14 @@ describe('REASONS', () => {
   });
 
   it('keeps the HTTP reasons the server maps its own status codes to', () => {
-    expect(REASONS).toMatchObject({ BadRequest: 400, Unauthorized: 401, NotFound: 404, Conflict: 409, Gone: 410, Invalid: 422, InternalError: 500 });
+    expect(REASONS).toMatchObject({
+      BadRequest: 400,
+      Unauthorized: 401,
+      NotFound: 404,
+      Conflict: 409,
+      Gone: 410,
+      Invalid: 422,
+      InternalError: 500,
+    });
   });
 });

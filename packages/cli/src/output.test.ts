@@ -4,10 +4,16 @@ import { parseListen, parseMillicores, parseProxyFront, sanitizeName } from './c
 
 describe('output helpers', () => {
   it('renders an aligned table', () => {
-    const text = renderTable([{ a: 'x', b: 'long value' }, { a: 'yyyy', b: 'v' }], [
-      { header: 'A', value: (row) => row.a },
-      { header: 'B', value: (row) => row.b },
-    ]);
+    const text = renderTable(
+      [
+        { a: 'x', b: 'long value' },
+        { a: 'yyyy', b: 'v' },
+      ],
+      [
+        { header: 'A', value: (row) => row.a },
+        { header: 'B', value: (row) => row.b },
+      ],
+    );
     expect(text).toBe('A      B\nx      long value\nyyyy   v\n');
   });
 

@@ -15,7 +15,16 @@ export interface Column<T> {
 export function renderTable<T>(items: readonly T[], columns: readonly Column<T>[]): string {
   const rows = [columns.map((column) => column.header), ...items.map((item) => columns.map((column) => column.value(item)))];
   const widths = columns.map((_, index) => Math.max(...rows.map((row) => row[index]!.length)));
-  return rows.map((row) => row.map((cell, index) => (index === row.length - 1 ? cell : cell.padEnd(widths[index]!))).join('   ').trimEnd()).join('\n') + '\n';
+  return (
+    rows
+      .map((row) =>
+        row
+          .map((cell, index) => (index === row.length - 1 ? cell : cell.padEnd(widths[index]!)))
+          .join('   ')
+          .trimEnd(),
+      )
+      .join('\n') + '\n'
+  );
 }
 
 /** Renders a value (one object or a list) in the requested format. */

@@ -40,7 +40,8 @@ export function describeEnvironment(environment: Environment): string {
     if (progress.message) detail += ` ${progress.message}`;
     if (progress.bytesDone !== undefined) {
       detail += ` ${formatBytes(progress.bytesDone)}`;
-      if (progress.bytesTotal) detail += `/${formatBytes(progress.bytesTotal)} (${Math.floor((100 * progress.bytesDone) / progress.bytesTotal)}%)`;
+      if (progress.bytesTotal)
+        detail += `/${formatBytes(progress.bytesTotal)} (${Math.floor((100 * progress.bytesDone) / progress.bytesTotal)}%)`;
     }
     parts.push(detail);
     if (status.message) parts.push(status.message);

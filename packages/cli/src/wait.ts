@@ -8,7 +8,9 @@ export class WaitFailedError extends WarrenError {
   constructor(readonly environment: Environment) {
     const failed = environment.status.conditions.find((condition) => condition.status === 'False');
     const detail = environment.status.message ?? (failed ? `${failed.reason}: ${failed.message}` : 'no details');
-    super('EnvironmentFailed', 500, `environment ${environment.metadata.name} is ${environment.status.phase}: ${detail}`, { retryable: false });
+    super('EnvironmentFailed', 500, `environment ${environment.metadata.name} is ${environment.status.phase}: ${detail}`, {
+      retryable: false,
+    });
   }
 }
 
@@ -66,5 +68,9 @@ export async function waitForPhase(
 
 function timeoutError(environment: Environment | undefined, seconds: number): WarrenError {
   const where = environment ? ` (still ${environment.status.phase})` : '';
-  return new WarrenError('Timeout', 504, `timed out after ${seconds} s waiting for the environment${where}; it keeps going in the background: see "warren env get"`);
+  return new WarrenError(
+    'Timeout',
+    504,
+    `timed out after ${seconds} s waiting for the environment${where}; it keeps going in the background: see "warren env get"`,
+  );
 }

@@ -44,10 +44,18 @@ function expectRetryable(errors: unknown[], retryable: boolean): void {
 describe('isRetryable on runner errors', () => {
   it('clone: the user must fix the URL, the ref or the credentials; network and other git failures are retried', () => {
     expectRetryable(
-      [new RepositoryNotFoundError('no repository'), new RepositoryAuthRequiredError('auth'), new RefNotFoundError('no ref'), new InvalidGitUrlError('bad url')],
+      [
+        new RepositoryNotFoundError('no repository'),
+        new RepositoryAuthRequiredError('auth'),
+        new RefNotFoundError('no ref'),
+        new InvalidGitUrlError('bad url'),
+      ],
       false,
     );
-    expectRetryable([new RepositoryUnreachableError('dns'), new GitCommandError('disk full'), new ExecError(['git', 'clone'], 128, 'fatal', '')], true);
+    expectRetryable(
+      [new RepositoryUnreachableError('dns'), new GitCommandError('disk full'), new ExecError(['git', 'clone'], 128, 'fatal', '')],
+      true,
+    );
   });
 
   it('devcontainer.json and container users: invalid configuration is terminal', () => {
@@ -83,8 +91,18 @@ describe('isRetryable on runner errors', () => {
   });
 
   it('build: a failing build, a missing base image and a missing Docker are terminal; the engine failing is retried', () => {
-    expectRetryable([new DevcontainerBuildError('build failed', 'RUN false'), new BaseImageNotFoundError('alpine:404', []), new DockerNotInstalledError('dockerd')], false);
-    expectRetryable([new DockerEngineError('dockerd did not answer', ''), new InvalidImageError('warren-build/x:latest', 'archive lacks manifest.json')], true);
+    expectRetryable(
+      [
+        new DevcontainerBuildError('build failed', 'RUN false'),
+        new BaseImageNotFoundError('alpine:404', []),
+        new DockerNotInstalledError('dockerd'),
+      ],
+      false,
+    );
+    expectRetryable(
+      [new DockerEngineError('dockerd did not answer', ''), new InvalidImageError('warren-build/x:latest', 'archive lacks manifest.json')],
+      true,
+    );
   });
 
   it('start and host objects: failures of the tools and a full runner are retried', () => {
@@ -117,11 +135,20 @@ describe('isRetryable on runner errors', () => {
 
   it('a TerminalEnvironmentError is never retried, whatever its code', () => {
     const cause = new RepositoryNotFoundError('no repository');
-    expectRetryable([new TerminalEnvironmentError('ContentReady', cause.reason, cause.message, { cause, code: 503 }), new TerminalEnvironmentError('Running', 'NoCommand', 'no command')], false);
+    expectRetryable(
+      [
+        new TerminalEnvironmentError('ContentReady', cause.reason, cause.message, { cause, code: 503 }),
+        new TerminalEnvironmentError('Running', 'NoCommand', 'no command'),
+      ],
+      false,
+    );
   });
 
   it('server answers: 5xx, 429 and an unreachable server are retried, other 4xx are not', () => {
-    expectRetryable([new ApiError(makeStatus('ServiceUnavailable', 'cannot reach the server')), new ApiError(makeStatus('TooManyRequests', 'slow down'))], true);
+    expectRetryable(
+      [new ApiError(makeStatus('ServiceUnavailable', 'cannot reach the server')), new ApiError(makeStatus('TooManyRequests', 'slow down'))],
+      true,
+    );
     expectRetryable([new ApiError(makeStatus('NotFound', 'gone')), new ApiError(makeStatus('Conflict', 'stale'))], false);
   });
 });

@@ -41,7 +41,13 @@ export interface StartRunnerOptions {
    * Port proxy (proxy/service.ts): listen address (default 127.0.0.1:7082), `<port>-<env>.<domain>` domain (default
    * localhost), advertised URL, and who serves the address (default `native`: the C front of docs/design/0008).
    */
-  proxy?: { listen?: { host: string; port: number }; domain?: string; advertiseUrl?: string; scanIntervalMs?: number; front?: 'native' | 'node' };
+  proxy?: {
+    listen?: { host: string; port: number };
+    domain?: string;
+    advertiseUrl?: string;
+    scanIntervalMs?: number;
+    front?: 'native' | 'node';
+  };
   /**
    * Where the SSH gateway listens (conventionally port 2222; port 0 picks a free port); absent: no gateway. Its
    * address is published as `status.endpoints.ssh` (`host:port`, or `sshAdvertise`) and its host key as
@@ -159,8 +165,19 @@ export async function startRunner(options: StartRunnerOptions): Promise<RunningR
       logger: options.logger ?? silentLogger,
     });
     const proxyEndpoint = ports.endpoint;
-    const publish = () => ({ endpoints: { ...published?.endpoints, proxy: proxyEndpoint }, ...(published ? { info: published.info } : {}) });
-    controller = new RunnerController({ client, name: options.name, config, backend, accessUrl, publish, logger: options.logger ?? silentLogger });
+    const publish = () => ({
+      endpoints: { ...published?.endpoints, proxy: proxyEndpoint },
+      ...(published ? { info: published.info } : {}),
+    });
+    controller = new RunnerController({
+      client,
+      name: options.name,
+      config,
+      backend,
+      accessUrl,
+      publish,
+      logger: options.logger ?? silentLogger,
+    });
     await controller.start();
     ports.startWatcher();
     logger.info({ runnerId: controller.runnerId, accessUrl }, 'runner started');

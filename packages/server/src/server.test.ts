@@ -19,7 +19,13 @@ afterAll(async () => {
 
 describe('startServer', () => {
   it('bootstraps once, schedules through the controllers and keeps its data and key across restarts', async () => {
-    const first = await startServer({ dataDir, host: '127.0.0.1', port: 0, logger: silentLogger, controllerOptions: { checkIntervalMs: 100 } });
+    const first = await startServer({
+      dataDir,
+      host: '127.0.0.1',
+      port: 0,
+      logger: silentLogger,
+      controllerOptions: { checkIntervalMs: 100 },
+    });
     let kid: string;
     try {
       expect(first.adminToken).toMatch(/^wrn_/);
@@ -74,7 +80,9 @@ describe('startServer', () => {
     await new Promise<void>((resolve) => holder.listen(0, '127.0.0.1', resolve));
     try {
       const port = (holder.address() as AddressInfo).port;
-      await expect(startServer({ dataDir, host: '127.0.0.1', port, logger: silentLogger, controllers: false })).rejects.toThrow(/EADDRINUSE/);
+      await expect(startServer({ dataDir, host: '127.0.0.1', port, logger: silentLogger, controllers: false })).rejects.toThrow(
+        /EADDRINUSE/,
+      );
     } finally {
       holder.close();
     }

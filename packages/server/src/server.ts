@@ -44,7 +44,7 @@ export interface RunningServer {
 
 /** Formats a listen address for a URL: wildcards become loopback, IPv6 gets brackets. */
 function urlHost(host: string): string {
-  if (host === '0.0.0.0' || host === '' ) return '127.0.0.1';
+  if (host === '0.0.0.0' || host === '') return '127.0.0.1';
   if (host === '::') return '[::1]';
   return host.includes(':') ? `[${host}]` : host;
 }

@@ -7,5 +7,13 @@ export type { RateLimiter, ItemExponentialRateLimiterOptions, BucketRateLimiterO
 export { WorkQueue } from './work-queue.js';
 export type { WorkQueueOptions, WorkQueueRunOptions } from './work-queue.js';
 export { Informer } from './informer.js';
-export type { InformerObject, ListResult, ListerWatcher, InformerEvent, InformerEventHandler, EventPredicate, InformerOptions } from './informer.js';
+export type {
+  InformerObject,
+  ListResult,
+  ListerWatcher,
+  InformerEvent,
+  InformerEventHandler,
+  EventPredicate,
+  InformerOptions,
+} from './informer.js';
 export { changedPredicate, generationChangedPredicate } from './predicates.js';

@@ -30,7 +30,8 @@ class FakeSource implements ListerWatcher<Thing> {
     const current = this.objects.get(id);
     const base: Thing = current ?? { metadata: { id, resourceVersion: '0', generation: 1 }, spec: { size: 1 }, status: {} };
     const next = change(structuredClone(base));
-    const generation = current && JSON.stringify(next.spec) !== JSON.stringify(current.spec) ? base.metadata.generation + 1 : base.metadata.generation;
+    const generation =
+      current && JSON.stringify(next.spec) !== JSON.stringify(current.spec) ? base.metadata.generation + 1 : base.metadata.generation;
     const stored = { ...next, metadata: { ...next.metadata, generation, resourceVersion: String(++this.version) } };
     this.objects.set(id, stored);
     this.record({ type: current ? 'MODIFIED' : 'ADDED', object: stored });
@@ -200,7 +201,12 @@ describe('Informer', () => {
     time.advance(10_000);
     await until(() => source.lists === 2 && events.length === 6, 'relist');
     expect(events.slice(3)).toEqual(['Updated changed@2->4', 'Added new@6', 'Deleted removed']);
-    expect(informer.list().map((thing) => thing.metadata.id).sort()).toEqual(['changed', 'kept', 'new']);
+    expect(
+      informer
+        .list()
+        .map((thing) => thing.metadata.id)
+        .sort(),
+    ).toEqual(['changed', 'kept', 'new']);
     source.write('kept', (thing) => ({ ...thing, spec: { size: 3 } }));
     await until(() => events.length === 7, 'watch after relist');
     expect(events[6]).toBe('Updated kept@1->7');

@@ -32,10 +32,7 @@ export interface ListerWatcher<T extends InformerObject> {
  * known state. `Resync` is the periodic re-delivery of an unchanged cached object.
  */
 export type InformerEvent<T> =
-  | { type: 'Added'; object: T }
-  | { type: 'Updated'; object: T; old: T }
-  | { type: 'Deleted'; object: T }
-  | { type: 'Resync'; object: T };
+  { type: 'Added'; object: T } | { type: 'Updated'; object: T; old: T } | { type: 'Deleted'; object: T } | { type: 'Resync'; object: T };
 
 /** Receives the events of an informer; called synchronously, in order, after the cache changed. */
 export type InformerEventHandler<T> = (event: InformerEvent<T>) => void;
@@ -93,7 +90,8 @@ export class Informer<T extends InformerObject> {
    * are not replayed. @returns a function that removes the handler.
    */
   subscribe(handler: InformerEventHandler<T>, ...predicates: EventPredicate<T>[]): () => void {
-    const filtered: InformerEventHandler<T> = predicates.length === 0 ? handler : (event) => predicates.every((passes) => passes(event)) && handler(event);
+    const filtered: InformerEventHandler<T> =
+      predicates.length === 0 ? handler : (event) => predicates.every((passes) => passes(event)) && handler(event);
     this.handlers.add(filtered);
     return () => this.handlers.delete(filtered);
   }

@@ -8,7 +8,8 @@ import type { EventPredicate, InformerEvent, InformerObject } from './informer.j
  * so a change elsewhere (a status field another component owns, a timestamp) does not wake it.
  */
 export function changedPredicate<T>(project: (object: T) => unknown): EventPredicate<T> {
-  return (event: InformerEvent<T>) => event.type !== 'Updated' || JSON.stringify(project(event.old)) !== JSON.stringify(project(event.object));
+  return (event: InformerEvent<T>) =>
+    event.type !== 'Updated' || JSON.stringify(project(event.old)) !== JSON.stringify(project(event.object));
 }
 
 /**

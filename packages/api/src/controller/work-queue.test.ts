@@ -99,7 +99,9 @@ describe('WorkQueue', () => {
     time.advance(100);
     expect(queue.length).toBe(2);
     // Failures are counted per key, whether or not the delayed add was dropped.
-    expect([queue.addRateLimited('a'), queue.addRateLimited('a'), queue.addRateLimited('a'), queue.addRateLimited('a')]).toEqual([200, 400, 800, 1_000]);
+    expect([queue.addRateLimited('a'), queue.addRateLimited('a'), queue.addRateLimited('a'), queue.addRateLimited('a')]).toEqual([
+      200, 400, 800, 1_000,
+    ]);
     expect(queue.numRequeues('a')).toBe(5);
     expect(queue.numRequeues('b')).toBe(1);
     queue.forget('a');
@@ -248,7 +250,10 @@ describe('rate limiters', () => {
 
   it('MaxOf takes the longest delay and forgets in every limiter', () => {
     const time = new FakeTime();
-    const limiter = new MaxOfRateLimiter(new ItemExponentialRateLimiter({ baseDelayMs: 10, jitter: 0 }), new BucketRateLimiter({ perSecond: 1, burst: 1, time }));
+    const limiter = new MaxOfRateLimiter(
+      new ItemExponentialRateLimiter({ baseDelayMs: 10, jitter: 0 }),
+      new BucketRateLimiter({ perSecond: 1, burst: 1, time }),
+    );
     expect(limiter.when('a')).toBe(10);
     expect(limiter.when('a')).toBe(1_000); // the bucket is empty: 1 s beats the item's 20 ms
     limiter.forget('a');

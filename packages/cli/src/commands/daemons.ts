@@ -73,7 +73,13 @@ const RUNNER_CLOSE_GRACE_MS = 20_000;
  * @returns the child and the runner's access URL.
  * @throws {Error} when the child exits before it is ready (its log, on the shared stderr, says why).
  */
-async function startRunnerChild(input: { server: string; token: string; name: string; dataDir: string; flags: string[] }): Promise<{ child: ChildProcess; accessUrl: string }> {
+async function startRunnerChild(input: {
+  server: string;
+  token: string;
+  name: string;
+  dataDir: string;
+  flags: string[];
+}): Promise<{ child: ChildProcess; accessUrl: string }> {
   const entry = process.argv[1];
   if (!entry) throw new Error('cannot find the warren entry point to start the runner');
   const child = fork(entry, ['runner', '--name', input.name, '--data-dir', input.dataDir, ...input.flags], {
@@ -120,65 +126,86 @@ export function registerDaemonCommands(program: Command, context: CommandContext
     .option('--proxy-domain <domain>', 'port URLs are <port>-<env>.<domain>', 'localhost')
     .option('--proxy-front <native|node>', PROXY_FRONT_HELP, 'native')
     .option('--database-url <url>', 'use PostgreSQL instead of the embedded database')
-    .action(async (options: { dataDir?: string; listen: string; accessListen: string; sshListen: string; proxyListen: string; proxyDomain: string; proxyFront: string; databaseUrl?: string }) => {
-      const dataDir = options.dataDir ?? defaultDataDir();
-      const listen = parseListen(options.listen, '--listen');
-      const accessListen = parseListen(options.accessListen, '--access-listen');
-      parseProxyFront(options.proxyFront);
-      const logger = makeLogger();
-      const { ensureRunnerToken, startServer } = await import('@warren/server');
-      const server = await startServer({
-        dataDir: join(dataDir, 'server'),
-        databaseUrl: options.databaseUrl ?? process.env.WARREN_DATABASE_URL,
-        host: listen.host,
-        port: listen.port,
-        logger,
-      });
-      // Save a CLI context for this server unless one already points at it with a working token.
-      const saved = await readContextFile();
-      const existing = Object.values(saved.contexts).find((candidate) => candidate.server === server.url);
-      const works = existing ? await new WarrenClient({ server: server.url, token: existing.token }).whoami().then(() => true, () => false) : false;
-      if (!works) {
-        const token = server.adminToken ?? (await issueAdminToken(server.store));
-        await saveContext('local', { server: server.url, token });
-        context.stderr.write('saved an admin token for this server as the CLI context "local"\n');
-      }
-      const runnerName = sanitizeName(hostname());
-      let runner: { child: ChildProcess; accessUrl: string };
-      try {
-        runner = await startRunnerChild({
-          server: server.url,
-          token: await ensureRunnerToken(server.store, runnerName),
-          name: runnerName,
-          dataDir,
-          flags: [
-            '--access-listen', `${accessListen.host.includes(':') ? `[${accessListen.host}]` : accessListen.host}:${accessListen.port}`,
-            '--ssh-listen', options.sshListen,
-            '--proxy-listen', options.proxyListen,
-            '--proxy-domain', options.proxyDomain,
-            '--proxy-front', options.proxyFront,
-          ],
+    .action(
+      async (options: {
+        dataDir?: string;
+        listen: string;
+        accessListen: string;
+        sshListen: string;
+        proxyListen: string;
+        proxyDomain: string;
+        proxyFront: string;
+        databaseUrl?: string;
+      }) => {
+        const dataDir = options.dataDir ?? defaultDataDir();
+        const listen = parseListen(options.listen, '--listen');
+        const accessListen = parseListen(options.accessListen, '--access-listen');
+        parseProxyFront(options.proxyFront);
+        const logger = makeLogger();
+        const { ensureRunnerToken, startServer } = await import('@warren/server');
+        const server = await startServer({
+          dataDir: join(dataDir, 'server'),
+          databaseUrl: options.databaseUrl ?? process.env.WARREN_DATABASE_URL,
+          host: listen.host,
+          port: listen.port,
+          logger,
         });
-      } catch (error) {
+        // Save a CLI context for this server unless one already points at it with a working token.
+        const saved = await readContextFile();
+        const existing = Object.values(saved.contexts).find((candidate) => candidate.server === server.url);
+        const works = existing
+          ? await new WarrenClient({ server: server.url, token: existing.token }).whoami().then(
+              () => true,
+              () => false,
+            )
+          : false;
+        if (!works) {
+          const token = server.adminToken ?? (await issueAdminToken(server.store));
+          await saveContext('local', { server: server.url, token });
+          context.stderr.write('saved an admin token for this server as the CLI context "local"\n');
+        }
+        const runnerName = sanitizeName(hostname());
+        let runner: { child: ChildProcess; accessUrl: string };
+        try {
+          runner = await startRunnerChild({
+            server: server.url,
+            token: await ensureRunnerToken(server.store, runnerName),
+            name: runnerName,
+            dataDir,
+            flags: [
+              '--access-listen',
+              `${accessListen.host.includes(':') ? `[${accessListen.host}]` : accessListen.host}:${accessListen.port}`,
+              '--ssh-listen',
+              options.sshListen,
+              '--proxy-listen',
+              options.proxyListen,
+              '--proxy-domain',
+              options.proxyDomain,
+              '--proxy-front',
+              options.proxyFront,
+            ],
+          });
+        } catch (error) {
+          await server.close();
+          throw error;
+        }
+        context.stdout.write(`Warren is up at ${server.url} (runner ${runnerName}, access ${runner.accessUrl}); press Ctrl-C to stop\n`);
+        let closing = false;
+        let crash: string | undefined;
+        const crashed = new Promise<void>((resolve) => {
+          runner.child.once('exit', (code, signal) => {
+            if (closing) return;
+            crash = `the runner process exited unexpectedly (${signal ?? `code ${code}`}); warren up stopped`;
+            resolve();
+          });
+        });
+        await Promise.race([untilSignal(() => Promise.resolve()), crashed]);
+        closing = true;
+        await stopRunnerChild(runner.child);
         await server.close();
-        throw error;
-      }
-      context.stdout.write(`Warren is up at ${server.url} (runner ${runnerName}, access ${runner.accessUrl}); press Ctrl-C to stop\n`);
-      let closing = false;
-      let crash: string | undefined;
-      const crashed = new Promise<void>((resolve) => {
-        runner.child.once('exit', (code, signal) => {
-          if (closing) return;
-          crash = `the runner process exited unexpectedly (${signal ?? `code ${code}`}); warren up stopped`;
-          resolve();
-        });
-      });
-      await Promise.race([untilSignal(() => Promise.resolve()), crashed]);
-      closing = true;
-      await stopRunnerChild(runner.child);
-      await server.close();
-      if (crash) throw new Error(crash);
-    });
+        if (crash) throw new Error(crash);
+      },
+    );
 
   program
     .command('server')
@@ -198,7 +225,9 @@ export function registerDaemonCommands(program: Command, context: CommandContext
         logger,
       });
       if (server.adminToken) {
-        context.stderr.write(`first start: the admin token is ${server.adminToken}\nsave it with: warren login --server ${server.url} --token <token>\n`);
+        context.stderr.write(
+          `first start: the admin token is ${server.adminToken}\nsave it with: warren login --server ${server.url} --token <token>\n`,
+        );
       }
       context.stdout.write(`Warren server listening at ${server.url}\n`);
       await untilSignal(() => server.close());
@@ -215,45 +244,58 @@ export function registerDaemonCommands(program: Command, context: CommandContext
     .option('--proxy-listen <host:port>', 'port URL proxy address', '0.0.0.0:7082')
     .option('--proxy-domain <domain>', 'port URLs are <port>-<env>.<domain> (needs wildcard DNS to this host)', 'localhost')
     .option('--proxy-front <native|node>', PROXY_FRONT_HELP, 'native')
-    .action(async (options: { name?: string; dataDir?: string; accessListen: string; advertiseUrl?: string; sshListen: string; proxyListen: string; proxyDomain: string; proxyFront: string }) => {
-      // Flags, else WARREN_SERVER / WARREN_TOKEN (never the saved CLI context: that holds a personal token).
-      const flags = context.options();
-      const server = flags.server ?? process.env.WARREN_SERVER;
-      const token = flags.token ?? process.env.WARREN_TOKEN;
-      if (!server || !token) {
-        throw new InvalidError('warren runner needs --server URL and --token T (a runner token made by an admin), or WARREN_SERVER and WARREN_TOKEN');
-      }
-      const logger = makeLogger();
-      const name = options.name ?? sanitizeName(hostname());
-      const { startRunner } = await import('@warren/runner');
-      const runner = await startRunner({
-        server,
-        token,
-        name,
-        dataDir: join(options.dataDir ?? defaultDataDir(), 'runner'),
-        accessListen: parseListen(options.accessListen, '--access-listen'),
-        ...(options.advertiseUrl ? { advertiseUrl: options.advertiseUrl } : {}),
-        ...accessServices(options),
-        logger,
-      });
-      context.stdout.write(`runner ${name} connected to ${server} (access ${runner.accessUrl})\n`);
-      if (process.env.WARREN_RUNNER_CHILD === '1' && process.send) {
-        // Started by `warren up`: report ready, and end at once if it goes away (killed): environments keep running
-        // and a new `warren up` adopts them, as after a SIGKILLed runner.
-        process.send({ type: 'ready', accessUrl: runner.accessUrl } satisfies RunnerChildMessage);
-        const orphaned = () => {
-          logger.warn({}, 'warren up went away; the runner exits and leaves environments running');
-          process.exit(1);
-        };
-        process.once('disconnect', orphaned);
+    .action(
+      async (options: {
+        name?: string;
+        dataDir?: string;
+        accessListen: string;
+        advertiseUrl?: string;
+        sshListen: string;
+        proxyListen: string;
+        proxyDomain: string;
+        proxyFront: string;
+      }) => {
+        // Flags, else WARREN_SERVER / WARREN_TOKEN (never the saved CLI context: that holds a personal token).
+        const flags = context.options();
+        const server = flags.server ?? process.env.WARREN_SERVER;
+        const token = flags.token ?? process.env.WARREN_TOKEN;
+        if (!server || !token) {
+          throw new InvalidError(
+            'warren runner needs --server URL and --token T (a runner token made by an admin), or WARREN_SERVER and WARREN_TOKEN',
+          );
+        }
+        const logger = makeLogger();
+        const name = options.name ?? sanitizeName(hostname());
+        const { startRunner } = await import('@warren/runner');
+        const runner = await startRunner({
+          server,
+          token,
+          name,
+          dataDir: join(options.dataDir ?? defaultDataDir(), 'runner'),
+          accessListen: parseListen(options.accessListen, '--access-listen'),
+          ...(options.advertiseUrl ? { advertiseUrl: options.advertiseUrl } : {}),
+          ...accessServices(options),
+          logger,
+        });
+        context.stdout.write(`runner ${name} connected to ${server} (access ${runner.accessUrl})\n`);
+        if (process.env.WARREN_RUNNER_CHILD === '1' && process.send) {
+          // Started by `warren up`: report ready, and end at once if it goes away (killed): environments keep running
+          // and a new `warren up` adopts them, as after a SIGKILLed runner.
+          process.send({ type: 'ready', accessUrl: runner.accessUrl } satisfies RunnerChildMessage);
+          const orphaned = () => {
+            logger.warn({}, 'warren up went away; the runner exits and leaves environments running');
+            process.exit(1);
+          };
+          process.once('disconnect', orphaned);
+          await untilSignal(() => runner.close());
+          // The IPC channel would keep the process alive.
+          process.off('disconnect', orphaned);
+          process.disconnect();
+          return;
+        }
         await untilSignal(() => runner.close());
-        // The IPC channel would keep the process alive.
-        process.off('disconnect', orphaned);
-        process.disconnect();
-        return;
-      }
-      await untilSignal(() => runner.close());
-    });
+      },
+    );
 }
 
 /**
@@ -264,7 +306,12 @@ async function issueAdminToken(store: ResourceStore): Promise<string> {
   const { ADMIN_USER_NAME, issueToken } = await import('@warren/server');
   const admin = (await store.getByName('User', ADMIN_USER_NAME))[0];
   if (!admin) throw new Error('the admin user is missing: the server did not bootstrap');
-  const { secret } = await issueToken(store, { name: `cli-${Date.now().toString(36)}`, ownerId: admin.metadata.id, type: 'Personal', description: 'warren up CLI context' });
+  const { secret } = await issueToken(store, {
+    name: `cli-${Date.now().toString(36)}`,
+    ownerId: admin.metadata.id,
+    type: 'Personal',
+    description: 'warren up CLI context',
+  });
   return secret;
 }
 
@@ -286,12 +333,20 @@ export function parseProxyFront(value: string): 'native' | 'node' {
 function accessServices(options: { sshListen: string; proxyListen: string; proxyDomain: string; proxyFront: string }) {
   return {
     ...(options.sshListen === 'off' ? {} : { sshListen: parseListen(options.sshListen, '--ssh-listen') }),
-    proxy: { listen: parseListen(options.proxyListen, '--proxy-listen'), domain: options.proxyDomain, front: parseProxyFront(options.proxyFront) },
+    proxy: {
+      listen: parseListen(options.proxyListen, '--proxy-listen'),
+      domain: options.proxyDomain,
+      front: parseProxyFront(options.proxyFront),
+    },
   };
 }
 
 /** Turns a host name into a valid resource name (DNS label). */
 export function sanitizeName(text: string): string {
-  const cleaned = text.toLowerCase().replace(/[^a-z0-9-]+/g, '-').replace(/^-+|-+$/g, '').slice(0, 63);
+  const cleaned = text
+    .toLowerCase()
+    .replace(/[^a-z0-9-]+/g, '-')
+    .replace(/^-+|-+$/g, '')
+    .slice(0, 63);
   return cleaned || 'local';
 }

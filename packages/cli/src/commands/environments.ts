@@ -30,26 +30,33 @@ export function registerEnvironmentCommands(program: Command, context: CommandCo
     .option('--inactivity-timeout <seconds>', 'stop after this many idle seconds (0 = never)')
     .addOption(waitOption())
     .addOption(timeoutOption())
-    .action(async (gitUrl: string, options: { name?: string; class: string; devcontainerPath?: string; inactivityTimeout?: string; wait?: boolean; timeout: string }) => {
-      const { url, ref } = splitGitUrlRef(gitUrl);
-      const problem = validateGitUrl(url);
-      if (problem) throw new InvalidError(`invalid git URL "${url}": ${problem}`, [{ field: 'spec.source.git.url', message: problem }]);
-      const body: EnvironmentCreate = {
-        metadata: options.name ? { name: options.name } : {},
-        spec: {
-          source: { git: ref ? { url, ref } : { url } },
-          className: options.class,
-          ...(options.devcontainerPath ? { devcontainer: { path: options.devcontainerPath } } : {}),
-          ...(options.inactivityTimeout !== undefined ? { timeouts: { inactivitySeconds: positiveInteger(options.inactivityTimeout, '--inactivity-timeout') } } : {}),
-        },
-      };
-      const client = await context.client();
-      let environment = await client.createEnvironment(body);
-      if (options.wait) {
-        environment = (await waitForPhase(client, environment, ['Running'], positiveInteger(options.timeout, '--timeout')))!;
-      }
-      print(environment);
-    });
+    .action(
+      async (
+        gitUrl: string,
+        options: { name?: string; class: string; devcontainerPath?: string; inactivityTimeout?: string; wait?: boolean; timeout: string },
+      ) => {
+        const { url, ref } = splitGitUrlRef(gitUrl);
+        const problem = validateGitUrl(url);
+        if (problem) throw new InvalidError(`invalid git URL "${url}": ${problem}`, [{ field: 'spec.source.git.url', message: problem }]);
+        const body: EnvironmentCreate = {
+          metadata: options.name ? { name: options.name } : {},
+          spec: {
+            source: { git: ref ? { url, ref } : { url } },
+            className: options.class,
+            ...(options.devcontainerPath ? { devcontainer: { path: options.devcontainerPath } } : {}),
+            ...(options.inactivityTimeout !== undefined
+              ? { timeouts: { inactivitySeconds: positiveInteger(options.inactivityTimeout, '--inactivity-timeout') } }
+              : {}),
+          },
+        };
+        const client = await context.client();
+        let environment = await client.createEnvironment(body);
+        if (options.wait) {
+          environment = (await waitForPhase(client, environment, ['Running'], positiveInteger(options.timeout, '--timeout')))!;
+        }
+        print(environment);
+      },
+    );
 
   env
     .command('list')
@@ -139,8 +146,16 @@ export function registerEnvironmentCommands(program: Command, context: CommandCo
       const grant = await client.createAccessGrant(idOrName);
       const tty = process.stdin.isTTY && process.stdout.isTTY;
       const size = () => (process.stdout.columns && process.stdout.rows ? { cols: process.stdout.columns, rows: process.stdout.rows } : {});
-      const terminal = await openTerminal(grant, { stdin: process.stdin, stdout: process.stdout, ...size(), ...(options.session ? { session: options.session } : {}), WebSocket });
-      context.stderr.write(`terminal session ${terminal.session}${terminal.resumed ? ' (resumed)' : ''}; reconnect with: warren env terminal ${idOrName} --session ${terminal.session}\r\n`);
+      const terminal = await openTerminal(grant, {
+        stdin: process.stdin,
+        stdout: process.stdout,
+        ...size(),
+        ...(options.session ? { session: options.session } : {}),
+        WebSocket,
+      });
+      context.stderr.write(
+        `terminal session ${terminal.session}${terminal.resumed ? ' (resumed)' : ''}; reconnect with: warren env terminal ${idOrName} --session ${terminal.session}\r\n`,
+      );
       const onResize = () => {
         const { cols, rows } = size();
         if (cols && rows) terminal.resize(cols, rows);
@@ -153,7 +168,8 @@ export function registerEnvironmentCommands(program: Command, context: CommandCo
       try {
         const end = await terminal.done;
         if (end.kind === 'exit') setExitCode(end.code);
-        else context.stderr.write(`\r\nterminal detached; reconnect with: warren env terminal ${idOrName} --session ${terminal.session}\r\n`);
+        else
+          context.stderr.write(`\r\nterminal detached; reconnect with: warren env terminal ${idOrName} --session ${terminal.session}\r\n`);
       } finally {
         if (tty) {
           process.stdout.off('resize', onResize);

@@ -34,7 +34,9 @@ export function registerImageCommands(program: Command, context: CommandContext)
       const { pruneImages } = await import('@warren/runner');
       const report = await pruneImages(join(options.dataDir ?? defaultDataDir(), 'runner'));
       if (context.options().output === 'table') {
-        context.stdout.write(`removed ${report.removedImages.length} images and ${report.removedLayers.length} layers, freed ${report.freedBytes} bytes; ${report.inUse.length} images in use kept\n`);
+        context.stdout.write(
+          `removed ${report.removedImages.length} images and ${report.removedLayers.length} layers, freed ${report.freedBytes} bytes; ${report.inUse.length} images in use kept\n`,
+        );
       } else {
         context.stdout.write(render(report, context.options().output, []));
       }

@@ -19,7 +19,8 @@ const portColumns: readonly Column<PortRow>[] = [
 /** Parses a port argument. @throws {InvalidError} outside 1-65535. */
 export function parsePort(text: string): number {
   const port = Number(text);
-  if (!/^[0-9]{1,5}$/.test(text) || port < 1 || port > 65535) throw new InvalidError(`port must be an integer in 1-65535, got "${text}"`, [{ field: 'port', message: 'out of range' }]);
+  if (!/^[0-9]{1,5}$/.test(text) || port < 1 || port > 65535)
+    throw new InvalidError(`port must be an integer in 1-65535, got "${text}"`, [{ field: 'port', message: 'out of range' }]);
   return port;
 }
 
@@ -58,7 +59,9 @@ export function registerPortCommands(program: Command, context: CommandContext):
     .action(async (name: string, portText: string, options: { browser?: boolean }) => {
       const port = parsePort(portText);
       const client = await context.client();
-      const opened = PortOpenSchema.parse(await client.request('POST', `/api/v1/environments/${encodeURIComponent(name)}/ports/${port}/open`, {}));
+      const opened = PortOpenSchema.parse(
+        await client.request('POST', `/api/v1/environments/${encodeURIComponent(name)}/ports/${port}/open`, {}),
+      );
       if (context.options().output === 'table') context.stdout.write(`${opened.url}\n`);
       else context.stdout.write(render(opened, context.options().output, []));
       if (options.browser) {
@@ -71,7 +74,11 @@ export function registerPortCommands(program: Command, context: CommandContext):
   for (const visibility of ['Public', 'Owner'] as const) {
     ports
       .command(visibility === 'Public' ? 'public' : 'private')
-      .description(visibility === 'Public' ? 'let anyone with the URL reach the port' : 'only the owner (after `warren ports open`) reaches the port (default)')
+      .description(
+        visibility === 'Public'
+          ? 'let anyone with the URL reach the port'
+          : 'only the owner (after `warren ports open`) reaches the port (default)',
+      )
       .argument('<env>', 'environment name or id')
       .argument('<port>', 'port inside the environment')
       .action(async (name: string, portText: string) => {

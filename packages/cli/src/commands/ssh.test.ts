@@ -28,7 +28,17 @@ describe('warren ssh-config', () => {
       'Host web.warren\n  HostName runner1.example.com\n  Port 2222\n  User web\n  HostKeyAlias warren-runner-r1\n  UserKnownHostsFile "/k"\n  StrictHostKeyChecking yes\n',
     );
     expect(sshArguments(target, '/k')).toEqual([
-      '-p', '2222', '-o', 'HostKeyAlias=warren-runner-r1', '-o', 'UserKnownHostsFile=/k', '-o', 'StrictHostKeyChecking=yes', '-l', 'web', 'runner1.example.com',
+      '-p',
+      '2222',
+      '-o',
+      'HostKeyAlias=warren-runner-r1',
+      '-o',
+      'UserKnownHostsFile=/k',
+      '-o',
+      'StrictHostKeyChecking=yes',
+      '-l',
+      'web',
+      'runner1.example.com',
     ]);
   });
 

@@ -48,14 +48,23 @@ export function parseSshEndpoint(endpoint: string, fallbackHost: string): { host
  */
 export async function sshTarget(client: WarrenClient, environment: Environment, serverUrl: string): Promise<SshTarget> {
   const runnerId = environment.status.runnerId;
-  if (runnerId === undefined) throw new WarrenError('EnvironmentNotScheduled', 409, `environment "${environment.metadata.name}" is not on a runner yet`);
+  if (runnerId === undefined)
+    throw new WarrenError('EnvironmentNotScheduled', 409, `environment "${environment.metadata.name}" is not on a runner yet`);
   const runner: Runner = await client.get('Runner', runnerId);
   const endpoint = runner.status.endpoints.ssh;
   const hostKey = runner.status.info?.[SSH_HOST_KEY_INFO];
   if (!endpoint || !hostKey) throw new WarrenError('SshUnavailable', 409, `runner "${runner.metadata.name}" has no SSH gateway`);
   const { host, port } = parseSshEndpoint(endpoint, new URL(serverUrl).hostname);
   const name = environment.metadata.name;
-  return { environment, alias: `${name}.warren`, hostName: host, port, user: name, hostKeyAlias: `warren-runner-${runner.metadata.name}`, hostKey };
+  return {
+    environment,
+    alias: `${name}.warren`,
+    hostName: host,
+    port,
+    user: name,
+    hostKeyAlias: `warren-runner-${runner.metadata.name}`,
+    hostKey,
+  };
 }
 
 /** Writes the host keys of `targets` into Warren's known_hosts file, keeping other runners' lines. */
@@ -183,7 +192,9 @@ export function registerSshCommands(program: Command, context: CommandContext, s
       if (command.length > 0) args.push('--', ...command);
       const code = await new Promise<number>((resolve, reject) => {
         const child = spawn('ssh', args, { stdio: 'inherit' });
-        child.once('error', (error) => reject(new WarrenError('SshNotFound', 500, `cannot run ssh: ${error.message} (install openssh-client)`, { cause: error })));
+        child.once('error', (error) =>
+          reject(new WarrenError('SshNotFound', 500, `cannot run ssh: ${error.message} (install openssh-client)`, { cause: error })),
+        );
         child.once('close', (exitCode, signal) => resolve(exitCode ?? (signal ? 128 : 1)));
       });
       setExitCode(code);

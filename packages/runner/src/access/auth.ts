@@ -50,7 +50,8 @@ async function verifyServerToken(token: string, keys: JWTVerifyGetKey, runnerId:
     const { payload } = await jwtVerify(token, keys, { issuer: ACCESS_TOKEN_ISSUER, audience: runnerId(), algorithms: ['EdDSA'] });
     return payload;
   } catch (error) {
-    if (error instanceof joseErrors.JWTExpired) throw new AccessDeniedError('Unauthorized', `the ${kind.name} has expired; ${kind.renew}`, { cause: error });
+    if (error instanceof joseErrors.JWTExpired)
+      throw new AccessDeniedError('Unauthorized', `the ${kind.name} has expired; ${kind.renew}`, { cause: error });
     if (error instanceof joseErrors.JWTClaimValidationFailed && error.claim === 'aud') {
       throw new AccessDeniedError('Forbidden', `the ${kind.name} was issued for another runner`, { cause: error });
     }
@@ -82,7 +83,8 @@ export function createAccessVerifier(options: TokenKeysOptions): AccessVerifier 
   return async (token, environmentId) => {
     if (!token) throw new AccessDeniedError('Unauthorized', 'an access token is required (Authorization: Bearer or ?token=)');
     const payload = await verifyServerToken(token, keys, options.runnerId, ACCESS_TOKEN);
-    if (payload['env'] !== environmentId) throw new AccessDeniedError('Forbidden', `the access token does not grant access to environment ${environmentId}`);
+    if (payload['env'] !== environmentId)
+      throw new AccessDeniedError('Forbidden', `the access token does not grant access to environment ${environmentId}`);
     return { userId: String(payload.sub ?? ''), environmentId, expiresAt: payload.exp ?? 0 };
   };
 }
@@ -112,7 +114,11 @@ export function createPortTokenVerifier(options: TokenKeysOptions): PortTokenVer
   return async (token) => {
     const payload = await verifyServerToken(token, keys, options.runnerId, PORT_TOKEN);
     const port = payload['port'];
-    if (typeof payload['env'] !== 'string' || typeof payload.sub !== 'string' || (port !== undefined && (typeof port !== 'number' || !Number.isInteger(port)))) {
+    if (
+      typeof payload['env'] !== 'string' ||
+      typeof payload.sub !== 'string' ||
+      (port !== undefined && (typeof port !== 'number' || !Number.isInteger(port)))
+    ) {
       throw new AccessDeniedError('Unauthorized', 'the port token lacks its env, sub or port claims');
     }
     return { userId: payload.sub, environmentId: payload['env'], port: typeof port === 'number' ? port : 0, expiresAt: payload.exp ?? 0 };

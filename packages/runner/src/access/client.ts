@@ -105,10 +105,15 @@ export function execInEnvironment(grant: AccessGrant, argv: string[], options: E
       }
       const control = JSON.parse(bytes.toString('utf8')) as { type: string; code?: number; reason?: Reason; message?: string };
       if (control.type === 'exit') settle(undefined, control.code ?? 0);
-      else if (control.type === 'error') settle(new ApiError(makeStatus(control.reason ?? 'InternalError', control.message ?? 'exec failed')));
+      else if (control.type === 'error')
+        settle(new ApiError(makeStatus(control.reason ?? 'InternalError', control.message ?? 'exec failed')));
     });
     websocket.on('close', () =>
-      settle(new ApiError(makeStatus('ServiceUnavailable', `the connection to the runner at ${grant.endpoint} closed before the command exited`))),
+      settle(
+        new ApiError(
+          makeStatus('ServiceUnavailable', `the connection to the runner at ${grant.endpoint} closed before the command exited`),
+        ),
+      ),
     );
   });
 }

@@ -15,5 +15,12 @@ export function errorFromBody(code: number, body: string): ApiError {
   } catch {
     // not JSON
   }
-  return new ApiError(makeStatus(code === 401 ? 'Unauthorized' : 'InternalError', `runner answered HTTP ${code}${body ? `: ${body.slice(0, 200)}` : ''}`, undefined, code));
+  return new ApiError(
+    makeStatus(
+      code === 401 ? 'Unauthorized' : 'InternalError',
+      `runner answered HTTP ${code}${body ? `: ${body.slice(0, 200)}` : ''}`,
+      undefined,
+      code,
+    ),
+  );
 }

@@ -27,7 +27,9 @@ describe('access API', () => {
   let directory: string;
   const backend = new FakeBackend();
 
-  async function grant(options: { environmentId?: string; audience?: string; expiresIn?: string | number; claimEnv?: string } = {}): Promise<AccessGrant> {
+  async function grant(
+    options: { environmentId?: string; audience?: string; expiresIn?: string | number; claimEnv?: string } = {},
+  ): Promise<AccessGrant> {
     const environmentId = options.environmentId ?? 'env-1';
     const token = await new SignJWT({ env: options.claimEnv ?? environmentId })
       .setProtectedHeader({ alg: 'EdDSA', kid: 'k1' })
@@ -88,7 +90,9 @@ describe('access API', () => {
 
   it('refuses an expired token with a 401 Status', async () => {
     const expired = await grant({ expiresIn: Math.floor(Date.now() / 1000) - 60 });
-    const error = await execInEnvironment(expired, ['echo'], { stdout: sink().stream, stderr: sink().stream }).catch((caught: unknown) => caught);
+    const error = await execInEnvironment(expired, ['echo'], { stdout: sink().stream, stderr: sink().stream }).catch(
+      (caught: unknown) => caught,
+    );
     expect(error).toBeInstanceOf(ApiError);
     expect((error as ApiError).code).toBe(401);
     expect((error as ApiError).message).toMatch(/expired/);
@@ -96,7 +100,9 @@ describe('access API', () => {
 
   it('refuses a token for another environment or another runner with 403', async () => {
     const otherEnvironment = await grant({ claimEnv: 'env-2' });
-    const first = await execInEnvironment(otherEnvironment, ['echo'], { stdout: sink().stream, stderr: sink().stream }).catch((caught: unknown) => caught);
+    const first = await execInEnvironment(otherEnvironment, ['echo'], { stdout: sink().stream, stderr: sink().stream }).catch(
+      (caught: unknown) => caught,
+    );
     expect((first as ApiError).code).toBe(403);
     const otherRunner = await grant({ audience: 'runner-2' });
     const second = await followLogs(otherRunner, { write: () => {} }).catch((caught: unknown) => caught);
@@ -110,9 +116,10 @@ describe('access API', () => {
   });
 
   it('reports an environment that is not running as a 409 error', async () => {
-    const error = await execInEnvironment(await grant({ environmentId: 'env-stopped' }), ['echo'], { stdout: sink().stream, stderr: sink().stream }).catch(
-      (caught: unknown) => caught,
-    );
+    const error = await execInEnvironment(await grant({ environmentId: 'env-stopped' }), ['echo'], {
+      stdout: sink().stream,
+      stderr: sink().stream,
+    }).catch((caught: unknown) => caught);
     expect((error as ApiError).reason).toBe('EnvironmentNotRunning');
   });
 

@@ -133,7 +133,10 @@ export async function startAccessServer(options: AccessServerOptions): Promise<A
     verify(tokenOf(request, url), environmentId).then(
       (claims) =>
         sockets.handleUpgrade(request, socket, head, (websocket) => {
-          logger.debug({ environmentId, step: 'verify-upgrade', durationMs: Math.round(performance.now() - received) }, 'exec connection accepted');
+          logger.debug(
+            { environmentId, step: 'verify-upgrade', durationMs: Math.round(performance.now() - received) },
+            'exec connection accepted',
+          );
           const log = logger.child({ environmentId, userId: claims.userId });
           handleExec(websocket, environmentId, log);
         }),
@@ -146,7 +149,13 @@ export async function startAccessServer(options: AccessServerOptions): Promise<A
     const session = url.searchParams.get('session');
     const cols = parseTerminalSize(url.searchParams.get('cols'), 'cols');
     const rows = parseTerminalSize(url.searchParams.get('rows'), 'rows');
-    const terminalRequest = { environmentId, claims, ...(session ? { session } : {}), ...(cols ? { cols } : {}), ...(rows ? { rows } : {}) };
+    const terminalRequest = {
+      environmentId,
+      claims,
+      ...(session ? { session } : {}),
+      ...(cols ? { cols } : {}),
+      ...(rows ? { rows } : {}),
+    };
     const sessionId = await terminals.prepare(terminalRequest);
     onActivity(environmentId);
     sockets.handleUpgrade(request, socket, head, (websocket) => terminals.attach(websocket, sessionId, terminalRequest));
@@ -187,7 +196,13 @@ export async function startAccessServer(options: AccessServerOptions): Promise<A
       if (!session && !starting) {
         const parsed = ExecStartSchema.safeParse(message);
         if (!parsed.success) {
-          fail(new WarrenError('BadRequest', 400, `the first frame must be an exec start message: ${parsed.error.issues.map((issue) => `${issue.path.join('.')}: ${issue.message}`).join('; ')}`));
+          fail(
+            new WarrenError(
+              'BadRequest',
+              400,
+              `the first frame must be an exec start message: ${parsed.error.issues.map((issue) => `${issue.path.join('.')}: ${issue.message}`).join('; ')}`,
+            ),
+          );
           return;
         }
         starting = true;
@@ -225,8 +240,7 @@ export async function startAccessServer(options: AccessServerOptions): Promise<A
       if (type === 'stdin-eof') {
         if (session) session.stdin.end();
         else earlyEof = true;
-      }
-      else if (type === 'resize') {
+      } else if (type === 'resize') {
         const { cols, rows } = message as { cols?: unknown; rows?: unknown };
         if (typeof cols === 'number' && typeof rows === 'number') session?.resize?.(cols, rows);
       }
@@ -301,7 +315,13 @@ export async function startAccessServer(options: AccessServerOptions): Promise<A
  * Writes the file at `path` through `write`, then, when `follow`, keeps polling for appended bytes
  * (and for the file to appear) until `signal` aborts. A missing file without follow writes nothing.
  */
-async function streamFile(path: string, follow: boolean, intervalMs: number, signal: AbortSignal, write: (chunk: Buffer) => void): Promise<void> {
+async function streamFile(
+  path: string,
+  follow: boolean,
+  intervalMs: number,
+  signal: AbortSignal,
+  write: (chunk: Buffer) => void,
+): Promise<void> {
   let offset = 0;
   const buffer = Buffer.alloc(64 * 1024);
   while (!signal.aborted) {

@@ -90,7 +90,9 @@ export function openTerminal(grant: AccessGrant, options: OpenTerminalOptions): 
       response.on('data', (chunk: string) => (body += chunk));
       response.on('end', () => fail(errorFromBody(response.statusCode ?? 500, body)));
     });
-    websocket.on('error', (error) => fail(new ApiError(makeStatus('ServiceUnavailable', `cannot reach the runner at ${grant.endpoint}: ${error.message}`))));
+    websocket.on('error', (error) =>
+      fail(new ApiError(makeStatus('ServiceUnavailable', `cannot reach the runner at ${grant.endpoint}: ${error.message}`))),
+    );
     websocket.on('message', (data, isBinary) => {
       const bytes = Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data as ArrayBuffer);
       if (isBinary) {
@@ -123,7 +125,9 @@ export function openTerminal(grant: AccessGrant, options: OpenTerminalOptions): 
     });
     websocket.on('close', (code) => {
       options.stdin?.off('data', onStdin);
-      fail(new ApiError(makeStatus('ServiceUnavailable', `the runner at ${grant.endpoint} closed the terminal connection before it started`)));
+      fail(
+        new ApiError(makeStatus('ServiceUnavailable', `the runner at ${grant.endpoint} closed the terminal connection before it started`)),
+      );
       finish(ended ?? { kind: 'detached', closeCode: code });
     });
   });

@@ -94,7 +94,9 @@ describe('terminal API and activity on a real runner', { timeout: 300_000 }, () 
     const terminal = await openTerminal(await alice.createAccessGrant('term'), { stdin, stdout: out.stream, cols: 100, rows: 30 });
     expect(terminal).toMatchObject({ resumed: false, replayBytes: 0 });
     // Computed markers, so the echo of the typed line never matches.
-    stdin.write('echo "who=$(id -un) dir=$(pwd) sum=$((6 * 7))"; [ "$0" = "$(getent passwd "$(id -un)" | cut -d: -f7)" ] && echo "login-$((1 + 1))"\n');
+    stdin.write(
+      'echo "who=$(id -un) dir=$(pwd) sum=$((6 * 7))"; [ "$0" = "$(getent passwd "$(id -un)" | cut -d: -f7)" ] && echo "login-$((1 + 1))"\n',
+    );
     const who = await out.until(/who=(\S+) dir=(\S+) sum=42/);
     expect(who.slice(1)).toEqual(['vscode', `/workspaces/${repoName}`]);
     await out.until(/login-2/);
@@ -111,7 +113,11 @@ describe('terminal API and activity on a real runner', { timeout: 300_000 }, () 
 
     const replay = sink();
     const stdin2 = new PassThrough();
-    const resumed = await openTerminal(await alice.createAccessGrant(environmentId), { stdin: stdin2, stdout: replay.stream, session: terminal.session });
+    const resumed = await openTerminal(await alice.createAccessGrant(environmentId), {
+      stdin: stdin2,
+      stdout: replay.stream,
+      session: terminal.session,
+    });
     expect(resumed).toMatchObject({ session: terminal.session, resumed: true });
     expect(resumed.replayBytes).toBeGreaterThanOrEqual(256 * 1024);
     await replay.until(/big-5/);
@@ -124,20 +130,35 @@ describe('terminal API and activity on a real runner', { timeout: 300_000 }, () 
     await expect(bob.createAccessGrant(environmentId)).rejects.toMatchObject({ code: 404 });
     // A server-signed token of B for another environment does not open A's; nor does a token naming B take A's session.
     const { runner } = harness;
-    const grantFor = async (userId: string, tokenEnvironment: string, options: { ttlSeconds?: number; now?: Date } = {}): Promise<AccessGrant> => {
+    const grantFor = async (
+      userId: string,
+      tokenEnvironment: string,
+      options: { ttlSeconds?: number; now?: Date } = {},
+    ): Promise<AccessGrant> => {
       const signed = await harness.controlPlane.signToken({ runnerId: runner.runnerId, userId, environmentId: tokenEnvironment }, options);
       return { ...signed, endpoint: runner.accessUrl, environmentId };
     };
-    await expect(openTerminal(await grantFor(bobId, 'some-environment-of-bob'), { stdout: sink().stream })).rejects.toMatchObject({ code: 403 });
-    await expect(openTerminal(await grantFor(bobId, environmentId), { stdout: sink().stream, session: terminal.session })).rejects.toMatchObject({
+    await expect(openTerminal(await grantFor(bobId, 'some-environment-of-bob'), { stdout: sink().stream })).rejects.toMatchObject({
+      code: 403,
+    });
+    await expect(
+      openTerminal(await grantFor(bobId, environmentId), { stdout: sink().stream, session: terminal.session }),
+    ).rejects.toMatchObject({
       code: 404,
       reason: 'TerminalSessionNotFound',
     });
     // Expired (signed two minutes ago with a one-second lifetime).
-    await expect(openTerminal(await grantFor(aliceId, environmentId, { ttlSeconds: 1, now: new Date(Date.now() - 120_000) }), { stdout: sink().stream })).rejects.toMatchObject({ code: 401 });
+    await expect(
+      openTerminal(await grantFor(aliceId, environmentId, { ttlSeconds: 1, now: new Date(Date.now() - 120_000) }), {
+        stdout: sink().stream,
+      }),
+    ).rejects.toMatchObject({ code: 401 });
     // Not even a reconnect works with an expired token.
     await expect(
-      openTerminal(await grantFor(aliceId, environmentId, { ttlSeconds: 1, now: new Date(Date.now() - 120_000) }), { stdout: sink().stream, session: terminal.session }),
+      openTerminal(await grantFor(aliceId, environmentId, { ttlSeconds: 1, now: new Date(Date.now() - 120_000) }), {
+        stdout: sink().stream,
+        session: terminal.session,
+      }),
     ).rejects.toMatchObject({ code: 401 });
 
     stdin2.write('exit 4\n');

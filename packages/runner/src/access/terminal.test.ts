@@ -51,11 +51,19 @@ describe('terminal API', () => {
       execs.push(request);
       const pty = await loadNodePty(silentLogger);
       if (!pty) throw new Error('node-pty is not available');
-      return spawnUnderPty(pty, ['/bin/sh'], { cols: request.cols ?? 80, rows: request.rows ?? 24, env: { PATH: process.env['PATH'] ?? '/usr/bin:/bin', PS1: '$ ', HOME: '/tmp' }, logger: silentLogger });
+      return spawnUnderPty(pty, ['/bin/sh'], {
+        cols: request.cols ?? 80,
+        rows: request.rows ?? 24,
+        env: { PATH: process.env['PATH'] ?? '/usr/bin:/bin', PS1: '$ ', HOME: '/tmp' },
+        logger: silentLogger,
+      });
     },
   } as unknown as EnvironmentBackend;
 
-  async function grant(target: AccessServer, options: { environmentId?: string; user?: string; expiresIn?: string | number; claimEnv?: string } = {}): Promise<AccessGrant> {
+  async function grant(
+    target: AccessServer,
+    options: { environmentId?: string; user?: string; expiresIn?: string | number; claimEnv?: string } = {},
+  ): Promise<AccessGrant> {
     const environmentId = options.environmentId ?? 'env-1';
     const token = await new SignJWT({ env: options.claimEnv ?? environmentId })
       .setProtectedHeader({ alg: 'EdDSA', kid: 'k1' })
@@ -107,7 +115,13 @@ describe('terminal API', () => {
 
     const again = sink();
     const stdin2 = new PassThrough();
-    const second = await openTerminal(await grant(server), { stdin: stdin2, stdout: again.stream, session: first.session, cols: 90, rows: 20 });
+    const second = await openTerminal(await grant(server), {
+      stdin: stdin2,
+      stdout: again.stream,
+      session: first.session,
+      cols: 90,
+      rows: 20,
+    });
     expect(second).toMatchObject({ session: first.session, resumed: true });
     expect(second.replayBytes).toBeGreaterThanOrEqual(256 * 1024);
     await again.until(/big-2-done/);
@@ -118,7 +132,10 @@ describe('terminal API', () => {
     expect(await second.done).toEqual({ kind: 'exit', code: 3 });
 
     // The session ended with its shell: it cannot be resumed.
-    await expect(openTerminal(await grant(server), { stdout: sink().stream, session: first.session })).rejects.toMatchObject({ code: 404, reason: 'TerminalSessionNotFound' });
+    await expect(openTerminal(await grant(server), { stdout: sink().stream, session: first.session })).rejects.toMatchObject({
+      code: 404,
+      reason: 'TerminalSessionNotFound',
+    });
   });
 
   it('a second connection takes the session over; terminate ends it', async () => {
@@ -154,16 +171,22 @@ describe('terminal API', () => {
   });
 
   it('refuses expired tokens, tokens for another environment, and sessions of another user', async () => {
-    await expect(openTerminal(await grant(server, { expiresIn: Math.floor(Date.now() / 1000) - 60 }), { stdout: sink().stream })).rejects.toMatchObject({ code: 401 });
+    await expect(
+      openTerminal(await grant(server, { expiresIn: Math.floor(Date.now() / 1000) - 60 }), { stdout: sink().stream }),
+    ).rejects.toMatchObject({ code: 401 });
     await expect(openTerminal(await grant(server, { claimEnv: 'env-2' }), { stdout: sink().stream })).rejects.toMatchObject({ code: 403 });
     await expect(openTerminal({ ...(await grant(server)), token: '' }, { stdout: sink().stream })).rejects.toBeInstanceOf(ApiError);
 
     const mine = await openTerminal(await grant(server, { user: 'user-a' }), { stdout: sink().stream });
-    await expect(openTerminal(await grant(server, { user: 'user-b' }), { stdout: sink().stream, session: mine.session })).rejects.toMatchObject({
+    await expect(
+      openTerminal(await grant(server, { user: 'user-b' }), { stdout: sink().stream, session: mine.session }),
+    ).rejects.toMatchObject({
       code: 404,
       reason: 'TerminalSessionNotFound',
     });
-    await expect(openTerminal(await grant(server, { environmentId: 'env-2' }), { stdout: sink().stream })).rejects.toMatchObject({ code: 409 });
+    await expect(openTerminal(await grant(server, { environmentId: 'env-2' }), { stdout: sink().stream })).rejects.toMatchObject({
+      code: 409,
+    });
     mine.terminate();
     await mine.done;
   });

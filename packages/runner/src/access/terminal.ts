@@ -116,7 +116,8 @@ export class TerminalSessionNotFoundError extends WarrenError {
 export function parseTerminalSize(value: string | null, name: string): number | undefined {
   if (value === null || value === '') return undefined;
   const number = Number(value);
-  if (!Number.isInteger(number) || number < 1 || number > 10_000) throw new WarrenError('BadRequest', 400, `${name} must be a whole number from 1 to 10000, got "${value}"`);
+  if (!Number.isInteger(number) || number < 1 || number > 10_000)
+    throw new WarrenError('BadRequest', 400, `${name} must be a whole number from 1 to 10000, got "${value}"`);
   return number;
 }
 
@@ -231,7 +232,8 @@ export class TerminalSessions {
       } catch {
         return;
       }
-      if (control.type === 'resize' && typeof control.cols === 'number' && typeof control.rows === 'number') session.exec.resize?.(control.cols, control.rows);
+      if (control.type === 'resize' && typeof control.cols === 'number' && typeof control.rows === 'number')
+        session.exec.resize?.(control.cols, control.rows);
       else if (control.type === 'terminate') session.exec.kill();
     });
     websocket.on('close', () => {

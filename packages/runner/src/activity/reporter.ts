@@ -106,10 +106,13 @@ export class ActivityReporter {
   }
 
   private schedule(environmentId: string, entry: EnvironmentActivity, delayMs: number): void {
-    entry.cancelTimer = this.clock.setTimer(() => {
-      entry.cancelTimer = undefined;
-      if (entry.pending && !this.closed) void this.sendNow(environmentId, entry);
-    }, Math.max(0, delayMs));
+    entry.cancelTimer = this.clock.setTimer(
+      () => {
+        entry.cancelTimer = undefined;
+        if (entry.pending && !this.closed) void this.sendNow(environmentId, entry);
+      },
+      Math.max(0, delayMs),
+    );
   }
 
   private sendNow(environmentId: string, entry: EnvironmentActivity): Promise<void> {

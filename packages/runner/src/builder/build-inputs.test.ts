@@ -34,7 +34,9 @@ describe('dockerfileBaseImages', () => {
 
 describe('dockerignoreMatcher', () => {
   it('follows Docker rules: globs, ** , directories and ! exceptions', () => {
-    const ignored = dockerignoreMatcher(['# comment', 'node_modules', '*.log', '**/*.tmp', 'docs/', '!docs/keep.md', './build/*'].join('\n'));
+    const ignored = dockerignoreMatcher(
+      ['# comment', 'node_modules', '*.log', '**/*.tmp', 'docs/', '!docs/keep.md', './build/*'].join('\n'),
+    );
     expect(ignored('node_modules')).toBe(true);
     expect(ignored('node_modules/a/b.js')).toBe(true);
     expect(ignored('a.log')).toBe(true);
@@ -55,7 +57,10 @@ describe('readBuildPlan and computeCacheKey', () => {
   beforeEach(async () => {
     workspace = await mkdtemp(join(tmpdir(), 'warren-build-inputs-'));
     await mkdir(join(devcontainer(), 'local-feature'), { recursive: true });
-    await writeFile(config(), '// JSONC\n{"build": {"dockerfile": "Dockerfile", "context": "..", "args": {"V": "1"}}, "features": {"./local-feature": {}, "ghcr.io/x/y:1": {},},}\n');
+    await writeFile(
+      config(),
+      '// JSONC\n{"build": {"dockerfile": "Dockerfile", "context": "..", "args": {"V": "1"}}, "features": {"./local-feature": {}, "ghcr.io/x/y:1": {},},}\n',
+    );
     await writeFile(join(devcontainer(), 'Dockerfile'), 'FROM debian:bookworm\n');
     await writeFile(join(devcontainer(), 'local-feature', 'install.sh'), 'echo hi\n');
     await writeFile(join(workspace, 'app.txt'), 'one\n');

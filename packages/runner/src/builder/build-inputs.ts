@@ -129,7 +129,13 @@ async function hashTree(
       const info = await lstat(absolute);
       const mode = (info.mode & 0o7777).toString(8);
       if (info.isSymbolicLink()) field(`${label}:link:${path}:${mode}`, await readlink(absolute));
-      else if (info.isFile()) field(`${label}:file:${path}:${mode}`, createHash('sha256').update(await readFile(absolute)).digest('hex'));
+      else if (info.isFile())
+        field(
+          `${label}:file:${path}:${mode}`,
+          createHash('sha256')
+            .update(await readFile(absolute))
+            .digest('hex'),
+        );
       else if (info.isDirectory()) {
         field(`${label}:dir:${path}:${mode}`, '');
         await walk(absolute);
@@ -200,7 +206,10 @@ function globToRegExp(glob: string): RegExp {
       const end = glob.indexOf(']', index + 1);
       if (end < 0) source += '\\[';
       else {
-        source += `[${glob.slice(index + 1, end).replace(/^\^/, '^').replace(/\\/g, '\\\\')}]`;
+        source += `[${glob
+          .slice(index + 1, end)
+          .replace(/^\^/, '^')
+          .replace(/\\/g, '\\\\')}]`;
         index = end;
       }
     } else if (char === '\\' && index + 1 < glob.length) source += `\\${glob[++index]!}`;
@@ -264,13 +273,16 @@ export function dockerfileBaseImages(text: string, buildArgs: Record<string, str
 }
 
 function expand(text: string, variables: Record<string, string>): string {
-  return text.replace(/\$\{(\w+)(?::([-+])([^}]*))?\}|\$(\w+)/g, (_, braced: string | undefined, operator: string | undefined, word: string | undefined, bare: string | undefined) => {
-    const name = (braced ?? bare)!;
-    const value = variables[name];
-    if (operator === '-') return value === undefined || value === '' ? (word ?? '') : value;
-    if (operator === '+') return value === undefined || value === '' ? '' : (word ?? '');
-    return value ?? '';
-  });
+  return text.replace(
+    /\$\{(\w+)(?::([-+])([^}]*))?\}|\$(\w+)/g,
+    (_, braced: string | undefined, operator: string | undefined, word: string | undefined, bare: string | undefined) => {
+      const name = (braced ?? bare)!;
+      const value = variables[name];
+      if (operator === '-') return value === undefined || value === '' ? (word ?? '') : value;
+      if (operator === '+') return value === undefined || value === '' ? '' : (word ?? '');
+      return value ?? '';
+    },
+  );
 }
 
 function unquote(value: string): string {

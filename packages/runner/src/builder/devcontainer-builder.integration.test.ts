@@ -14,9 +14,15 @@ import { DockerEngine, findExecutable } from './docker-engine.js';
 import { BaseImageNotFoundError, DevcontainerBuildError } from './errors.js';
 import { referenceUpAndExec } from './reference-cli.js';
 
-const missingTools = (await Promise.all(['dockerd', 'docker', 'docker-registry'].map(async (tool) => ((await findExecutable(tool)) ? undefined : tool)))).filter(Boolean);
+const missingTools = (
+  await Promise.all(['dockerd', 'docker', 'docker-registry'].map(async (tool) => ((await findExecutable(tool)) ? undefined : tool)))
+).filter(Boolean);
 const skipReason =
-  process.getuid?.() !== 0 ? 'needs root' : missingTools.length > 0 ? `needs ${missingTools.join(', ')} (apt-get install docker.io docker-registry)` : undefined;
+  process.getuid?.() !== 0
+    ? 'needs root'
+    : missingTools.length > 0
+      ? `needs ${missingTools.join(', ')} (apt-get install docker.io docker-registry)`
+      : undefined;
 if (skipReason) console.warn(`skipping builder integration tests: ${skipReason}`);
 
 const BASE = 'mcr.microsoft.com/devcontainers/base:bookworm';
@@ -51,7 +57,11 @@ describe.skipIf(skipReason !== undefined)('DevcontainerBuilder on a managed Dock
       join(devcontainerDir(), 'local-feature', 'devcontainer-feature.json'),
       JSON.stringify({ id: 'local-feature', version: '1.0.0', name: 'Local feature' }),
     );
-    await writeFile(join(devcontainerDir(), 'local-feature', 'install.sh'), '#!/bin/sh\nset -e\necho "feature installed" > /feature.txt\n', { mode: 0o755 });
+    await writeFile(
+      join(devcontainerDir(), 'local-feature', 'install.sh'),
+      '#!/bin/sh\nset -e\necho "feature installed" > /feature.txt\n',
+      { mode: 0o755 },
+    );
     engine = new DockerEngine({ dataDir });
     builder = new DevcontainerBuilder({ engine });
   });
@@ -67,7 +77,12 @@ describe.skipIf(skipReason !== undefined)('DevcontainerBuilder on a managed Dock
 
   it('builds a Dockerfile with a local feature from a mirrored base image into an importable archive', async () => {
     const lines: string[] = [];
-    const result = await builder.build({ workspaceDir: workspace, configPath: '.devcontainer/devcontainer.json', registryMirrors: mirrors, onLog: (line) => lines.push(line) });
+    const result = await builder.build({
+      workspaceDir: workspace,
+      configPath: '.devcontainer/devcontainer.json',
+      registryMirrors: mirrors,
+      onLog: (line) => lines.push(line),
+    });
     expect(result.cached).toBe(false);
     expect(result.cacheKey).toMatch(/^[0-9a-f]{64}$/);
     expect(result.dockerArchivePath).toBe(join(dataDir, 'builder', 'archives', `${result.cacheKey}.tar`));
@@ -91,7 +106,12 @@ describe.skipIf(skipReason !== undefined)('DevcontainerBuilder on a managed Dock
 
   it('reuses the archive when the inputs are unchanged', async () => {
     const lines: string[] = [];
-    const result = await builder.build({ workspaceDir: workspace, configPath: join(devcontainerDir(), 'devcontainer.json'), registryMirrors: mirrors, onLog: (line) => lines.push(line) });
+    const result = await builder.build({
+      workspaceDir: workspace,
+      configPath: join(devcontainerDir(), 'devcontainer.json'),
+      registryMirrors: mirrors,
+      onLog: (line) => lines.push(line),
+    });
     expect(result).toMatchObject({ cached: true, cacheKey: firstKey });
     expect(lines).toEqual([`[warren] build cache hit: ${firstKey}`]);
   });
@@ -99,7 +119,11 @@ describe.skipIf(skipReason !== undefined)('DevcontainerBuilder on a managed Dock
   it('rebuilds when the Dockerfile changes; RUN steps reach the host network', async () => {
     // The registry listens on the host's 127.0.0.1 only: reachable from a RUN step with host networking.
     await setDockerfile(`FROM ${BASE}\nRUN curl -fsS http://${registry!.url}/v2/ && echo built again > /built.txt\n`);
-    const result = await builder.build({ workspaceDir: workspace, configPath: '.devcontainer/devcontainer.json', registryMirrors: mirrors });
+    const result = await builder.build({
+      workspaceDir: workspace,
+      configPath: '.devcontainer/devcontainer.json',
+      registryMirrors: mirrors,
+    });
     expect(result.cached).toBe(false);
     expect(result.cacheKey).not.toBe(firstKey);
     expect((await stat(result.dockerArchivePath)).isFile()).toBe(true);
@@ -110,7 +134,9 @@ describe.skipIf(skipReason !== undefined)('DevcontainerBuilder on a managed Dock
   it('reports a failing RUN step with the tail of the build log', async () => {
     // "Connection refused" in a RUN step's output must not read as an unreachable base image.
     await setDockerfile(`FROM ${BASE}\nRUN echo marker-before-failure && curl -sS http://127.0.0.1:9/; exit 7\n`);
-    const error = await builder.build({ workspaceDir: workspace, configPath: '.devcontainer/devcontainer.json', registryMirrors: mirrors }).catch((caught: unknown) => caught);
+    const error = await builder
+      .build({ workspaceDir: workspace, configPath: '.devcontainer/devcontainer.json', registryMirrors: mirrors })
+      .catch((caught: unknown) => caught);
     expect(error).toBeInstanceOf(DevcontainerBuildError);
     expect((error as DevcontainerBuildError).reason).toBe('DevcontainerBuildFailed');
     expect((error as Error).message).toContain('build log tail');
@@ -121,7 +147,9 @@ describe.skipIf(skipReason !== undefined)('DevcontainerBuilder on a managed Dock
 
   it('reports a Dockerfile syntax error with the log tail', async () => {
     await setDockerfile(`FROM ${BASE}\nRUNN echo typo\n`);
-    const error = await builder.build({ workspaceDir: workspace, configPath: '.devcontainer/devcontainer.json', registryMirrors: mirrors }).catch((caught: unknown) => caught);
+    const error = await builder
+      .build({ workspaceDir: workspace, configPath: '.devcontainer/devcontainer.json', registryMirrors: mirrors })
+      .catch((caught: unknown) => caught);
     expect(error).toBeInstanceOf(DevcontainerBuildError);
     expect((error as Error).message).toMatch(/unknown instruction: RUNN/i);
   });
@@ -130,7 +158,11 @@ describe.skipIf(skipReason !== undefined)('DevcontainerBuilder on a managed Dock
     // Mirrored: the mirror lacks it and the "origin" (a closed loopback port) is unreachable.
     await setDockerfile('FROM 127.0.0.1:9/devcontainers/missing:1\n');
     const mirrored = await builder
-      .build({ workspaceDir: workspace, configPath: '.devcontainer/devcontainer.json', registryMirrors: { '127.0.0.1:9': [registry!.url] } })
+      .build({
+        workspaceDir: workspace,
+        configPath: '.devcontainer/devcontainer.json',
+        registryMirrors: { '127.0.0.1:9': [registry!.url] },
+      })
       .catch((caught: unknown) => caught);
     expect(mirrored).toBeInstanceOf(BaseImageNotFoundError);
     expect((mirrored as BaseImageNotFoundError).attempts).toHaveLength(2);
@@ -138,7 +170,9 @@ describe.skipIf(skipReason !== undefined)('DevcontainerBuilder on a managed Dock
 
     // Not mirrored: the build's own pull fails.
     await setDockerfile(`FROM ${registry!.url}/devcontainers/missing:2\n`);
-    const direct = await builder.build({ workspaceDir: workspace, configPath: '.devcontainer/devcontainer.json' }).catch((caught: unknown) => caught);
+    const direct = await builder
+      .build({ workspaceDir: workspace, configPath: '.devcontainer/devcontainer.json' })
+      .catch((caught: unknown) => caught);
     expect(direct).toBeInstanceOf(BaseImageNotFoundError);
     expect((direct as BaseImageNotFoundError).image).toBe(`${registry!.url}/devcontainers/missing:2`);
   });
@@ -188,7 +222,9 @@ describe.skipIf(skipReason !== undefined)('DevcontainerBuilder on a managed Dock
         runs.push(result);
       }
       // The containers were removed again.
-      expect((await engine.docker(['ps', '--all', '--quiet', '--filter', `label=devcontainer.local_folder=${imageWorkspace}`])).stdout.trim()).toBe('');
+      expect(
+        (await engine.docker(['ps', '--all', '--quiet', '--filter', `label=devcontainer.local_folder=${imageWorkspace}`])).stdout.trim(),
+      ).toBe('');
       const median = (values: number[]): number => values.sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
       console.log(
         `reference devcontainer up + exec true on the managed engine: up ${runs.map((run) => Math.round(run.upMs)).join('/')} ms (median ${Math.round(median(runs.map((run) => run.upMs)))}), ` +

@@ -206,7 +206,12 @@ export class DevcontainerBuilder {
    * then from the registry itself, and `docker tag` the first success with the name the Dockerfile uses.
    * Images without a configured mirror are left to the build, which pulls them itself.
    */
-  private async pullFromMirrors(image: string, mirrors: Record<string, string[]>, onLog: (line: string) => void, signal?: AbortSignal): Promise<void> {
+  private async pullFromMirrors(
+    image: string,
+    mirrors: Record<string, string[]>,
+    onLog: (line: string) => void,
+    signal?: AbortSignal,
+  ): Promise<void> {
     if (Object.keys(mirrors).length === 0) return;
     let reference;
     try {
@@ -230,7 +235,7 @@ export class DevcontainerBuilder {
         return;
       } catch (error) {
         if (signal?.aborted) throw error;
-        const detail = error instanceof ExecError ? error.stderrTail.trim().split('\n').at(-1) ?? '' : errorMessage(error);
+        const detail = error instanceof ExecError ? (error.stderrTail.trim().split('\n').at(-1) ?? '') : errorMessage(error);
         attempts.push(`${candidate}: ${detail}`);
         onLog(`[warren] could not pull ${candidate}: ${detail}`);
       }
@@ -333,7 +338,13 @@ export function runStreaming(
 ): Promise<StreamingOutcome> {
   return new Promise((resolvePromise, reject) => {
     options.signal?.throwIfAborted();
-    const child: ChildProcess = spawnLogged(argv, { env: options.env, cwd: options.cwd, stdio: ['ignore', 'pipe', 'pipe'], detached: true, logger: options.logger });
+    const child: ChildProcess = spawnLogged(argv, {
+      env: options.env,
+      cwd: options.cwd,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      detached: true,
+      logger: options.logger,
+    });
     let stdout = '';
     const kill = (): void => {
       if (child.pid !== undefined) {

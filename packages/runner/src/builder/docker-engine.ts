@@ -142,7 +142,8 @@ export class DockerEngine {
     const pid = Number.parseInt(text.trim(), 10);
     if (!Number.isInteger(pid) || pid <= 0) return undefined;
     const cmdline = await readCmdline(pid);
-    const ours = cmdline !== undefined && cmdline.some((arg) => arg.endsWith('dockerd')) && cmdline.includes(`--data-root=${this.dataRoot}`);
+    const ours =
+      cmdline !== undefined && cmdline.some((arg) => arg.endsWith('dockerd')) && cmdline.includes(`--data-root=${this.dataRoot}`);
     return ours ? pid : undefined;
   }
 
@@ -188,7 +189,10 @@ export class DockerEngine {
     if (dockerd === undefined) throw new DockerNotInstalledError(this.dockerdName);
     for (const path of [this.socketPath, join(this.execRoot, 'containerd', 'containerd-debug.sock')]) {
       if (Buffer.byteLength(path) > MAX_SOCKET_PATH) {
-        throw new DockerEngineError(`socket path ${path} is longer than ${MAX_SOCKET_PATH} bytes (unix(7)); use a shorter data directory`, '');
+        throw new DockerEngineError(
+          `socket path ${path} is longer than ${MAX_SOCKET_PATH} bytes (unix(7)); use a shorter data directory`,
+          '',
+        );
       }
     }
     await mkdir(this.root, { recursive: true, mode: 0o700 });
@@ -334,7 +338,12 @@ export class DockerEngine {
  * @returns the absolute path of an executable file, or undefined.
  */
 export async function findExecutable(name: string, path: string = process.env.PATH ?? ''): Promise<string | undefined> {
-  const candidates = name.includes('/') ? [name] : path.split(delimiter).filter(isAbsolute).map((directory) => join(directory, name));
+  const candidates = name.includes('/')
+    ? [name]
+    : path
+        .split(delimiter)
+        .filter(isAbsolute)
+        .map((directory) => join(directory, name));
   for (const candidate of candidates) {
     try {
       await access(candidate, constants.X_OK);

@@ -73,7 +73,10 @@ export async function referenceUpAndExec(options: ReferenceUpOptions): Promise<R
     const ms = performance.now() - started;
     if (outcome.code !== 0) {
       const result = parseCliResult(outcome.stdout);
-      throw new DevcontainerBuildError(`devcontainer ${args[0]} failed${result?.message ? `: ${result.message}` : ` with code ${outcome.code ?? outcome.signal}`}`, tail.join('\n'));
+      throw new DevcontainerBuildError(
+        `devcontainer ${args[0]} failed${result?.message ? `: ${result.message}` : ` with code ${outcome.code ?? outcome.signal}`}`,
+        tail.join('\n'),
+      );
     }
     return { ms, stdout: outcome.stdout };
   };

@@ -45,7 +45,10 @@ describe('RunnerController against the real control plane', () => {
   });
 
   it('reconciles a scheduled environment, survives a server restart, and execs with a server-issued token', async () => {
-    const created = await admin.createEnvironment({ metadata: { name: 'controller-env' }, spec: { source: { git: { url: 'https://example.test/repo.git' } } } });
+    const created = await admin.createEnvironment({
+      metadata: { name: 'controller-env' },
+      spec: { source: { git: { url: 'https://example.test/repo.git' } } },
+    });
     const id = created.metadata.id;
     const running = await phaseOf(id, 'Running');
     expect(running.status.runnerId).toBe(harness.runner.runnerId);
@@ -56,7 +59,12 @@ describe('RunnerController against the real control plane', () => {
     const stdout: Buffer[] = [];
     const sink = new Writable({ write: (chunk: Buffer, _encoding, callback) => void (stdout.push(chunk), callback()) });
     const grant = await admin.createAccessGrant(id);
-    expect(await execInEnvironment(grant, ['echo', 'through', 'the', 'runner'], { stdout: sink, stderr: new Writable({ write: (_c, _e, cb) => cb() }) })).toBe(0);
+    expect(
+      await execInEnvironment(grant, ['echo', 'through', 'the', 'runner'], {
+        stdout: sink,
+        stderr: new Writable({ write: (_c, _e, cb) => cb() }),
+      }),
+    ).toBe(0);
     expect(Buffer.concat(stdout).toString()).toBe('through the runner\n');
 
     // Restart the server on the same data dir and port; the runner must resume its watch.

@@ -36,7 +36,15 @@ class FakeApi {
     this.runner = {
       kind: 'Runner',
       apiVersion: 'v1',
-      metadata: { id: 'run-1', name: body.metadata.name, generation: 1, resourceVersion: String(++this.version), createdTime: new Date().toISOString(), labels: {}, ownerId: '' },
+      metadata: {
+        id: 'run-1',
+        name: body.metadata.name,
+        generation: 1,
+        resourceVersion: String(++this.version),
+        createdTime: new Date().toISOString(),
+        labels: {},
+        ownerId: '',
+      },
       spec: { unschedulable: false },
       status: { phase: 'Inactive', endpoints: {}, conditions: [] },
     };
@@ -59,7 +67,10 @@ class FakeApi {
     return { kind: 'EnvironmentList', apiVersion: 'v1', metadata: { resourceVersion: String(this.version) }, items };
   }
 
-  async *watch(_kind: 'Environment', options: { runnerId?: string; resourceVersion?: string; signal?: AbortSignal }): AsyncGenerator<WatchEvent<Environment>> {
+  async *watch(
+    _kind: 'Environment',
+    options: { runnerId?: string; resourceVersion?: string; signal?: AbortSignal },
+  ): AsyncGenerator<WatchEvent<Environment>> {
     let after = Number(options.resourceVersion ?? this.version);
     for (;;) {
       if (options.signal?.aborted) throw new DOMException('aborted', 'AbortError');
@@ -83,10 +94,17 @@ class FakeApi {
   async updateEnvironmentStatus(id: string, status: EnvironmentStatus, resourceVersion?: string): Promise<Environment> {
     const current = this.environments.get(id);
     if (!current) throw new ApiError(makeStatus('NotFound', `environment "${id}" not found`));
-    if (resourceVersion !== undefined && resourceVersion !== current.metadata.resourceVersion) throw new ApiError(makeStatus('Conflict', 'stale'));
+    if (resourceVersion !== undefined && resourceVersion !== current.metadata.resourceVersion)
+      throw new ApiError(makeStatus('Conflict', 'stale'));
     const previous = current.status.lastActivityTime;
-    const lastActivityTime = [previous, status.lastActivityTime].filter((value): value is string => !!value).sort().pop();
-    return this.write(id, (each) => ({ ...each, status: { ...status, runnerId: current.status.runnerId, ...(lastActivityTime ? { lastActivityTime } : {}) } }));
+    const lastActivityTime = [previous, status.lastActivityTime]
+      .filter((value): value is string => !!value)
+      .sort()
+      .pop();
+    return this.write(id, (each) => ({
+      ...each,
+      status: { ...status, runnerId: current.status.runnerId, ...(lastActivityTime ? { lastActivityTime } : {}) },
+    }));
   }
 
   // ---- what other components of the server do
@@ -108,7 +126,8 @@ class FakeApi {
   write(id: string, change: (environment: Environment) => Environment): Environment {
     const current = this.environments.get(id)!;
     const next = change(structuredClone(current));
-    const generation = JSON.stringify(next.spec) === JSON.stringify(current.spec) ? current.metadata.generation : current.metadata.generation + 1;
+    const generation =
+      JSON.stringify(next.spec) === JSON.stringify(current.spec) ? current.metadata.generation : current.metadata.generation + 1;
     return this.store({ ...next, metadata: { ...next.metadata, generation } }, 'MODIFIED');
   }
 
@@ -183,9 +202,15 @@ describe('RunnerController', () => {
     const before = passes(id);
 
     api.write(id, (each) => ({ ...each, status: { ...each.status, lastActivityTime: new Date(Date.now() + 60_000).toISOString() } }));
-    api.write(id, (each) => ({ ...each, status: { ...each.status, conditions: setCondition(each.status.conditions, 'Scheduled', 'True', 'RunnerAssigned', 'again') } }));
+    api.write(id, (each) => ({
+      ...each,
+      status: { ...each.status, conditions: setCondition(each.status.conditions, 'Scheduled', 'True', 'RunnerAssigned', 'again') },
+    }));
     await controller.patchStatus(id, (status) => ({ ...status, ports: [{ port: 8080, visibility: 'Owner', source: 'Detected' }] }));
-    await until(() => cached(id)?.status.conditions.some((each) => each.message === 'again') === true && cached(id)?.status.ports.length === 1, 'cache updated');
+    await until(
+      () => cached(id)?.status.conditions.some((each) => each.message === 'again') === true && cached(id)?.status.ports.length === 1,
+      'cache updated',
+    );
     await controller.idle();
     expect(passes(id)).toBe(before);
 
@@ -199,7 +224,14 @@ describe('RunnerController', () => {
 
   it('removes the host state of environments the server no longer has: deleted while running, and left from before a restart', async () => {
     const backend = new FakeBackend();
-    backend.host.set('env-left-over', { contentReady: true, container: 'running', starts: 1, createDone: true, createRuns: 1, postStartRuns: 1 });
+    backend.host.set('env-left-over', {
+      contentReady: true,
+      container: 'running',
+      starts: 1,
+      createDone: true,
+      createRuns: 1,
+      postStartRuns: 1,
+    });
     const { api, controller } = await start(backend);
     await until(() => !backend.host.has('env-left-over'), 'left-over host state removed');
 

@@ -137,7 +137,10 @@ export class RunnerController {
    * @returns the stored object, or undefined when `change` found nothing to do or the environment is unknown.
    * @throws {ApiError} other API failures, or 409 after the last attempt.
    */
-  async patchStatus(environmentId: string, change: (status: EnvironmentStatus) => EnvironmentStatus | undefined): Promise<Environment | undefined> {
+  async patchStatus(
+    environmentId: string,
+    change: (status: EnvironmentStatus) => EnvironmentStatus | undefined,
+  ): Promise<Environment | undefined> {
     let current = this.informer.get(environmentId);
     for (let attempt = 0; current; attempt++) {
       const next = change(current.status);
@@ -288,8 +291,15 @@ export class RunnerController {
    */
   private async writeStatus(environment: Environment, status: EnvironmentStatus): Promise<Environment> {
     const latest = this.informer.get(environment.metadata.id);
-    const activity = [status.lastActivityTime, latest?.status.lastActivityTime].filter((value): value is string => !!value).sort().pop();
-    const body: EnvironmentStatus = { ...status, runnerId: status.runnerId ?? this.runnerId, ...(activity ? { lastActivityTime: activity } : {}) };
+    const activity = [status.lastActivityTime, latest?.status.lastActivityTime]
+      .filter((value): value is string => !!value)
+      .sort()
+      .pop();
+    const body: EnvironmentStatus = {
+      ...status,
+      runnerId: status.runnerId ?? this.runnerId,
+      ...(activity ? { lastActivityTime: activity } : {}),
+    };
     const stored = await this.client.updateEnvironmentStatus(environment.metadata.id, body);
     this.informer.apply(stored);
     return stored;

@@ -51,7 +51,10 @@ describe('locateDevcontainerConfig', () => {
   it('uses spec.devcontainer.path and fails when it is missing or outside', async () => {
     await put('.devcontainer/devcontainer.json');
     await put('tools/dev.json');
-    expect(await locateDevcontainerConfig(repo, './tools/dev.json')).toEqual({ path: path.join(repo, 'tools/dev.json'), relativePath: 'tools/dev.json' });
+    expect(await locateDevcontainerConfig(repo, './tools/dev.json')).toEqual({
+      path: path.join(repo, 'tools/dev.json'),
+      relativePath: 'tools/dev.json',
+    });
     await expect(locateDevcontainerConfig(repo, 'missing.json')).rejects.toThrow(/"missing.json" does not exist/);
     await expect(locateDevcontainerConfig(repo, 'tools')).rejects.toThrow(/does not exist in the repository \(or is not a file\)/);
     await expect(locateDevcontainerConfig(repo, '../etc/passwd')).rejects.toThrow(/must be a path inside the repository/);

@@ -28,10 +28,7 @@ export interface LocatedDevcontainerConfig {
  * @throws {InvalidError} reason `InvalidDevcontainerConfig` when `configPath` escapes the repository or
  *   does not name a file, or when several `.devcontainer/<folder>/devcontainer.json` files exist.
  */
-export async function locateDevcontainerConfig(
-  repositoryDir: string,
-  configPath?: string,
-): Promise<LocatedDevcontainerConfig | undefined> {
+export async function locateDevcontainerConfig(repositoryDir: string, configPath?: string): Promise<LocatedDevcontainerConfig | undefined> {
   const root = path.resolve(repositoryDir);
   if (configPath !== undefined && configPath !== '') {
     const normalized = path.posix.normalize(configPath.replaceAll('\\', '/'));

@@ -98,7 +98,12 @@ describe('resolveDevcontainer', () => {
     expect(resolved.lifecycle.postStart).toEqual([
       { source: 'image metadata[1]', parallel: false, commands: [{ kind: 'exec', argv: ['/usr/local/bin/start.sh'] }] },
     ]);
-    expect(resolved.runtime).toEqual({ capAdd: ['SYS_PTRACE', 'NET_ADMIN'], securityOpt: ['seccomp=unconfined'], init: true, privileged: false });
+    expect(resolved.runtime).toEqual({
+      capAdd: ['SYS_PTRACE', 'NET_ADMIN'],
+      securityOpt: ['seccomp=unconfined'],
+      init: true,
+      privileged: false,
+    });
     expect(resolved.hostRequirements).toEqual({ cpus: 4, memoryBytes: 16 * 1024 ** 3, storageBytes: 32 * 1024 ** 3 });
     expect(resolved.unsupported.map((entry) => `${entry.source}:${entry.property}`)).toEqual([
       'image metadata[0]:capAdd',
@@ -158,7 +163,10 @@ describe('resolveDevcontainer', () => {
     const resolved = resolveDevcontainer({
       ...base,
       config: config({ image: 'img', postCreateCommand: 'once' }),
-      image: { metadataLabel: JSON.stringify([{ onCreateCommand: 'feature' }, { postCreateCommand: 'once' }]), metadataIncludesConfig: true },
+      image: {
+        metadataLabel: JSON.stringify([{ onCreateCommand: 'feature' }, { postCreateCommand: 'once' }]),
+        metadataIncludesConfig: true,
+      },
     });
     expect(resolved.lifecycle.postCreate).toHaveLength(1);
     expect(resolved.lifecycle.onCreate).toHaveLength(1);

@@ -254,7 +254,10 @@ export function resolveDevcontainer(input: ResolveDevcontainerInput): ResolvedDe
   const imageUser = input.image?.user?.trim() || undefined;
   const containerUser = scalar('containerUser') ?? imageUser ?? 'root';
   const runtime = runtimeOptions(unsupported);
-  const hostRequirements = mergeHostRequirements(configs.map((entry) => entry.config.hostRequirements), warnings);
+  const hostRequirements = mergeHostRequirements(
+    configs.map((entry) => entry.config.hostRequirements),
+    warnings,
+  );
 
   return {
     ...(scalar('name') !== undefined ? { name: scalar('name') } : {}),
@@ -299,7 +302,11 @@ export function resolveRemoteEnv(
   remoteEnv: Readonly<Record<string, string | null>>,
   containerEnvironment: Readonly<Record<string, string>>,
 ): Record<string, string | null> {
-  return substituteVariables({ ...remoteEnv }, { localEnv: {}, localWorkspaceFolder: '', containerEnv: containerEnvironment }, new Set(['containerEnv']));
+  return substituteVariables(
+    { ...remoteEnv },
+    { localEnv: {}, localWorkspaceFolder: '', containerEnv: containerEnvironment },
+    new Set(['containerEnv']),
+  );
 }
 
 type Hook = 'onCreateCommand' | 'updateContentCommand' | 'postCreateCommand' | 'postStartCommand' | 'postAttachCommand';
@@ -356,7 +363,10 @@ function buildOf(config: DevcontainerConfig, configFile: string): DevcontainerBu
   return {
     configFile,
     ...(dockerfile !== undefined
-      ? { dockerfile: inside(dockerfile, 'build.dockerfile'), context: inside(config.build?.context ?? config.context ?? '.', 'build.context') }
+      ? {
+          dockerfile: inside(dockerfile, 'build.dockerfile'),
+          context: inside(config.build?.context ?? config.context ?? '.', 'build.context'),
+        }
       : {}),
     ...(dockerfile === undefined && config.image !== undefined ? { image: config.image } : {}),
     args: { ...(config.build?.args ?? {}) },

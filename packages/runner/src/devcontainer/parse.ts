@@ -1,13 +1,7 @@
 // Parses devcontainer.json (JSONC) and devcontainer.metadata image labels into the properties Warren
 // honours, and lists the ones it cannot honour instead of dropping them.
 import { readFile } from 'node:fs/promises';
-import {
-  type Node as JsonNode,
-  type ParseError,
-  findNodeAtLocation,
-  parseTree,
-  printParseErrorCode,
-} from 'jsonc-parser';
+import { type Node as JsonNode, type ParseError, findNodeAtLocation, parseTree, printParseErrorCode } from 'jsonc-parser';
 import { z } from 'zod';
 import { type ErrorCause, InvalidError } from '@warren/base';
 
@@ -64,7 +58,10 @@ const honouredProperties = {
   dockerFile: z.string().min(1),
   /** Legacy spelling of `build.context`. */
   context: z.string(),
-  features: z.record(z.string(), z.union([z.looseObject({}), z.string(), z.boolean()], { error: 'expected an options object, a version string or a boolean' })),
+  features: z.record(
+    z.string(),
+    z.union([z.looseObject({}), z.string(), z.boolean()], { error: 'expected an options object, a version string or a boolean' }),
+  ),
   overrideFeatureInstallOrder: z.array(z.string()),
   containerEnv: stringRecord,
   remoteEnv: z.record(z.string(), z.union([z.string(), z.null()], { error: 'expected a string, or null to unset the variable' })),
@@ -86,8 +83,14 @@ const honouredProperties = {
   updateRemoteUserUID: z.boolean(),
   hostRequirements: z.looseObject({
     cpus: z.number().int().min(1).optional(),
-    memory: z.string().regex(/^\d+([tgmk]b)?$/i, 'expected a size such as "8gb"').optional(),
-    storage: z.string().regex(/^\d+([tgmk]b)?$/i, 'expected a size such as "32gb"').optional(),
+    memory: z
+      .string()
+      .regex(/^\d+([tgmk]b)?$/i, 'expected a size such as "8gb"')
+      .optional(),
+    storage: z
+      .string()
+      .regex(/^\d+([tgmk]b)?$/i, 'expected a size such as "32gb"')
+      .optional(),
     gpu: z
       .union([z.boolean(), z.literal('optional'), z.looseObject({ cores: z.number().optional(), memory: z.string().optional() })])
       .optional(),
@@ -132,12 +135,13 @@ const UNSUPPORTED_PROPERTIES: Record<string, string> = {
   service: 'Docker Compose configurations are not supported',
   runServices: 'Docker Compose configurations are not supported',
   privileged: 'privileged containers are not supported; environments run in a user namespace',
-  capAdd: 'extra capabilities are not supported; environments get Docker\'s default capability set',
+  capAdd: "extra capabilities are not supported; environments get Docker's default capability set",
   securityOpt: 'security options are not supported',
   mounts: 'extra mounts are not supported; keep data in the workspace folder, which is preserved',
   runArgs: 'docker run arguments are not supported; Warren does not run containers with Docker',
   appPort: 'appPort is not supported; use "forwardPorts"',
-  initializeCommand: 'initializeCommand runs on the local machine, which does not exist for a cloud environment; move it to onCreateCommand',
+  initializeCommand:
+    'initializeCommand runs on the local machine, which does not exist for a cloud environment; move it to onCreateCommand',
   init: 'an init process ("init": true) is not supported',
   workspaceMount: 'workspaceMount is not supported; the repository is always mounted at the workspace folder',
   entrypoint: 'image entrypoints from metadata are not run',
@@ -181,10 +185,18 @@ export function parseDevcontainerConfig(text: string, source: string): ParsedDev
       const { line, column } = lineColumn(content, error.offset);
       return { field: '', message: `${source}:${line}:${column}: ${describeParseError(error.error)}` };
     });
-    throw new InvalidError(`${source} is not valid JSON: ${causes.map((cause) => cause.message).join('; ')}`, causes, INVALID_DEVCONTAINER_CONFIG);
+    throw new InvalidError(
+      `${source} is not valid JSON: ${causes.map((cause) => cause.message).join('; ')}`,
+      causes,
+      INVALID_DEVCONTAINER_CONFIG,
+    );
   }
   if (!tree || tree.type !== 'object') {
-    throw new InvalidError(`${source}: the top level must be a JSON object`, [{ field: '', message: 'expected an object' }], INVALID_DEVCONTAINER_CONFIG);
+    throw new InvalidError(
+      `${source}: the top level must be a JSON object`,
+      [{ field: '', message: 'expected an object' }],
+      INVALID_DEVCONTAINER_CONFIG,
+    );
   }
   const value = nodeValue(tree) as Record<string, unknown>;
   const { parsed, issues } = validateEntry(value, source);
@@ -236,7 +248,10 @@ export function parseImageMetadata(label: string | undefined): { entries: Parsed
   try {
     value = JSON.parse(label);
   } catch (error) {
-    return { entries: [], warnings: [`the image's devcontainer.metadata label is not valid JSON and was ignored: ${(error as Error).message}`] };
+    return {
+      entries: [],
+      warnings: [`the image's devcontainer.metadata label is not valid JSON and was ignored: ${(error as Error).message}`],
+    };
   }
   const list = Array.isArray(value) ? value : [value];
   const entries: ParsedDevcontainerConfig[] = [];
@@ -302,8 +317,7 @@ function hostNetworking(runArgs: unknown[], source: string): UnsupportedProperty
   runArgs.forEach((arg, index) => {
     const next = runArgs[index + 1];
     const isHost =
-      (typeof arg === 'string' && /^--(network|net)=host$/.test(arg)) ||
-      ((arg === '--network' || arg === '--net') && next === 'host');
+      (typeof arg === 'string' && /^--(network|net)=host$/.test(arg)) || ((arg === '--network' || arg === '--net') && next === 'host');
     if (isHost) {
       found.push({
         property: `runArgs[${index}]`,
@@ -357,7 +371,12 @@ function nodeValue(node: JsonNode): unknown {
       const [keyNode, valueNode] = property.children ?? [];
       // defineProperty, so a "__proto__" key is an ordinary property and cannot change the prototype
       if (keyNode && valueNode) {
-        Object.defineProperty(result, keyNode.value as string, { value: nodeValue(valueNode), enumerable: true, writable: true, configurable: true });
+        Object.defineProperty(result, keyNode.value as string, {
+          value: nodeValue(valueNode),
+          enumerable: true,
+          writable: true,
+          configurable: true,
+        });
       }
     }
     return result;

@@ -45,13 +45,17 @@ describe('substituteVariables', () => {
 
   it('resolves containerEnv once the container environment is known', () => {
     const later = { ...context, containerEnv: { PATH: '/usr/bin' } };
-    expect(substituteVariables('${containerEnv:PATH}:/x ${containerEnv:NOPE:d}', later, allowedVariables('remoteEnv'))).toBe('/usr/bin:/x d');
+    expect(substituteVariables('${containerEnv:PATH}:/x ${containerEnv:NOPE:d}', later, allowedVariables('remoteEnv'))).toBe(
+      '/usr/bin:/x d',
+    );
   });
 
   it('reports variables the spec does not allow in a property and leaves them', () => {
     const seen: string[] = [];
     const later = { ...context, containerEnv: { PATH: '/usr/bin' } };
-    expect(substituteVariables('${containerEnv:PATH}', later, allowedVariables('containerEnv'), (v) => seen.push(v))).toBe('${containerEnv:PATH}');
+    expect(substituteVariables('${containerEnv:PATH}', later, allowedVariables('containerEnv'), (v) => seen.push(v))).toBe(
+      '${containerEnv:PATH}',
+    );
     expect(substituteVariables('${devcontainerId}', later, allowedVariables('image'), (v) => seen.push(v))).toBe('${devcontainerId}');
     expect(seen).toEqual(['${containerEnv:PATH}', '${devcontainerId}']);
   });

@@ -128,7 +128,8 @@ export function substituteVariables<T>(
 
 /** Returns the value of one variable, or `undefined` when it is unknown or not known yet. */
 function resolveVariable(name: string, args: string[], context: VariableContext): string | undefined {
-  const basename = (folder: string | undefined) => (folder === undefined ? undefined : (folder.replace(/\/+$/, '').split('/').at(-1) ?? ''));
+  const basename = (folder: string | undefined) =>
+    folder === undefined ? undefined : (folder.replace(/\/+$/, '').split('/').at(-1) ?? '');
   switch (name) {
     case 'localEnv':
       return lookup(context.localEnv, args);
@@ -195,7 +196,11 @@ export const DEVCONTAINER_ID_LABEL = 'dev.warren.environment.id';
  */
 export function devcontainerId(environmentId: string): string {
   const labels: Record<string, string> = { [DEVCONTAINER_ID_LABEL]: environmentId };
-  const sorted = Object.fromEntries(Object.keys(labels).sort().map((key) => [key, labels[key]]));
+  const sorted = Object.fromEntries(
+    Object.keys(labels)
+      .sort()
+      .map((key) => [key, labels[key]]),
+  );
   const hash = createHash('sha256').update(JSON.stringify(sorted), 'utf8').digest('hex');
   return BigInt(`0x${hash}`).toString(32).padStart(52, '0');
 }

@@ -83,7 +83,9 @@ export class FakeBackend implements EnvironmentBackend {
       contentReady: entry.contentReady,
       commit: entry.contentReady ? 'abc123' : undefined,
       ...(entry.resolved ? { resolved: entry.resolved } : {}),
-      container: running ? { state: 'running', startId: `start-${entry.starts}`, startedTime: entry.startedTime ?? new Date().toISOString() } : { state: 'absent' },
+      container: running
+        ? { state: 'running', startId: `start-${entry.starts}`, startedTime: entry.startedTime ?? new Date().toISOString() }
+        : { state: 'absent' },
       lifecycle: {
         createDone: entry.createDone,
         ...(entry.postStartDoneFor ? { postStartDoneFor: entry.postStartDoneFor } : {}),

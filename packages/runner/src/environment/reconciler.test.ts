@@ -59,7 +59,11 @@ describe('EnvironmentReconciler', () => {
     expect(result.status.progress).toBeUndefined();
     expect(result.status.runnerId).toBe('r1');
     expect(result.status.commit).toBe('abc123');
-    expect(result.status.devcontainer).toMatchObject({ image: 'example.test/base:1', remoteUser: 'vscode', workspaceFolder: '/workspaces/repo' });
+    expect(result.status.devcontainer).toMatchObject({
+      image: 'example.test/base:1',
+      remoteUser: 'vscode',
+      workspaceFolder: '/workspaces/repo',
+    });
     for (const type of ['ContentReady', 'ImageReady', 'Running', 'LifecycleCommandsSucceeded', 'DevcontainerSupported']) {
       expect(getCondition(result.status.conditions, type)?.status, type).toBe('True');
     }
@@ -106,7 +110,10 @@ describe('EnvironmentReconciler', () => {
 
   it('marks a terminal failure Failed with the condition and does not retry until the generation changes', async () => {
     const { backend, reconciler, signal } = harness();
-    backend.failNext('prepareContent', new TerminalEnvironmentError('ContentReady', 'RepositoryNotFound', 'repository https://example.test/repo.git was not found'));
+    backend.failNext(
+      'prepareContent',
+      new TerminalEnvironmentError('ContentReady', 'RepositoryNotFound', 'repository https://example.test/repo.git was not found'),
+    );
     const failed = await reconciler.reconcile(makeEnvironment(), signal);
     expect(failed.status.phase).toBe('Failed');
     expect(failed.status.message).toMatch(/not found/);
@@ -127,9 +134,9 @@ describe('EnvironmentReconciler', () => {
     const { backend, reconciler, signal } = harness();
     backend.failNext('start', new Error('runc: transient'));
     let partial: Environment | undefined;
-    await expect(
-      reconciler.reconcile(makeEnvironment(), signal).then((environment) => (partial = environment)),
-    ).rejects.toThrow('runc: transient');
+    await expect(reconciler.reconcile(makeEnvironment(), signal).then((environment) => (partial = environment))).rejects.toThrow(
+      'runc: transient',
+    );
     expect(partial).toBeUndefined();
     // The retry gets the object as it was (the queue holds the last known object): content is not cloned twice.
     const result = await reconciler.reconcile(makeEnvironment(), signal);
@@ -152,7 +159,11 @@ describe('EnvironmentReconciler', () => {
 
   it('names unsupported devcontainer properties in a False DevcontainerSupported condition', async () => {
     const backend = new FakeBackend();
-    backend.resolution = { ...backend.resolution, ports: [{ port: 3000, label: 'web' }], unsupported: [{ property: 'mounts', message: 'extra mounts are not supported', source: '.devcontainer/devcontainer.json' }] };
+    backend.resolution = {
+      ...backend.resolution,
+      ports: [{ port: 3000, label: 'web' }],
+      unsupported: [{ property: 'mounts', message: 'extra mounts are not supported', source: '.devcontainer/devcontainer.json' }],
+    };
     const { reconciler, signal } = harness(backend);
     const result = await reconciler.reconcile(makeEnvironment(), signal);
     expect(result.status.phase).toBe('Running');

@@ -178,10 +178,13 @@ class Run {
     }
     this.announce({ phase: 'Deleting' });
     await this.backend.remove(this.id, this.context());
-    await this.write({ phase: 'Deleted' }, {
-      clearProgress: true,
-      conditions: (conditions) => setCondition(conditions, ConditionTypes.Running, 'False', 'Deleted', 'The environment was deleted.'),
-    });
+    await this.write(
+      { phase: 'Deleted' },
+      {
+        clearProgress: true,
+        conditions: (conditions) => setCondition(conditions, ConditionTypes.Running, 'False', 'Deleted', 'The environment was deleted.'),
+      },
+    );
     this.logger.info({}, 'environment deleted');
   }
 
@@ -195,11 +198,14 @@ class Run {
     const phase = this.status.phase;
     // A Failed environment that is stopped is simply Stopped: starting it again retries from where it failed.
     if (phase !== 'Stopped' || state !== 'absent' || this.status.observedGeneration !== this.current.metadata.generation) {
-      await this.write({ phase: 'Stopped', message: undefined }, {
-        clearProgress: true,
-        conditions: (conditions) =>
-          setCondition(conditions, ConditionTypes.Running, 'False', 'Stopped', 'The environment is stopped; its disk state is kept.'),
-      });
+      await this.write(
+        { phase: 'Stopped', message: undefined },
+        {
+          clearProgress: true,
+          conditions: (conditions) =>
+            setCondition(conditions, ConditionTypes.Running, 'False', 'Stopped', 'The environment is stopped; its disk state is kept.'),
+        },
+      );
     }
   }
 
@@ -214,14 +220,20 @@ class Run {
       const prepareHost = this.backend.prepareHost?.bind(this.backend);
       const [cloned, host] = await Promise.allSettled([
         this.timed('clone', () => this.backend.prepareContent(this.current, context)),
-        observed.container.state !== 'running' && prepareHost ? this.timed('prepare-host', () => prepareHost(this.current, context)) : Promise.resolve(),
+        observed.container.state !== 'running' && prepareHost
+          ? this.timed('prepare-host', () => prepareHost(this.current, context))
+          : Promise.resolve(),
       ]);
       if (cloned.status === 'rejected') throw cloned.reason;
       if (host.status === 'rejected') throw host.reason;
       const { commit } = cloned.value;
-      this.stage({ ...(commit ? { commit } : {}) }, {
-        conditions: (conditions) => setCondition(conditions, ConditionTypes.ContentReady, 'True', 'Cloned', 'The repository is cloned into the workspace folder.'),
-      });
+      this.stage(
+        { ...(commit ? { commit } : {}) },
+        {
+          conditions: (conditions) =>
+            setCondition(conditions, ConditionTypes.ContentReady, 'True', 'Cloned', 'The repository is cloned into the workspace folder.'),
+        },
+      );
     } else if (observed.commit && this.status.commit !== observed.commit) {
       this.stage({ commit: observed.commit });
     }
@@ -247,15 +259,25 @@ class Run {
       if (container.state !== 'running') throw new Error(`container is ${container.state} right after start`);
       // A start counts as activity, so the inactivity timeout measures from here.
       const now = new Date().toISOString();
-      const lastActivityTime = [this.status.lastActivityTime, now].filter((value): value is string => !!value).sort().pop();
-      this.stage({ ...(container.startedTime ? { startedTime: container.startedTime } : {}), ...(lastActivityTime ? { lastActivityTime } : {}) }, {
-        conditions: (conditions) => setCondition(conditions, ConditionTypes.Running, 'True', 'ContainerRunning', 'The container is running.'),
-      });
+      const lastActivityTime = [this.status.lastActivityTime, now]
+        .filter((value): value is string => !!value)
+        .sort()
+        .pop();
+      this.stage(
+        { ...(container.startedTime ? { startedTime: container.startedTime } : {}), ...(lastActivityTime ? { lastActivityTime } : {}) },
+        {
+          conditions: (conditions) =>
+            setCondition(conditions, ConditionTypes.Running, 'True', 'ContainerRunning', 'The container is running.'),
+        },
+      );
     }
 
     let failure = observed.lifecycle.failure;
     if (!observed.lifecycle.createDone) {
-      this.announce({ phase: startingPhase, progress: { step: 'lifecycle', message: 'Running onCreate, updateContent and postCreate commands' } });
+      this.announce({
+        phase: startingPhase,
+        progress: { step: 'lifecycle', message: 'Running onCreate, updateContent and postCreate commands' },
+      });
       const outcome = await this.timed('lifecycle-create', () => this.backend.runLifecycle(this.current, 'create', context));
       if (!outcome.succeeded) failure = outcome.message ?? 'a lifecycle command failed';
     }
@@ -284,7 +306,13 @@ class Run {
           // Like the reference CLI, a failing lifecycle command leaves the environment running: the user
           // can inspect it (`warren env logs`) and fix it from inside.
           next = failure
-            ? setCondition(next, ConditionTypes.LifecycleCommandsSucceeded, 'False', 'LifecycleCommandFailed', `${failure}; see \`warren env logs\`.`)
+            ? setCondition(
+                next,
+                ConditionTypes.LifecycleCommandsSucceeded,
+                'False',
+                'LifecycleCommandFailed',
+                `${failure}; see \`warren env logs\`.`,
+              )
             : setCondition(next, ConditionTypes.LifecycleCommandsSucceeded, 'True', 'Succeeded', 'All lifecycle commands succeeded.');
           return next;
         },
@@ -297,10 +325,13 @@ class Run {
   async fail(error: TerminalEnvironmentError): Promise<void> {
     this.cancelProgress();
     await this.writes.catch(() => {});
-    await this.write({ phase: 'Failed', message: error.message }, {
-      clearProgress: true,
-      conditions: (conditions) => setCondition(conditions, error.conditionType, 'False', error.reason, error.message),
-    });
+    await this.write(
+      { phase: 'Failed', message: error.message },
+      {
+        clearProgress: true,
+        conditions: (conditions) => setCondition(conditions, error.conditionType, 'False', error.reason, error.message),
+      },
+    );
   }
 
   /**
@@ -327,7 +358,10 @@ class Run {
    * A status change: `changes` applied (an `undefined` value removes the field), `observedGeneration` set to
    * the generation being acted on, conditions updated, progress removed when asked.
    */
-  private change(changes: Partial<EnvironmentStatus> | ((status: EnvironmentStatus) => Partial<EnvironmentStatus>), options: ChangeOptions): StatusChange {
+  private change(
+    changes: Partial<EnvironmentStatus> | ((status: EnvironmentStatus) => Partial<EnvironmentStatus>),
+    options: ChangeOptions,
+  ): StatusChange {
     const generation = this.current.metadata.generation;
     return (base) => {
       const delta = typeof changes === 'function' ? changes(base) : changes;
@@ -346,14 +380,18 @@ class Run {
   }
 
   /** Stages a change for the next write. */
-  private stage(changes: Partial<EnvironmentStatus> | ((status: EnvironmentStatus) => Partial<EnvironmentStatus>), options: ChangeOptions = {}): void {
+  private stage(
+    changes: Partial<EnvironmentStatus> | ((status: EnvironmentStatus) => Partial<EnvironmentStatus>),
+    options: ChangeOptions = {},
+  ): void {
     this.staged.push(this.change(changes, options));
   }
 
   /** Stages the announcement of a step and writes it (with everything staged) if the step is still running after `announceDelayMs`. */
   private announce(changes: Partial<EnvironmentStatus>): void {
     this.stage(changes);
-    const write = () => this.flush().catch((error: unknown) => this.logger.debug({ error: errorMessage(error) }, 'status announcement write failed'));
+    const write = () =>
+      this.flush().catch((error: unknown) => this.logger.debug({ error: errorMessage(error) }, 'status announcement write failed'));
     if (this.dependencies.announceDelayMs <= 0) return void write();
     if (this.announceTimer) return;
     this.announceTimer = setTimeout(() => {
@@ -443,13 +481,21 @@ function mergePorts(existing: EnvironmentStatus['ports'], resolved: ResolvedEnvi
   const others = existing.filter((port) => port.source !== 'Devcontainer');
   const fromConfig = resolved.ports
     .filter((port) => !others.some((other) => other.port === port.port))
-    .map((port) => ({ port: port.port, visibility: 'Owner' as const, source: 'Devcontainer' as const, ...(port.label ? { label: port.label } : {}) }));
+    .map((port) => ({
+      port: port.port,
+      visibility: 'Owner' as const,
+      source: 'Devcontainer' as const,
+      ...(port.label ? { label: port.label } : {}),
+    }));
   return [...others, ...fromConfig];
 }
 
 function sameResolvedStatus(status: EnvironmentStatus, resolved: ResolvedEnvironment): boolean {
   const wanted = resolvedStatus(status, resolved);
-  return JSON.stringify(status.devcontainer) === JSON.stringify(wanted.devcontainer) && JSON.stringify(status.ports) === JSON.stringify(wanted.ports);
+  return (
+    JSON.stringify(status.devcontainer) === JSON.stringify(wanted.devcontainer) &&
+    JSON.stringify(status.ports) === JSON.stringify(wanted.ports)
+  );
 }
 
 function resolvedConditions(conditions: Condition[], resolved: ResolvedEnvironment): Condition[] {
@@ -463,6 +509,12 @@ function resolvedConditions(conditions: Condition[], resolved: ResolvedEnvironme
           'UnsupportedProperties',
           `Warren does not honour: ${resolved.unsupported.map((entry) => `${entry.property} (${entry.source}: ${entry.message})`).join('; ')}.`,
         )
-      : setCondition(next, ConditionTypes.DevcontainerSupported, 'True', 'Supported', 'Every property of the devcontainer configuration is honoured.');
+      : setCondition(
+          next,
+          ConditionTypes.DevcontainerSupported,
+          'True',
+          'Supported',
+          'Every property of the devcontainer configuration is honoured.',
+        );
   return next;
 }

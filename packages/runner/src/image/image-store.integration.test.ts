@@ -61,7 +61,11 @@ beforeAll(async () => {
   const armLayer = await buildLayer([{ name: 'arm', content: 'arm64\n' }], 'gzip');
   const otherLayer = await buildLayer([{ name: 'other', content: 'other image\n' }], 'none');
   base = buildImage([baseLayer]);
-  app = buildImage([baseLayer, appLayer], { labels: { 'devcontainer.metadata': '[{"remoteUser":"dev"}]' }, env: ['PATH=/usr/bin', 'A=1'], cmd: ['/app/run'] });
+  app = buildImage([baseLayer, appLayer], {
+    labels: { 'devcontainer.metadata': '[{"remoteUser":"dev"}]' },
+    env: ['PATH=/usr/bin', 'A=1'],
+    cmd: ['/app/run'],
+  });
   appArm = buildImage([baseLayer, armLayer], { architecture: 'arm64', variant: 'v8' });
   other = buildImage([baseLayer, otherLayer]);
   const dockerLayer = await buildLayer([{ name: 'docker', content: 'schema2\n' }], 'gzip', 'docker');
@@ -177,7 +181,10 @@ describe('ImageStore.pull', () => {
     expect(await restarted.get(`${registry.host}/test/app:v1`)).toEqual(first);
     expect(await restarted.get(`${registry.host}/test/app@${indexDigest}`)).toEqual(first);
     expect(await restarted.get(`${registry.host}/test/never:v1`)).toBeUndefined();
-    expect((await restarted.list()).map((image) => image.reference).sort()).toEqual([`${registry.host}/test/app:v1`, `${registry.host}/test/other:v1`]);
+    expect((await restarted.list()).map((image) => image.reference).sort()).toEqual([
+      `${registry.host}/test/app:v1`,
+      `${registry.host}/test/other:v1`,
+    ]);
     expect(fetches).toBe(0);
   });
 
@@ -225,7 +232,11 @@ describe('ImageStore.pull', () => {
       root,
       {
         mirrors: {
-          'mcr.microsoft.com/devcontainers': [`127.0.0.1:${closed}`, `${registry.host}/wrong/path`, `${registry.host}/mirror/devcontainers`],
+          'mcr.microsoft.com/devcontainers': [
+            `127.0.0.1:${closed}`,
+            `${registry.host}/wrong/path`,
+            `${registry.host}/mirror/devcontainers`,
+          ],
           [registry.host]: [`127.0.0.1:${closed}`],
         },
       },
@@ -235,7 +246,9 @@ describe('ImageStore.pull', () => {
     const image = await store.pull('mcr.microsoft.com/devcontainers/base:v1');
     expect(image.reference).toBe('mcr.microsoft.com/devcontainers/base:v1');
     expect(image.digest).toBe(base.manifest.digest);
-    const reasons = logger.records.filter((record) => record.message === 'registry endpoint failed, trying the next one').map((record) => String(record.fields.reason));
+    const reasons = logger.records
+      .filter((record) => record.message === 'registry endpoint failed, trying the next one')
+      .map((record) => String(record.fields.reason));
     expect(reasons).toHaveLength(2);
     expect(reasons[0]).toContain('ECONNREFUSED');
     expect(reasons[1]).toContain('not found');
@@ -274,7 +287,9 @@ describe('ImageStore against fake registries', () => {
     const fake = await startFakeRegistry({ manifests: new Map([[`test/app/${base.manifest.digest}`, app.manifest]]), blobs: new Map() });
     try {
       const store = new ImageStore(root, {}, recordingLogger(), { platform: AMD64 });
-      await expect(store.pull(`${fake.host}/test/app@${base.manifest.digest}`)).rejects.toThrow(`manifest ${base.manifest.digest} does not match`);
+      await expect(store.pull(`${fake.host}/test/app@${base.manifest.digest}`)).rejects.toThrow(
+        `manifest ${base.manifest.digest} does not match`,
+      );
     } finally {
       await fake.close();
     }
@@ -317,7 +332,11 @@ describe('ImageStore cancellation', () => {
     const blobs = new Map<string, Buffer>([[base.config.digest, base.config.bytes]]);
     for (const layer of base.layers) blobs.set(layer.digest, layer.bytes);
     const gated = new Set(base.layers.map((layer) => layer.digest));
-    const fake = await startFakeRegistry({ manifests: new Map([['test/base/v1', base.manifest]]), blobs, blobGate: { until: blobGate, digests: gated } });
+    const fake = await startFakeRegistry({
+      manifests: new Map([['test/base/v1', base.manifest]]),
+      blobs,
+      blobGate: { until: blobGate, digests: gated },
+    });
     try {
       const store = new ImageStore(root, {}, recordingLogger(), { platform: AMD64 });
       const first = new AbortController();
@@ -341,7 +360,11 @@ describe('ImageStore cancellation', () => {
     const blobs = new Map<string, Buffer>([[base.config.digest, base.config.bytes]]);
     for (const layer of base.layers) blobs.set(layer.digest, layer.bytes);
     const gated = new Set(base.layers.map((layer) => layer.digest));
-    const fake = await startFakeRegistry({ manifests: new Map([['test/base/v1', base.manifest]]), blobs, blobGate: { until: new Promise<void>(() => {}), digests: gated } });
+    const fake = await startFakeRegistry({
+      manifests: new Map([['test/base/v1', base.manifest]]),
+      blobs,
+      blobGate: { until: new Promise<void>(() => {}), digests: gated },
+    });
     try {
       const store = new ImageStore(root, {}, recordingLogger(), { platform: AMD64 });
       const controller = new AbortController();
@@ -385,8 +408,15 @@ describe('ImageStore.importDockerArchive', () => {
   it('imports a docker save archive (Docker 20.10 layout, a repeated layer as symlink)', async () => {
     const work = await mkdtemp(join(tmpdir(), 'warren-save-'));
     try {
-      const baseTar = await buildLayerTar([{ name: 'etc/', type: 'directory' }, { name: 'etc/built', content: 'locally\n' }]);
-      const topTar = await buildLayerTar([{ name: 'etc/', type: 'directory' }, { name: 'etc/.wh.built' }, { name: 'top', content: 'top\n' }]);
+      const baseTar = await buildLayerTar([
+        { name: 'etc/', type: 'directory' },
+        { name: 'etc/built', content: 'locally\n' },
+      ]);
+      const topTar = await buildLayerTar([
+        { name: 'etc/', type: 'directory' },
+        { name: 'etc/.wh.built' },
+        { name: 'top', content: 'top\n' },
+      ]);
       const config = Buffer.from(
         JSON.stringify({
           architecture: 'amd64',
@@ -404,7 +434,9 @@ describe('ImageStore.importDockerArchive', () => {
       await writeFile(join(work, 'save/aaa/VERSION'), '1.0');
       await writeFile(
         join(work, 'save/manifest.json'),
-        JSON.stringify([{ Config: `${configHex}.json`, RepoTags: ['warren-build/abc:latest'], Layers: ['aaa/layer.tar', 'bbb/layer.tar'] }]),
+        JSON.stringify([
+          { Config: `${configHex}.json`, RepoTags: ['warren-build/abc:latest'], Layers: ['aaa/layer.tar', 'bbb/layer.tar'] },
+        ]),
       );
       await exec(['tar', '-c', '-f', join(work, 'image.tar'), '-C', join(work, 'save'), '.']);
 

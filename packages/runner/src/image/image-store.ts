@@ -160,7 +160,11 @@ export class ImageStore {
     const byDigest = new Map<string, ImageRecord>();
     for (const record of await this.readRecords()) {
       const current = byDigest.get(record.digest);
-      if (!current || record.pulledTime > current.pulledTime || (record.pulledTime === current.pulledTime && !record.reference.includes('@'))) {
+      if (
+        !current ||
+        record.pulledTime > current.pulledTime ||
+        (record.pulledTime === current.pulledTime && !record.reference.includes('@'))
+      ) {
         byDigest.set(record.digest, record);
       }
     }
@@ -236,12 +240,14 @@ export class ImageStore {
       if (!Array.isArray(entries) || entries.length === 0) throw new InvalidImageError(text, 'archive manifest.json lists no image');
       const wanted = lookupKey(parsed);
       const entry =
-        entries.find((item) => (item.RepoTags ?? []).some((tag) => safeLookupKey(tag) === wanted)) ?? (entries.length === 1 ? entries[0] : undefined);
+        entries.find((item) => (item.RepoTags ?? []).some((tag) => safeLookupKey(tag) === wanted)) ??
+        (entries.length === 1 ? entries[0] : undefined);
       if (!entry?.Config || !Array.isArray(entry.Layers)) throw new InvalidImageError(text, `archive has no image tagged ${text}`);
       const configBytes = await readFile(await insidePath(scratch, entry.Config, text));
       const configDigest = sha256(configBytes);
       const imageConfig = parseImageConfig(text, configBytes);
-      if (imageConfig.diffIds.length !== entry.Layers.length) throw new InvalidImageError(text, `config lists ${imageConfig.diffIds.length} layers, archive ${entry.Layers.length}`);
+      if (imageConfig.diffIds.length !== entry.Layers.length)
+        throw new InvalidImageError(text, `config lists ${imageConfig.diffIds.length} layers, archive ${entry.Layers.length}`);
       const layerDescriptors: Descriptor[] = [];
       const layerIds: string[] = [];
       for (const [index, layerPath] of entry.Layers.entries()) {
@@ -256,7 +262,9 @@ export class ImageStore {
         layerIds.push(id);
       }
       const configDescriptor = { mediaType: MediaTypes.ociConfig, digest: configDigest, size: configBytes.length };
-      const manifestBytes = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MediaTypes.ociManifest, config: configDescriptor, layers: layerDescriptors }));
+      const manifestBytes = Buffer.from(
+        JSON.stringify({ schemaVersion: 2, mediaType: MediaTypes.ociManifest, config: configDescriptor, layers: layerDescriptors }),
+      );
       const manifestDigest = sha256(manifestBytes);
       await this.writeBlob(configDigest, configBytes);
       await this.writeBlob(manifestDigest, manifestBytes);
@@ -271,7 +279,11 @@ export class ImageStore {
   }
 
   /** One pull: resolve, fetch config, ensure every layer, write records. */
-  private async pullOnce(reference: ImageReference, signal: AbortSignal, progress: (done: number, total: number) => void): Promise<ImageInfo> {
+  private async pullOnce(
+    reference: ImageReference,
+    signal: AbortSignal,
+    progress: (done: number, total: number) => void,
+  ): Promise<ImageInfo> {
     const text = formatReference(reference);
     if (reference.digest !== undefined) {
       // Content named by digest cannot change: no need to ask the registry again.
@@ -279,7 +291,10 @@ export class ImageStore {
       if (stored) return stored;
     }
     const started = performance.now();
-    const resolved = await this.client.resolve(reference, { signal, ...(this.options.platform ? { platform: this.options.platform } : {}) });
+    const resolved = await this.client.resolve(reference, {
+      signal,
+      ...(this.options.platform ? { platform: this.options.platform } : {}),
+    });
     const { manifest, endpoint } = resolved;
     const pins = [resolved.digest, resolved.manifestDigest, manifest.config.digest];
     for (const pin of pins) this.pin(pin);
@@ -291,7 +306,10 @@ export class ImageStore {
       }
       const imageConfig = parseImageConfig(text, configBytes);
       if (imageConfig.diffIds.length !== manifest.layers.length) {
-        throw new InvalidImageError(text, `manifest has ${manifest.layers.length} layers but config lists ${imageConfig.diffIds.length} diff_ids`);
+        throw new InvalidImageError(
+          text,
+          `manifest has ${manifest.layers.length} layers but config lists ${imageConfig.diffIds.length} diff_ids`,
+        );
       }
       const layerIds = imageConfig.diffIds.map(layerId);
       for (const id of layerIds) this.pin(id);
@@ -340,7 +358,13 @@ export class ImageStore {
       );
       await this.writeRecords(reference, record);
       this.logger.info(
-        { reference: text, digest: resolved.digest, endpoint: `${endpoint.host}/${endpoint.repository}`, layers: layerIds.length, durationMs: Math.round(performance.now() - started) },
+        {
+          reference: text,
+          digest: resolved.digest,
+          endpoint: `${endpoint.host}/${endpoint.repository}`,
+          layers: layerIds.length,
+          durationMs: Math.round(performance.now() - started),
+        },
         'image pulled',
       );
       return this.toInfo(record);
@@ -398,7 +422,16 @@ export class ImageStore {
         if (code !== 'ENOTEMPTY' && code !== 'EEXIST') throw error;
         // Another process got there first; its copy is equally good.
       }
-      this.logger.info({ reference: text, diffId, tarBytes: result.tarBytes, whiteouts: result.whiteouts.length, durationMs: Math.round(performance.now() - started) }, 'layer unpacked');
+      this.logger.info(
+        {
+          reference: text,
+          diffId,
+          tarBytes: result.tarBytes,
+          whiteouts: result.whiteouts.length,
+          durationMs: Math.round(performance.now() - started),
+        },
+        'layer unpacked',
+      );
       return id;
     } catch (error) {
       if (!isAbortError(error)) this.logger.warn({ reference: text, diffId, error: errorMessage(error) }, 'layer unpack failed');

@@ -14,7 +14,14 @@ export {
 export { MediaTypes, parseManifest, parseImageConfig, hostPlatform, formatPlatform, selectPlatform } from './manifest.js';
 export type { Descriptor, Platform, ImageManifest, ImageIndex, ImageConfig, RuntimeConfig } from './manifest.js';
 export { RegistryClient, parseWwwAuthenticate, isLoopbackHost } from './registry-client.js';
-export type { RegistryConfig, RegistryCredentials, RegistryEndpoint, ResolvedManifest, AuthChallenge, RegistryClientOptions } from './registry-client.js';
+export type {
+  RegistryConfig,
+  RegistryCredentials,
+  RegistryEndpoint,
+  ResolvedManifest,
+  AuthChallenge,
+  RegistryClientOptions,
+} from './registry-client.js';
 export { unpackLayer, detectCompression } from './layer-unpack.js';
 export type { UnpackedLayer, LayerCompression } from './layer-unpack.js';
 export { ImageStore, layerId } from './image-store.js';

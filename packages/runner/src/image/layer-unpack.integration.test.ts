@@ -112,11 +112,7 @@ describe('unpackLayer', () => {
     await mkdir(outside);
     await writeFile(join(outside, 'victim'), 'host file');
     const inside = await buildLayer(
-      [
-        { name: 'sub/', type: 'directory' },
-        { name: 'link', type: 'symlink', linkname: 'sub' },
-        { name: 'link/.wh.x' },
-      ],
+      [{ name: 'sub/', type: 'directory' }, { name: 'link', type: 'symlink', linkname: 'sub' }, { name: 'link/.wh.x' }],
       'none',
     );
     const { target, result } = await unpack('inside', inside);
@@ -124,11 +120,7 @@ describe('unpackLayer', () => {
     expect(await readdir(join(target, 'sub'))).toEqual(['.wh.x']);
 
     const escaping = await buildLayer(
-      [
-        { name: 'out', type: 'symlink', linkname: outside },
-        { name: 'out/.wh.victim' },
-        { name: 'out/.wh.new' },
-      ],
+      [{ name: 'out', type: 'symlink', linkname: outside }, { name: 'out/.wh.victim' }, { name: 'out/.wh.new' }],
       'none',
     );
     await unpack('escaping', escaping).catch(() => undefined);

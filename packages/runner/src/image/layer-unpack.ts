@@ -89,7 +89,19 @@ export async function unpackLayer(
     source = createReadStream(blobPath);
   }
 
-  const tarArgv = ['tar', '-x', '-f', '-', '-C', target, ...TAR_EXTRACT, '--xattrs', '--xattrs-include=*', '--xattrs-exclude=trusted.*', '--xattrs-exclude=security.selinux'];
+  const tarArgv = [
+    'tar',
+    '-x',
+    '-f',
+    '-',
+    '-C',
+    target,
+    ...TAR_EXTRACT,
+    '--xattrs',
+    '--xattrs-include=*',
+    '--xattrs-exclude=trusted.*',
+    '--xattrs-exclude=security.selinux',
+  ];
   const tar = spawnLogged(tarArgv, { stdio: ['pipe', 'ignore', 'pipe'], logger, signal: options.signal });
   processes.push(tar);
   children.push(waitChild(tarArgv, tar, options.signal));
@@ -183,7 +195,10 @@ async function convertWhiteouts(
     } else {
       const name = base.slice(WHITEOUT_PREFIX.length);
       const hidden = directory === '.' ? name : `${directory}/${name}`;
-      const exists = await lstat(posix.join(root, hidden)).then(() => true, () => false);
+      const exists = await lstat(posix.join(root, hidden)).then(
+        () => true,
+        () => false,
+      );
       if (exists) logger.debug({ path: hidden }, 'whiteout ignored: target is in the same layer');
       else whiteouts.push(hidden);
     }

@@ -26,20 +26,30 @@ describe('selectPlatform', () => {
   });
 
   it('treats an empty arm64 variant as v8', () => {
-    expect(selectPlatform('r', [entry(7, { os: 'linux', architecture: 'arm64' })], { os: 'linux', architecture: 'arm64', variant: 'v8' }).digest).toBe(digest(7));
+    expect(
+      selectPlatform('r', [entry(7, { os: 'linux', architecture: 'arm64' })], { os: 'linux', architecture: 'arm64', variant: 'v8' }).digest,
+    ).toBe(digest(7));
     expect(selectPlatform('r', index, { os: 'linux', architecture: 'arm64' }).digest).toBe(digest(3));
   });
 
   it('prefers the exact arm variant, else the closest lower one', () => {
     expect(selectPlatform('r', index, { os: 'linux', architecture: 'arm', variant: 'v7' }).digest).toBe(digest(6));
     expect(selectPlatform('r', index.slice(0, 3), { os: 'linux', architecture: 'arm', variant: 'v7' }).digest).toBe(digest(1));
-    expect(() => selectPlatform('r', [entry(6, { os: 'linux', architecture: 'arm', variant: 'v7' })], { os: 'linux', architecture: 'arm', variant: 'v6' })).toThrow(
-      NoMatchingPlatformError,
-    );
+    expect(() =>
+      selectPlatform('r', [entry(6, { os: 'linux', architecture: 'arm', variant: 'v7' })], {
+        os: 'linux',
+        architecture: 'arm',
+        variant: 'v6',
+      }),
+    ).toThrow(NoMatchingPlatformError);
   });
 
   it('prefers an exact amd64 variant over none, and the first of equals', () => {
-    const variants = [entry(8, { os: 'linux', architecture: 'amd64' }), entry(9, { os: 'linux', architecture: 'amd64', variant: 'v3' }), entry(10, { os: 'linux', architecture: 'amd64' })];
+    const variants = [
+      entry(8, { os: 'linux', architecture: 'amd64' }),
+      entry(9, { os: 'linux', architecture: 'amd64', variant: 'v3' }),
+      entry(10, { os: 'linux', architecture: 'amd64' }),
+    ];
     expect(selectPlatform('r', variants, { os: 'linux', architecture: 'amd64', variant: 'v3' }).digest).toBe(digest(9));
     expect(selectPlatform('r', variants, { os: 'linux', architecture: 'amd64' }).digest).toBe(digest(8));
   });
@@ -51,7 +61,9 @@ describe('selectPlatform', () => {
   });
 
   it('ignores entries that are not image manifests', () => {
-    expect(() => selectPlatform('r', [entry(11, { os: 'linux', architecture: 'amd64' }, MediaTypes.ociIndex)], { os: 'linux', architecture: 'amd64' })).toThrow(NoMatchingPlatformError);
+    expect(() =>
+      selectPlatform('r', [entry(11, { os: 'linux', architecture: 'amd64' }, MediaTypes.ociIndex)], { os: 'linux', architecture: 'amd64' }),
+    ).toThrow(NoMatchingPlatformError);
   });
 });
 
@@ -65,17 +77,27 @@ describe('parseManifest', () => {
   it('infers the type from Content-Type or shape when mediaType is absent', () => {
     expect(parseManifest('r', Buffer.from(JSON.stringify(manifest))).kind).toBe('manifest');
     expect(parseManifest('r', Buffer.from(JSON.stringify({ schemaVersion: 2, manifests: [] }))).kind).toBe('index');
-    expect(parseManifest('r', Buffer.from(JSON.stringify(manifest)), `${MediaTypes.dockerManifest}; charset=utf-8`).mediaType).toBe(MediaTypes.dockerManifest);
+    expect(parseManifest('r', Buffer.from(JSON.stringify(manifest)), `${MediaTypes.dockerManifest}; charset=utf-8`).mediaType).toBe(
+      MediaTypes.dockerManifest,
+    );
   });
 
   it('rejects schema 1, unknown layer types and bad digests', () => {
-    expect(() => parseManifest('r', Buffer.from(JSON.stringify({ ...manifest, mediaType: 'application/vnd.docker.distribution.manifest.v1+prettyjws' })))).toThrow(
-      'unsupported manifest media type',
-    );
-    expect(() => parseManifest('r', Buffer.from(JSON.stringify({ ...manifest, layers: [{ mediaType: 'application/x-foo', digest: digest(2), size: 1 }] })))).toThrow(
-      'unsupported layer media type',
-    );
-    expect(() => parseManifest('r', Buffer.from(JSON.stringify({ ...manifest, config: { ...manifest.config, digest: 'sha256:xyz' } })))).toThrow(InvalidImageError);
+    expect(() =>
+      parseManifest(
+        'r',
+        Buffer.from(JSON.stringify({ ...manifest, mediaType: 'application/vnd.docker.distribution.manifest.v1+prettyjws' })),
+      ),
+    ).toThrow('unsupported manifest media type');
+    expect(() =>
+      parseManifest(
+        'r',
+        Buffer.from(JSON.stringify({ ...manifest, layers: [{ mediaType: 'application/x-foo', digest: digest(2), size: 1 }] })),
+      ),
+    ).toThrow('unsupported layer media type');
+    expect(() =>
+      parseManifest('r', Buffer.from(JSON.stringify({ ...manifest, config: { ...manifest.config, digest: 'sha256:xyz' } }))),
+    ).toThrow(InvalidImageError);
     expect(() => parseManifest('r', Buffer.from('not json'))).toThrow('manifest is not JSON');
   });
 });
@@ -84,7 +106,15 @@ describe('parseImageConfig', () => {
   it('reads the runtime fields and diff_ids with empty defaults', () => {
     const config = parseImageConfig(
       'r',
-      Buffer.from(JSON.stringify({ architecture: 'arm64', variant: 'v8', os: 'linux', config: { Env: ['A=1'], Labels: { a: 'b', n: 1 } }, rootfs: { type: 'layers', diff_ids: [digest(3)] } })),
+      Buffer.from(
+        JSON.stringify({
+          architecture: 'arm64',
+          variant: 'v8',
+          os: 'linux',
+          config: { Env: ['A=1'], Labels: { a: 'b', n: 1 } },
+          rootfs: { type: 'layers', diff_ids: [digest(3)] },
+        }),
+      ),
     );
     expect(config).toEqual({
       platform: { os: 'linux', architecture: 'arm64', variant: 'v8' },

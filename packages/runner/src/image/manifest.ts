@@ -18,7 +18,9 @@ export const MediaTypes = {
 } as const;
 
 /** The `Accept` header for manifest requests: every manifest and index type above. */
-export const MANIFEST_ACCEPT = [MediaTypes.ociIndex, MediaTypes.ociManifest, MediaTypes.dockerManifestList, MediaTypes.dockerManifest].join(', ');
+export const MANIFEST_ACCEPT = [MediaTypes.ociIndex, MediaTypes.ociManifest, MediaTypes.dockerManifestList, MediaTypes.dockerManifest].join(
+  ', ',
+);
 
 const LAYER_TYPES = new Set<string>([
   MediaTypes.ociLayer,
@@ -96,8 +98,10 @@ function parseDescriptor(reference: string, value: unknown, where: string): Desc
   if (!isRecord(value)) throw new InvalidImageError(reference, `${where} is not an object`);
   const { mediaType, digest, size } = value;
   if (typeof mediaType !== 'string') throw new InvalidImageError(reference, `${where}.mediaType missing`);
-  if (typeof digest !== 'string' || !DIGEST.test(digest)) throw new InvalidImageError(reference, `${where}.digest "${String(digest)}" is not a sha256/sha512 digest`);
-  if (typeof size !== 'number' || !Number.isSafeInteger(size) || size < 0) throw new InvalidImageError(reference, `${where}.size is not a byte count`);
+  if (typeof digest !== 'string' || !DIGEST.test(digest))
+    throw new InvalidImageError(reference, `${where}.digest "${String(digest)}" is not a sha256/sha512 digest`);
+  if (typeof size !== 'number' || !Number.isSafeInteger(size) || size < 0)
+    throw new InvalidImageError(reference, `${where}.size is not a byte count`);
   const descriptor: Descriptor = { mediaType, digest, size };
   if (isRecord(value.platform) && typeof value.platform.os === 'string' && typeof value.platform.architecture === 'string') {
     descriptor.platform = { os: value.platform.os, architecture: value.platform.architecture };
@@ -133,7 +137,11 @@ export function parseManifest(reference: string, bytes: Buffer, contentType?: st
           : MediaTypes.ociManifest;
   if (mediaType === MediaTypes.ociIndex || mediaType === MediaTypes.dockerManifestList) {
     if (!Array.isArray(document.manifests)) throw new InvalidImageError(reference, 'index has no manifests array');
-    return { kind: 'index', mediaType, manifests: document.manifests.map((item, i) => parseDescriptor(reference, item, `manifests[${i}]`)) };
+    return {
+      kind: 'index',
+      mediaType,
+      manifests: document.manifests.map((item, i) => parseDescriptor(reference, item, `manifests[${i}]`)),
+    };
   }
   if (mediaType === MediaTypes.ociManifest || mediaType === MediaTypes.dockerManifest) {
     if (!Array.isArray(document.layers)) throw new InvalidImageError(reference, 'manifest has no layers array');

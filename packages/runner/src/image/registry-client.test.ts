@@ -5,15 +5,29 @@ import { RegistryClient, isLoopbackHost, parseWwwAuthenticate } from './registry
 
 describe('parseWwwAuthenticate', () => {
   it('parses a Docker Hub bearer challenge', () => {
-    expect(parseWwwAuthenticate('Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:library/ubuntu:pull"')).toEqual([
-      { scheme: 'bearer', params: { realm: 'https://auth.docker.io/token', service: 'registry.docker.io', scope: 'repository:library/ubuntu:pull' } },
+    expect(
+      parseWwwAuthenticate(
+        'Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:library/ubuntu:pull"',
+      ),
+    ).toEqual([
+      {
+        scheme: 'bearer',
+        params: { realm: 'https://auth.docker.io/token', service: 'registry.docker.io', scope: 'repository:library/ubuntu:pull' },
+      },
     ]);
   });
 
   it('handles several challenges, spaces, token values and escapes', () => {
-    expect(parseWwwAuthenticate('Basic realm="Registry Realm", Bearer realm="https://a/t", service=svc , scope="repository:a:pull repository:b:pull",error="in\\"valid"')).toEqual([
+    expect(
+      parseWwwAuthenticate(
+        'Basic realm="Registry Realm", Bearer realm="https://a/t", service=svc , scope="repository:a:pull repository:b:pull",error="in\\"valid"',
+      ),
+    ).toEqual([
       { scheme: 'basic', params: { realm: 'Registry Realm' } },
-      { scheme: 'bearer', params: { realm: 'https://a/t', service: 'svc', scope: 'repository:a:pull repository:b:pull', error: 'in"valid' } },
+      {
+        scheme: 'bearer',
+        params: { realm: 'https://a/t', service: 'svc', scope: 'repository:a:pull repository:b:pull', error: 'in"valid' },
+      },
     ]);
   });
 
@@ -50,7 +64,10 @@ describe('RegistryClient.endpoints', () => {
     },
     silentLogger,
   );
-  const endpoints = (text: string) => client.endpoints(parseReference(text)).map((endpoint) => `${endpoint.host}/${endpoint.repository}${endpoint.mirror ? ' (mirror)' : ''}`);
+  const endpoints = (text: string) =>
+    client
+      .endpoints(parseReference(text))
+      .map((endpoint) => `${endpoint.host}/${endpoint.repository}${endpoint.mirror ? ' (mirror)' : ''}`);
 
   it('replaces the longest matching prefix, then tries the registry', () => {
     expect(endpoints('mcr.microsoft.com/devcontainers/base:ubuntu')).toEqual([
@@ -62,7 +79,10 @@ describe('RegistryClient.endpoints', () => {
   });
 
   it('matches whole path components only and normalizes Docker Hub', () => {
-    expect(endpoints('mcr.microsoft.com/devcontainersx/base')).toEqual(['127.0.0.1:5000/devcontainersx/base (mirror)', 'mcr.microsoft.com/devcontainersx/base']);
+    expect(endpoints('mcr.microsoft.com/devcontainersx/base')).toEqual([
+      '127.0.0.1:5000/devcontainersx/base (mirror)',
+      'mcr.microsoft.com/devcontainersx/base',
+    ]);
     expect(endpoints('ubuntu')).toEqual(['127.0.0.1:5001/library/ubuntu (mirror)', 'docker.io/library/ubuntu']);
     expect(endpoints('quay.io/a/b')).toEqual(['quay.io/a/b']);
   });
@@ -73,7 +93,7 @@ describe('RegistryClient.endpoints', () => {
 });
 
 describe('RegistryClient transport', () => {
-  it('uses HTTPS for remote registries and HTTP for loopback and insecure ones, and Docker Hub\'s API host', async () => {
+  it("uses HTTPS for remote registries and HTTP for loopback and insecure ones, and Docker Hub's API host", async () => {
     const urls: string[] = [];
     const fake = ((url: string | URL | Request) => {
       urls.push(typeof url === 'string' ? url : url instanceof URL ? url.href : url.url);
@@ -106,7 +126,10 @@ describe('RegistryClient transport', () => {
   });
 
   it('refuses to send credentials to a plain-HTTP token realm of a remote registry', async () => {
-    const fake = (() => Promise.resolve(new Response('', { status: 401, headers: { 'www-authenticate': 'Bearer realm="http://auth.example/token",service="s"' } }))) as typeof fetch;
+    const fake = (() =>
+      Promise.resolve(
+        new Response('', { status: 401, headers: { 'www-authenticate': 'Bearer realm="http://auth.example/token",service="s"' } }),
+      )) as typeof fetch;
     const client = new RegistryClient({ credentials: { 'r.example': { username: 'u', password: 'p' } } }, silentLogger, { fetch: fake });
     await expect(client.resolve(parseReference('r.example/a:1'))).rejects.toThrow('token realm http://auth.example is not HTTPS');
   });

@@ -190,7 +190,10 @@ export class RegistryClient {
   ) {
     this.fetch = options.fetch ?? fetch;
     this.mirrors = Object.entries(config.mirrors ?? {})
-      .map(([prefix, targets]): [string, string[]] => [normalizePrefix(prefix), targets.map((target) => target.replace(/^https?:\/\//, '').replace(/\/+$/, ''))])
+      .map(([prefix, targets]): [string, string[]] => [
+        normalizePrefix(prefix),
+        targets.map((target) => target.replace(/^https?:\/\//, '').replace(/\/+$/, '')),
+      ])
       .sort((a, b) => b[0].length - a[0].length);
   }
 
@@ -228,14 +231,28 @@ export class RegistryClient {
   async resolve(reference: ImageReference, options: { signal?: AbortSignal; platform?: Platform } = {}): Promise<ResolvedManifest> {
     const text = formatReference(reference);
     return this.tryEndpoints(reference, this.endpoints(reference), async (endpoint) => {
-      const top = await this.fetchManifest(reference, endpoint, reference.digest ?? reference.tag ?? 'latest', reference.digest, options.signal);
+      const top = await this.fetchManifest(
+        reference,
+        endpoint,
+        reference.digest ?? reference.tag ?? 'latest',
+        reference.digest,
+        options.signal,
+      );
       const document = parseManifest(text, top.bytes, top.contentType);
-      if (document.kind === 'manifest') return { digest: top.digest, manifestDigest: top.digest, manifest: document, manifestBytes: top.bytes, endpoint };
+      if (document.kind === 'manifest')
+        return { digest: top.digest, manifestDigest: top.digest, manifest: document, manifestBytes: top.bytes, endpoint };
       const chosen = selectPlatform(text, document.manifests, options.platform);
       const platformManifest = await this.fetchManifest(reference, endpoint, chosen.digest, chosen.digest, options.signal);
       const manifest = parseManifest(text, platformManifest.bytes, platformManifest.contentType);
       if (manifest.kind !== 'manifest') throw new InvalidImageError(text, `index entry ${chosen.digest} is not an image manifest`);
-      return { digest: top.digest, manifestDigest: chosen.digest, manifest, manifestBytes: platformManifest.bytes, indexBytes: top.bytes, endpoint };
+      return {
+        digest: top.digest,
+        manifestDigest: chosen.digest,
+        manifest,
+        manifestBytes: platformManifest.bytes,
+        indexBytes: top.bytes,
+        endpoint,
+      };
     });
   }
 
@@ -244,14 +261,20 @@ export class RegistryClient {
    * Endpoints are tried with `preferred` first, then the others in order.
    * @throws like {@link RegistryClient.resolve}; {InvalidImageError} when larger than 8 MiB.
    */
-  async fetchBlobBytes(reference: ImageReference, descriptor: Descriptor, options: { signal?: AbortSignal; preferred?: RegistryEndpoint } = {}): Promise<Buffer> {
+  async fetchBlobBytes(
+    reference: ImageReference,
+    descriptor: Descriptor,
+    options: { signal?: AbortSignal; preferred?: RegistryEndpoint } = {},
+  ): Promise<Buffer> {
     const text = formatReference(reference);
-    if (descriptor.size > MAX_DOCUMENT_BYTES) throw new InvalidImageError(text, `blob ${descriptor.digest} is ${descriptor.size} bytes, more than a config may be`);
+    if (descriptor.size > MAX_DOCUMENT_BYTES)
+      throw new InvalidImageError(text, `blob ${descriptor.digest} is ${descriptor.size} bytes, more than a config may be`);
     return this.tryEndpoints(reference, this.blobEndpoints(reference, options.preferred), async (endpoint) => {
       const response = await this.request(reference, endpoint, `blobs/${descriptor.digest}`, {}, options.signal);
       const bytes = await readLimited(text, response, MAX_DOCUMENT_BYTES);
       verifyBytes(text, descriptor.digest, bytes, 'blob');
-      if (bytes.length !== descriptor.size) throw new DigestMismatchError(text, descriptor.digest, `${bytes.length} bytes instead of ${descriptor.size}`, 'blob');
+      if (bytes.length !== descriptor.size)
+        throw new DigestMismatchError(text, descriptor.digest, `${bytes.length} bytes instead of ${descriptor.size}`, 'blob');
       return bytes;
     });
   }
@@ -289,14 +312,19 @@ export class RegistryClient {
       });
       try {
         try {
-          await pipeline(Readable.fromWeb(response.body as WebReadableStream<Uint8Array>), meter, createWriteStream(partial), { signal: options.signal });
+          await pipeline(Readable.fromWeb(response.body as WebReadableStream<Uint8Array>), meter, createWriteStream(partial), {
+            signal: options.signal,
+          });
         } catch (error) {
           if (options.signal?.aborted || error instanceof DigestMismatchError) throw error;
-          throw new RegistryUnreachableError(text, endpoint.host, `blob ${descriptor.digest} download failed: ${errorMessage(error)}`, { cause: error });
+          throw new RegistryUnreachableError(text, endpoint.host, `blob ${descriptor.digest} download failed: ${errorMessage(error)}`, {
+            cause: error,
+          });
         }
         const actual = `${digestAlgorithm(descriptor.digest)}:${hash.digest('hex')}`;
         if (actual !== descriptor.digest) throw new DigestMismatchError(text, descriptor.digest, actual, 'blob');
-        if (size !== descriptor.size) throw new DigestMismatchError(text, descriptor.digest, `${size} bytes instead of ${descriptor.size}`, 'blob');
+        if (size !== descriptor.size)
+          throw new DigestMismatchError(text, descriptor.digest, `${size} bytes instead of ${descriptor.size}`, 'blob');
         await rename(partial, path);
       } finally {
         await rm(partial, { force: true });
@@ -311,7 +339,11 @@ export class RegistryClient {
   }
 
   /** Runs `operation` against each endpoint in turn until one succeeds; logs why it moved on. */
-  private async tryEndpoints<T>(reference: ImageReference, endpoints: RegistryEndpoint[], operation: (endpoint: RegistryEndpoint) => Promise<T>): Promise<T> {
+  private async tryEndpoints<T>(
+    reference: ImageReference,
+    endpoints: RegistryEndpoint[],
+    operation: (endpoint: RegistryEndpoint) => Promise<T>,
+  ): Promise<T> {
     let lastError: unknown;
     for (const [index, endpoint] of endpoints.entries()) {
       try {
@@ -320,7 +352,12 @@ export class RegistryClient {
         if (!isFallbackError(error) || index === endpoints.length - 1) throw error;
         lastError = error;
         this.logger.warn(
-          { reference: formatReference(reference), endpoint: `${endpoint.host}/${endpoint.repository}`, mirror: endpoint.mirror, reason: errorMessage(error) },
+          {
+            reference: formatReference(reference),
+            endpoint: `${endpoint.host}/${endpoint.repository}`,
+            mirror: endpoint.mirror,
+            reason: errorMessage(error),
+          },
           'registry endpoint failed, trying the next one',
         );
       }
@@ -349,7 +386,8 @@ export class RegistryClient {
 
   private baseUrl(host: string): string {
     const apiHost = host === DOCKER_HUB ? 'registry-1.docker.io' : host;
-    const insecure = isLoopbackHost(host) || (this.config.insecureRegistries ?? []).some((entry) => entry === host || entry === hostName(host));
+    const insecure =
+      isLoopbackHost(host) || (this.config.insecureRegistries ?? []).some((entry) => entry === host || entry === hostName(host));
     return `${insecure ? 'http' : 'https'}://${apiHost}`;
   }
 
@@ -407,7 +445,13 @@ export class RegistryClient {
     }
   }
 
-  private async send(text: string, host: string, url: string, headers: Record<string, string>, signal: AbortSignal | undefined): Promise<Response> {
+  private async send(
+    text: string,
+    host: string,
+    url: string,
+    headers: Record<string, string>,
+    signal: AbortSignal | undefined,
+  ): Promise<Response> {
     try {
       return await this.fetch(url, { headers, signal, redirect: 'follow' });
     } catch (error) {
@@ -432,7 +476,8 @@ export class RegistryClient {
     } catch (error) {
       throw new RegistryUnauthorizedError(text, host, `invalid token realm "${params.realm}"`, { cause: error });
     }
-    const realmInsecureOk = isLoopbackHost(realm.host) || isLoopbackHost(host) || (this.config.insecureRegistries ?? []).includes(realm.host);
+    const realmInsecureOk =
+      isLoopbackHost(realm.host) || isLoopbackHost(host) || (this.config.insecureRegistries ?? []).includes(realm.host);
     if (realm.protocol !== 'https:' && !(realm.protocol === 'http:' && realmInsecureOk)) {
       throw new RegistryUnauthorizedError(text, host, `token realm ${realm.origin} is not HTTPS`);
     }
@@ -441,15 +486,23 @@ export class RegistryClient {
     const headers: Record<string, string> = credentials ? { authorization: basicAuth(credentials) } : {};
     const response = await this.send(text, realm.host, realm.toString(), headers, signal);
     const body = await response.text().catch(() => '');
-    if (response.status === 401 || response.status === 403) throw new RegistryUnauthorizedError(text, host, `token server ${realm.host}: ${registryErrorDetail(body) || response.statusText}`);
-    if (!response.ok) throw new RegistryError(text, realm.host, response.status, `token request failed: ${registryErrorDetail(body) || response.statusText}`);
+    if (response.status === 401 || response.status === 403)
+      throw new RegistryUnauthorizedError(text, host, `token server ${realm.host}: ${registryErrorDetail(body) || response.statusText}`);
+    if (!response.ok)
+      throw new RegistryError(
+        text,
+        realm.host,
+        response.status,
+        `token request failed: ${registryErrorDetail(body) || response.statusText}`,
+      );
     let document: { token?: unknown; access_token?: unknown; expires_in?: unknown };
     try {
       document = JSON.parse(body) as typeof document;
     } catch (error) {
       throw new RegistryUnauthorizedError(text, host, 'token response is not JSON', { cause: error });
     }
-    const token = typeof document.token === 'string' ? document.token : typeof document.access_token === 'string' ? document.access_token : undefined;
+    const token =
+      typeof document.token === 'string' ? document.token : typeof document.access_token === 'string' ? document.access_token : undefined;
     if (!token) throw new RegistryUnauthorizedError(text, host, 'token response has no token');
     const seconds = typeof document.expires_in === 'number' && document.expires_in > 0 ? document.expires_in : DEFAULT_TOKEN_SECONDS;
     // Renew a little early so a token does not expire between our check and the registry's.

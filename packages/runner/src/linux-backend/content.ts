@@ -12,7 +12,11 @@ import { updateState } from './state-file.js';
  * {@link EnvironmentBackend.prepareContent}: clones `spec.source.git` into the workspace and records the commit.
  * @throws {TerminalEnvironmentError} (ContentReady) for clone failures no retry can fix; other errors as thrown.
  */
-export async function prepareContent(backend: BackendContext, environment: Environment, context: StepContext): Promise<{ commit?: string }> {
+export async function prepareContent(
+  backend: BackendContext,
+  environment: Environment,
+  context: StepContext,
+): Promise<{ commit?: string }> {
   const id = environment.metadata.id;
   const paths = environmentPaths(backend.dataDir, id);
   await mkdir(paths.dir, { recursive: true, mode: 0o711 });

@@ -19,7 +19,12 @@ import { type ContainerUser, cachedUser, resolveUsersCached } from './users.js';
  * @throws {EnvironmentNotRunningError} when the container is not running.
  * @throws {InvalidError} reason `UnknownContainerUser` for a user name the image does not have.
  */
-export async function execInEnvironment(backend: BackendContext, environmentId: string, request: ExecRequest, logger: Logger): Promise<ExecSession> {
+export async function execInEnvironment(
+  backend: BackendContext,
+  environmentId: string,
+  request: ExecRequest,
+  logger: Logger,
+): Promise<ExecSession> {
   const runtime = backend.runtime;
   const containerId = containerIdOf(environmentId);
   const paths = environmentPaths(backend.dataDir, environmentId);
@@ -40,7 +45,14 @@ export async function execInEnvironment(backend: BackendContext, environmentId: 
     try {
       const session = await execViaAgent(
         paths.agentSocket,
-        { uid: options.uid, gid: options.gid, additionalGids: options.additionalGids, cwd: options.cwd, argv: options.args, env: options.env },
+        {
+          uid: options.uid,
+          gid: options.gid,
+          additionalGids: options.additionalGids,
+          cwd: options.cwd,
+          argv: options.args,
+          env: options.env,
+        },
         { logger },
       );
       logger.debug({ environmentId, user: user.name, via: 'agent' }, 'exec started');
@@ -85,7 +97,10 @@ export async function execInEnvironment(backend: BackendContext, environmentId: 
   const prepared = await runtime.execCommand(containerId, { ...options, tty: true });
   const size = request.cols && request.rows ? `stty cols ${request.cols} rows ${request.rows} 2>/dev/null; ` : '';
   const command = `${size}exec ${prepared.argv.map(shellQuote).join(' ')}`;
-  const child = spawnLogged(['script', '--quiet', '--return', '--command', command, '/dev/null'], { stdio: ['pipe', 'pipe', 'pipe'], logger });
+  const child = spawnLogged(['script', '--quiet', '--return', '--command', command, '/dev/null'], {
+    stdio: ['pipe', 'pipe', 'pipe'],
+    logger,
+  });
   child.once('close', () => void prepared.dispose().catch(() => {}));
   const session = sessionOf(child);
   // A terminal has one output stream; script's own stderr only carries its errors.

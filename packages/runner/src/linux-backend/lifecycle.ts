@@ -18,14 +18,23 @@ import { resolveUsersCached } from './users.js';
  * @throws {WarrenError} `NotResolved` before resolve; {@link EnvironmentNotRunningError} for `start` without a
  *   running container.
  */
-export async function runLifecycle(backend: BackendContext, environment: Environment, stage: 'create' | 'start', context: StepContext): Promise<LifecycleOutcome> {
+export async function runLifecycle(
+  backend: BackendContext,
+  environment: Environment,
+  stage: 'create' | 'start',
+  context: StepContext,
+): Promise<LifecycleOutcome> {
   const id = environment.metadata.id;
   const state = await readState(backend.dataDir, id);
   if (!state?.resolved) throw new WarrenError('NotResolved', 500, `environment ${id} has no resolved configuration yet`);
   const { lifecycle } = state.resolved.devcontainer;
   const hooks: Array<[string, LifecycleStep[]]> =
     stage === 'create'
-      ? [['onCreateCommand', lifecycle.onCreate], ['updateContentCommand', lifecycle.updateContent], ['postCreateCommand', lifecycle.postCreate]]
+      ? [
+          ['onCreateCommand', lifecycle.onCreate],
+          ['updateContentCommand', lifecycle.updateContent],
+          ['postCreateCommand', lifecycle.postCreate],
+        ]
       : [['postStartCommand', lifecycle.postStart]];
   const runtimeState = await backend.runtime.state(containerId(id));
   const startId = runtimeState ? await startIdOf(runtimeState) : undefined;
@@ -46,7 +55,9 @@ export async function runLifecycle(backend: BackendContext, environment: Environ
   }
   // Lifecycle commands may add users or groups (useradd, usermod -aG): keep the cache current for the execs after.
   const { containerUser, remoteUser } = state.resolved.devcontainer;
-  const users = await resolveUsersCached(environmentPaths(backend.dataDir, id).rootfs, [containerUser, remoteUser], state.users).catch(() => undefined);
+  const users = await resolveUsersCached(environmentPaths(backend.dataDir, id).rootfs, [containerUser, remoteUser], state.users).catch(
+    () => undefined,
+  );
   await updateState(backend.dataDir, id, (next) => {
     if (users) next.users = users.cache;
     if (stage === 'create') next.lifecycle.createDone = true;

@@ -53,14 +53,33 @@ function makeEnvironment(url: string): Environment {
   return {
     kind: 'Environment',
     apiVersion: 'v1',
-    metadata: { id: `env-ag${process.pid}x${serial}`, name: `ag-${serial}`, generation: 1, resourceVersion: '1', createdTime: new Date().toISOString(), labels: {}, ownerId: 'u' },
-    spec: { desiredPhase: 'Running', source: { git: { url } }, devcontainer: {}, className: 'default', ports: [], timeouts: { inactivitySeconds: 0 } },
+    metadata: {
+      id: `env-ag${process.pid}x${serial}`,
+      name: `ag-${serial}`,
+      generation: 1,
+      resourceVersion: '1',
+      createdTime: new Date().toISOString(),
+      labels: {},
+      ownerId: 'u',
+    },
+    spec: {
+      desiredPhase: 'Running',
+      source: { git: { url } },
+      devcontainer: {},
+      className: 'default',
+      ports: [],
+      timeouts: { inactivitySeconds: 0 },
+    },
     status: { phase: 'Pending', observedGeneration: 0, conditions: [], ports: [] },
   };
 }
 
 function next(environment: Environment, desiredPhase: Environment['spec']['desiredPhase']): Environment {
-  return { ...environment, metadata: { ...environment.metadata, generation: environment.metadata.generation + 1 }, spec: { ...environment.spec, desiredPhase } };
+  return {
+    ...environment,
+    metadata: { ...environment.metadata, generation: environment.metadata.generation + 1 },
+    spec: { ...environment.spec, desiredPhase },
+  };
 }
 
 describe('LinuxBackend with the exec agent', () => {
@@ -68,7 +87,10 @@ describe('LinuxBackend with the exec agent', () => {
   let dataDir: string;
   let runtime: RoutedOciRuntime;
   let cgroups: CgroupManager;
-  const stateRoots = { runcStateRoot: `/run/warren/runc-agent-test-${process.pid}`, crunStateRoot: `/run/warren/crun-agent-test-${process.pid}` };
+  const stateRoots = {
+    runcStateRoot: `/run/warren/runc-agent-test-${process.pid}`,
+    crunStateRoot: `/run/warren/crun-agent-test-${process.pid}`,
+  };
   const signal = new AbortController().signal;
   const context: StepContext = { signal, logger: silentLogger, onProgress: () => {} };
 
@@ -82,8 +104,17 @@ describe('LinuxBackend with the exec agent', () => {
       execAgent,
     });
   const makeReconciler = (backend: LinuxBackend) =>
-    new EnvironmentReconciler({ backend, stopGraceSeconds: 5, writeStatus: async (environment, status) => ({ ...environment, status: structuredClone(status) }) });
-  const run = async (backend: LinuxBackend, id: string, argv: string[], options: { user?: string; cwd?: string; env?: string[]; input?: string } = {}) => {
+    new EnvironmentReconciler({
+      backend,
+      stopGraceSeconds: 5,
+      writeStatus: async (environment, status) => ({ ...environment, status: structuredClone(status) }),
+    });
+  const run = async (
+    backend: LinuxBackend,
+    id: string,
+    argv: string[],
+    options: { user?: string; cwd?: string; env?: string[]; input?: string } = {},
+  ) => {
     const { input, ...request } = options;
     return outputOf(await backend.exec(id, { argv, tty: false, ...request }, silentLogger), input);
   };
@@ -115,7 +146,11 @@ describe('LinuxBackend with the exec agent', () => {
 
   it('execs through the agent after a restart of a container that started without it, with exec semantics unchanged', async () => {
     const repo = await fixtures.git.createRepo(`acme/agent${process.pid}`, {
-      '.devcontainer/devcontainer.json': JSON.stringify({ image: fixtures.images.base, remoteUser: 'vscode', containerEnv: { FROM_CONTAINER_ENV: 'c1' } }),
+      '.devcontainer/devcontainer.json': JSON.stringify({
+        image: fixtures.images.base,
+        remoteUser: 'vscode',
+        containerEnv: { FROM_CONTAINER_ENV: 'c1' },
+      }),
       'README.md': '# agent\n',
     });
     // Started by a runner without the agent (as before this change): pid 1 is the keep-alive shell, exec via the runtime.
@@ -138,7 +173,11 @@ describe('LinuxBackend with the exec agent', () => {
     expect((await run(backend, id, ['cat', '/proc/1/cmdline'])).stdout).toBe('/dev/.warren/init\0');
 
     // User, working directory, environment; stdout and stderr apart.
-    expect(await run(backend, id, ['sh', '-c', 'id -un; id -Gn; pwd; echo "$FROM_CONTAINER_ENV $EXTRA $HOME"; echo err >&2'], { env: ['EXTRA=x1'] })).toEqual({
+    expect(
+      await run(backend, id, ['sh', '-c', 'id -un; id -Gn; pwd; echo "$FROM_CONTAINER_ENV $EXTRA $HOME"; echo err >&2'], {
+        env: ['EXTRA=x1'],
+      }),
+    ).toEqual({
       code: 0,
       stdout: `vscode\n${(await run(legacy, id, ['id', '-Gn'])).stdout}/workspaces/agent${process.pid}\nc1 x1 /home/vscode\n`,
       stderr: 'err\n',
@@ -149,9 +188,17 @@ describe('LinuxBackend with the exec agent', () => {
     expect((await run(backend, id, ['grep', '^CapEff', '/proc/self/status'])).stdout).toBe('CapEff:\t0000000000000000\n');
     expect((await run(backend, id, ['grep', '^CapEff', '/proc/self/status'], { user: 'root' })).stdout).toBe('CapEff:\t00000000a80425fb\n');
     // stdin, exit codes, signals, a command that does not exist.
-    expect(await run(backend, id, ['sh', '-c', 'tr a-z A-Z; exit 42'], { input: 'piped through\n' })).toEqual({ code: 42, stdout: 'PIPED THROUGH\n', stderr: '' });
+    expect(await run(backend, id, ['sh', '-c', 'tr a-z A-Z; exit 42'], { input: 'piped through\n' })).toEqual({
+      code: 42,
+      stdout: 'PIPED THROUGH\n',
+      stderr: '',
+    });
     expect((await run(backend, id, ['sh', '-c', 'kill -TERM $$'])).code).toBe(143);
-    expect(await run(backend, id, ['no-such-command'])).toEqual({ code: 127, stdout: '', stderr: 'warren: exec no-such-command: No such file or directory\n' });
+    expect(await run(backend, id, ['no-such-command'])).toEqual({
+      code: 127,
+      stdout: '',
+      stderr: 'warren: exec no-such-command: No such file or directory\n',
+    });
     expect((await run(backend, id, ['pwd'], { cwd: '/no/such/dir' })).code).toBe(126);
 
     // kill() ends the process (and its group).
@@ -165,16 +212,27 @@ describe('LinuxBackend with the exec agent', () => {
     const child = sleeperOut.text().trim();
     sleeper.kill();
     expect(await sleeper.exit).toBe(143);
-    expect((await run(backend, id, ['sh', '-c', `test -d /proc/${child} && cat /proc/${child}/stat || echo gone`])).stdout).toMatch(/^gone\n$|\) Z /);
+    expect((await run(backend, id, ['sh', '-c', `test -d /proc/${child} && cat /proc/${child}/stat || echo gone`])).stdout).toMatch(
+      /^gone\n$|\) Z /,
+    );
 
     // Only root inside reaches the agent: the directory is the container root's, mode 0700.
     expect((await run(backend, id, ['stat', '-c', '%U %a', '/dev/.warren'], { user: 'root' })).stdout).toBe('root 700\n');
     const asUser = await run(backend, id, ['curl', '-sS', '--max-time', '5', '--unix-socket', '/dev/.warren/exec.sock', 'http://agent/']);
     expect(asUser.code).toBe(7); // couldn't connect
     expect(asUser.stderr).toMatch(/Permission denied|Couldn't connect/);
-    expect((await run(backend, id, ['curl', '-sS', '--max-time', '5', '--unix-socket', '/proc/1/root/dev/.warren/exec.sock', 'http://agent/'])).code).toBe(7);
+    expect(
+      (await run(backend, id, ['curl', '-sS', '--max-time', '5', '--unix-socket', '/proc/1/root/dev/.warren/exec.sock', 'http://agent/']))
+        .code,
+    ).toBe(7);
     // Root connects (the agent drops the HTTP request: curl sees an empty reply, 52, or a reset, 56) and the agent serves on.
-    expect([52, 56]).toContain((await run(backend, id, ['curl', '-sS', '--max-time', '5', '--unix-socket', '/dev/.warren/exec.sock', 'http://agent/'], { user: 'root' })).code);
+    expect([52, 56]).toContain(
+      (
+        await run(backend, id, ['curl', '-sS', '--max-time', '5', '--unix-socket', '/dev/.warren/exec.sock', 'http://agent/'], {
+          user: 'root',
+        })
+      ).code,
+    );
     expect((await run(backend, id, ['true'])).code).toBe(0);
     // The init binary cannot be changed from inside, even by root.
     expect((await run(backend, id, ['sh', '-c', 'echo x > /dev/.warren/init'], { user: 'root' })).code).not.toBe(0);
@@ -193,9 +251,15 @@ describe('LinuxBackend with the exec agent', () => {
   });
 
   it('runs the image command under the init as containerUser (overrideCommand false) and forwards SIGTERM on stop', async () => {
-    const script = 'echo $$ > /tmp/command-pid; trap "echo stopped-by-term > /home/vscode/term-marker; exit 0" TERM; while :; do sleep 0.1; done';
+    const script =
+      'echo $$ > /tmp/command-pid; trap "echo stopped-by-term > /home/vscode/term-marker; exit 0" TERM; while :; do sleep 0.1; done';
     const repo = await fixtures.git.createRepo(`acme/command${process.pid}`, {
-      '.devcontainer/devcontainer.json': JSON.stringify({ build: { dockerfile: 'Dockerfile' }, overrideCommand: false, containerUser: 'vscode', remoteUser: 'vscode' }),
+      '.devcontainer/devcontainer.json': JSON.stringify({
+        build: { dockerfile: 'Dockerfile' },
+        overrideCommand: false,
+        containerUser: 'vscode',
+        remoteUser: 'vscode',
+      }),
       '.devcontainer/Dockerfile': `FROM ${fixtures.images.base}\nCMD ["sh", "-c", ${JSON.stringify(script)}]\n`,
     });
     const backend = await makeBackend();
@@ -214,7 +278,9 @@ describe('LinuxBackend with the exec agent', () => {
       throw new Error('the image command did not start');
     };
     const pid = await commandPid();
-    expect((await run(backend, id, ['cat', '/proc/1/cmdline'])).stdout).toBe('/dev/.warren/init\0--uid\x001000\0--gid\x001000\0--\0sh\0-c\0' + script + '\0');
+    expect((await run(backend, id, ['cat', '/proc/1/cmdline'])).stdout).toBe(
+      '/dev/.warren/init\0--uid\x001000\0--gid\x001000\0--\0sh\0-c\0' + script + '\0',
+    );
     // Its parent is the init, it runs as vscode without capabilities.
     expect((await run(backend, id, ['sh', '-c', `awk '/^(PPid|Uid|CapEff)/ {print $1, $2}' /proc/${pid}/status`])).stdout).toBe(
       'PPid: 1\nUid: 1000\nCapEff: 0000000000000000\n',

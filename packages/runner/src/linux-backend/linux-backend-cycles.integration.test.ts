@@ -20,7 +20,6 @@ const CYCLES = 20;
 const SLOT_OFFSET = 9000 + (process.pid % 100) * 40;
 const SLOT_COUNT = 40;
 
-
 /** Host objects that belong to this test's data dir and slot range. */
 async function census(dataDir: string, runtime: RuncRuntime, cgroups: CgroupManager) {
   const names = Array.from({ length: SLOT_COUNT }, (_, index) => slotInfo(SLOT_OFFSET + index));
@@ -31,7 +30,9 @@ async function census(dataDir: string, runtime: RuncRuntime, cgroups: CgroupMana
   ).length;
   const netns = (await exec(['ip', '-j', 'netns', 'list'])).stdout.trim();
   const netnsCount = (netns ? (JSON.parse(netns) as Array<{ name: string }>) : []).filter((entry) => netnsNames.has(entry.name)).length;
-  const links = (JSON.parse((await exec(['ip', '-j', 'link', 'show'])).stdout) as Array<{ ifname: string }>).filter((link) => linkNames.has(link.ifname)).length;
+  const links = (JSON.parse((await exec(['ip', '-j', 'link', 'show'])).stdout) as Array<{ ifname: string }>).filter((link) =>
+    linkNames.has(link.ifname),
+  ).length;
   const low = SLOT_ID_BASE + SLOT_OFFSET * SLOT_ID_RANGE_SIZE;
   const high = low + SLOT_COUNT * SLOT_ID_RANGE_SIZE;
   let processes = 0;
@@ -45,7 +46,16 @@ async function census(dataDir: string, runtime: RuncRuntime, cgroups: CgroupMana
   }
   const environments = (await readdir(join(dataDir, 'environments')).catch(() => [])).length;
   const slots = (await readdir(join(dataDir, 'slots')).catch(() => [] as string[])).filter((name) => /^\d+$/.test(name)).length;
-  return { mounts, netns: netnsCount, links, cgroups: (await cgroups.list()).length, containers: (await runtime.list()).length, processes, environments, slots };
+  return {
+    mounts,
+    netns: netnsCount,
+    links,
+    cgroups: (await cgroups.list()).length,
+    containers: (await runtime.list()).length,
+    processes,
+    environments,
+    slots,
+  };
 }
 
 describe(`${CYCLES} create/stop/start/delete cycles`, () => {
@@ -92,20 +102,43 @@ describe(`${CYCLES} create/stop/start/delete cycles`, () => {
       let environment: Environment = {
         kind: 'Environment',
         apiVersion: 'v1',
-        metadata: { id: `env-cycle${process.pid}x${cycle}`, name: `cycle-${cycle}`, generation: 1, resourceVersion: '1', createdTime: new Date().toISOString(), labels: {}, ownerId: 'u' },
-        spec: { desiredPhase: 'Running', source: { git: { url: repo.url } }, devcontainer: {}, className: 'small', ports: [], timeouts: { inactivitySeconds: 0 } },
+        metadata: {
+          id: `env-cycle${process.pid}x${cycle}`,
+          name: `cycle-${cycle}`,
+          generation: 1,
+          resourceVersion: '1',
+          createdTime: new Date().toISOString(),
+          labels: {},
+          ownerId: 'u',
+        },
+        spec: {
+          desiredPhase: 'Running',
+          source: { git: { url: repo.url } },
+          devcontainer: {},
+          className: 'small',
+          ports: [],
+          timeouts: { inactivitySeconds: 0 },
+        },
         status: { phase: 'Pending', observedGeneration: 0, conditions: [], ports: [] },
       };
       const to = async (desiredPhase: Environment['spec']['desiredPhase']) => {
         environment = await reconciler.reconcile(
-          { ...environment, metadata: { ...environment.metadata, generation: environment.metadata.generation + 1 }, spec: { ...environment.spec, desiredPhase } },
+          {
+            ...environment,
+            metadata: { ...environment.metadata, generation: environment.metadata.generation + 1 },
+            spec: { ...environment.spec, desiredPhase },
+          },
           signal,
         );
         return environment.status.phase;
       };
       environment = await reconciler.reconcile(environment, signal);
       expect(environment.status.phase, `cycle ${cycle}: ${environment.status.message ?? ''}`).toBe('Running');
-      const session = await backend.exec(environment.metadata.id, { argv: ['sh', '-c', 'sleep 600 >/dev/null 2>&1 </dev/null &'], tty: false }, silentLogger);
+      const session = await backend.exec(
+        environment.metadata.id,
+        { argv: ['sh', '-c', 'sleep 600 >/dev/null 2>&1 </dev/null &'], tty: false },
+        silentLogger,
+      );
       session.stdin.end();
       session.stdout.resume();
       session.stderr?.resume();

@@ -41,14 +41,26 @@ function makeEnvironment(url: string, desiredPhase: Environment['spec']['desired
   return {
     kind: 'Environment',
     apiVersion: 'v1',
-    metadata: { id, name: `it-${serial}`, generation: 1, resourceVersion: '1', createdTime: new Date().toISOString(), labels: {}, ownerId: 'u' },
+    metadata: {
+      id,
+      name: `it-${serial}`,
+      generation: 1,
+      resourceVersion: '1',
+      createdTime: new Date().toISOString(),
+      labels: {},
+      ownerId: 'u',
+    },
     spec: { desiredPhase, source: { git: { url } }, devcontainer: {}, className: 'default', ports: [], timeouts: { inactivitySeconds: 0 } },
     status: { phase: 'Pending', observedGeneration: 0, conditions: [], ports: [] },
   };
 }
 
 function next(environment: Environment, desiredPhase: Environment['spec']['desiredPhase']): Environment {
-  return { ...environment, metadata: { ...environment.metadata, generation: environment.metadata.generation + 1 }, spec: { ...environment.spec, desiredPhase } };
+  return {
+    ...environment,
+    metadata: { ...environment.metadata, generation: environment.metadata.generation + 1 },
+    spec: { ...environment.spec, desiredPhase },
+  };
 }
 
 describe('LinuxBackend on the real host', () => {
@@ -152,7 +164,11 @@ describe('LinuxBackend on the real host', () => {
     expect(lifecycleLog).toMatch(/postCreateCommand .*exited with code 0/);
 
     // With a terminal: stdin and stdout are a tty of the requested size, output arrives on one stream.
-    const terminal = await backend.exec(id, { argv: ['sh', '-c', 'test -t 0 && test -t 1 && echo is-a-tty; stty size; exit 4'], tty: true, cols: 100, rows: 30 }, silentLogger);
+    const terminal = await backend.exec(
+      id,
+      { argv: ['sh', '-c', 'test -t 0 && test -t 1 && echo is-a-tty; stty size; exit 4'], tty: true, cols: 100, rows: 30 },
+      silentLogger,
+    );
     expect(terminal.stderr).toBeUndefined();
     const screen = collect();
     terminal.stdout.pipe(screen.stream);
@@ -183,7 +199,9 @@ describe('LinuxBackend on the real host', () => {
 
     const deleted = await reconciler.reconcile(next(restarted, 'Deleted'), signal);
     expect(deleted.status.phase).toBe('Deleted');
-    expect((await readMountInfo()).filter((entry) => entry.mountPoint.startsWith(dataDir) || entry.mountPoint.includes(info.netnsName))).toEqual([]);
+    expect(
+      (await readMountInfo()).filter((entry) => entry.mountPoint.startsWith(dataDir) || entry.mountPoint.includes(info.netnsName)),
+    ).toEqual([]);
     const netns = (await exec(['ip', 'netns', 'list'])).stdout;
     expect(netns.split('\n').some((line) => line.split(' ')[0] === info.netnsName)).toBe(false);
     const links = (await exec(['ip', '-o', 'link', 'show'])).stdout;

@@ -94,7 +94,10 @@ export class LinuxBackend implements EnvironmentBackend {
     let agentPath: string | undefined;
     if (options.execAgent !== false) {
       agentPath = await ensureExecAgent(join(options.dataDir, 'bin'), { logger }).catch((error: unknown) => {
-        logger.warn({ error: errorMessage(error) }, 'exec agent unavailable: containers run without it and execs go through the OCI runtime');
+        logger.warn(
+          { error: errorMessage(error) },
+          'exec agent unavailable: containers run without it and execs go through the OCI runtime',
+        );
         return undefined;
       });
     }

@@ -22,8 +22,7 @@ export async function observeEnvironment(backend: BackendContext, environmentId:
   const contentReady = await exists(join(paths.workspace, '.git'));
   let container: ObservedEnvironment['container'] = { state: 'absent' };
   if (runtimeState) {
-    const mapped: ContainerState =
-      runtimeState.status === 'creating' ? 'created' : runtimeState.status;
+    const mapped: ContainerState = runtimeState.status === 'creating' ? 'created' : runtimeState.status;
     const startId = mapped === 'running' || mapped === 'paused' ? await startIdOf(runtimeState) : undefined;
     container = {
       state: mapped,

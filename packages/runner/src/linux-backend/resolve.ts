@@ -117,7 +117,8 @@ export class EnvironmentResolver {
     try {
       return await images.pull(reference, {
         signal: context.signal,
-        onProgress: (bytesDone, bytesTotal) => context.onProgress({ step: 'image', message: `Pulling ${reference}`, bytesDone, bytesTotal }),
+        onProgress: (bytesDone, bytesTotal) =>
+          context.onProgress({ step: 'image', message: `Pulling ${reference}`, bytesDone, bytesTotal }),
       });
     } catch (error) {
       throw classifyStepError('pull', error) ?? error;
@@ -136,7 +137,8 @@ export class EnvironmentResolver {
     this.tagRefreshedAt.set(reference, Date.now());
     const started = performance.now();
     images.pull(reference).then(
-      (image) => logger.debug({ reference, digest: image.digest, durationMs: Math.round(performance.now() - started) }, 'image tag refreshed'),
+      (image) =>
+        logger.debug({ reference, digest: image.digest, durationMs: Math.round(performance.now() - started) }, 'image tag refreshed'),
       (error: unknown) => logger.warn({ reference, error: errorMessage(error) }, 'image tag refresh failed; the stored image stays in use'),
     );
   }

@@ -34,9 +34,14 @@ export const KEEP_ALIVE_COMMAND = ['/bin/sh', '-c', 'trap "exit 0" TERM INT; whi
 /** Claims the slot and makes its user + network namespaces and network (all idempotent; start repeats the checks). */
 export async function prepareHost(backend: BackendContext, environment: Environment, context: StepContext): Promise<void> {
   const slot = hostSlot(backend, await backend.slots.allocate(environment.metadata.id));
-  const freshNamespace = await createEnvironmentNamespaces(backend.helperPath, { hostId: slot.uidBase, size: slot.idCount }, namespacePaths(backend, slot), {
-    logger: context.logger,
-  });
+  const freshNamespace = await createEnvironmentNamespaces(
+    backend.helperPath,
+    { hostId: slot.uidBase, size: slot.idCount },
+    namespacePaths(backend, slot),
+    {
+      logger: context.logger,
+    },
+  );
   await setupNetwork(slot.slot, { logger: context.logger, freshNamespace });
 }
 
@@ -133,7 +138,11 @@ export async function startEnvironment(backend: BackendContext, environment: Env
 
   const command = devcontainer.overrideCommand ? [] : [...image.entrypoint, ...image.cmd];
   if (!devcontainer.overrideCommand && command.length === 0) {
-    throw new TerminalEnvironmentError('Running', 'NoCommand', `image ${image.reference} has no entrypoint or command and overrideCommand is false`);
+    throw new TerminalEnvironmentError(
+      'Running',
+      'NoCommand',
+      `image ${image.reference} has no entrypoint or command and overrideCommand is false`,
+    );
   }
   const agent = backend.agentPath;
   const env = mergeEnv(image.env, devcontainer.containerEnv);
@@ -144,7 +153,13 @@ export async function startEnvironment(backend: BackendContext, environment: Env
     rootfsPath: paths.rootfs,
     hostname,
     process: agent
-      ? { args: initArgs(command, devcontainer.overrideCommand ? undefined : containerUser), env, cwd: devcontainer.workspaceFolder, uid: 0, gid: 0 }
+      ? {
+          args: initArgs(command, devcontainer.overrideCommand ? undefined : containerUser),
+          env,
+          cwd: devcontainer.workspaceFolder,
+          uid: 0,
+          gid: 0,
+        }
       : {
           args: devcontainer.overrideCommand ? KEEP_ALIVE_COMMAND : command,
           env,
@@ -191,7 +206,11 @@ export async function startEnvironment(backend: BackendContext, environment: Env
 }
 
 /** {@link resolveUsersCached}; an unknown user is terminal (`Running=False`, `UnknownContainerUser`). */
-async function usersOf(rootfs: string, specs: string[], cache: UserCache | undefined): Promise<{ users: Record<string, ContainerUser>; cache: UserCache }> {
+async function usersOf(
+  rootfs: string,
+  specs: string[],
+  cache: UserCache | undefined,
+): Promise<{ users: Record<string, ContainerUser>; cache: UserCache }> {
   try {
     return await resolveUsersCached(rootfs, specs, cache);
   } catch (error) {

@@ -44,7 +44,11 @@ export async function readState(dataDir: string, id: string): Promise<Environmen
  * (temporary file, then rename(2)).
  * @returns the state as written.
  */
-export async function updateState(dataDir: string, id: string, change: (state: EnvironmentStateFile) => void): Promise<EnvironmentStateFile> {
+export async function updateState(
+  dataDir: string,
+  id: string,
+  change: (state: EnvironmentStateFile) => void,
+): Promise<EnvironmentStateFile> {
   const state = (await readState(dataDir, id)) ?? { version: 1, environmentId: id, lifecycle: { createDone: false } };
   change(state);
   const paths = environmentPaths(dataDir, id);

@@ -23,15 +23,27 @@ import { CONTAINER_PREFIX, containerId, environmentPaths, hostSlot, isEnvironmen
  * state, and the next start reuses them instead of making them again (about a third of a start's kernel
  * work). {@link removeEnvironment} releases them.
  */
-export async function stopEnvironment(backend: BackendContext, environmentId: string, graceSeconds: number, context: StepContext): Promise<void> {
+export async function stopEnvironment(
+  backend: BackendContext,
+  environmentId: string,
+  graceSeconds: number,
+  context: StepContext,
+): Promise<void> {
   await stopContainer(backend.runtime, containerId(environmentId), graceSeconds, { signal: context.signal });
   await releaseKernelObjects(backend, environmentId, context.logger, { keepNetwork: true });
 }
 
 /** Removes the cgroup, (unless `keepNetwork`) the slot's network and namespaces, and every mount of the environment. */
-async function releaseKernelObjects(backend: BackendContext, environmentId: string, logger: Logger, options: { keepNetwork?: boolean } = {}): Promise<void> {
+async function releaseKernelObjects(
+  backend: BackendContext,
+  environmentId: string,
+  logger: Logger,
+  options: { keepNetwork?: boolean } = {},
+): Promise<void> {
   const paths = environmentPaths(backend.dataDir, environmentId);
-  await backend.cgroups.remove(environmentId).catch((error: unknown) => logger.warn({ error: errorMessage(error) }, 'cgroup removal failed'));
+  await backend.cgroups
+    .remove(environmentId)
+    .catch((error: unknown) => logger.warn({ error: errorMessage(error) }, 'cgroup removal failed'));
   const slot = options.keepNetwork ? undefined : await backend.slots.lookup(environmentId);
   if (slot !== undefined) {
     const info = hostSlot(backend, slot);
@@ -51,7 +63,9 @@ export async function removeEnvironment(backend: BackendContext, environmentId: 
   await stopContainer(backend.runtime, containerId(environmentId), 0, { signal: context.signal });
   await releaseKernelObjects(backend, environmentId, context.logger);
   // Nothing may be mounted below the directory before it is deleted (rm would cross into mounts).
-  const stillMounted = (await readMountInfo()).some((entry) => entry.mountPoint.startsWith(`${environmentPaths(backend.dataDir, environmentId).dir}/`));
+  const stillMounted = (await readMountInfo()).some((entry) =>
+    entry.mountPoint.startsWith(`${environmentPaths(backend.dataDir, environmentId).dir}/`),
+  );
   if (stillMounted) throw new WarrenError('MountBusy', 500, `mounts remain below ${environmentPaths(backend.dataDir, environmentId).dir}`);
   await rm(environmentPaths(backend.dataDir, environmentId).dir, { recursive: true, force: true });
   const slot = await backend.slots.lookup(environmentId);

@@ -63,9 +63,15 @@ export function resolveUser(spec: string, passwdText: string, groupText: string)
   const groups = parseGroup(groupText);
   const [userPart = '', groupPart] = spec.split(':', 2);
   const numeric = /^\d+$/.test(userPart);
-  const entry = numeric ? passwd.find((candidate) => candidate.uid === Number(userPart)) : passwd.find((candidate) => candidate.name === userPart);
+  const entry = numeric
+    ? passwd.find((candidate) => candidate.uid === Number(userPart))
+    : passwd.find((candidate) => candidate.name === userPart);
   if (!entry && !numeric) {
-    throw new InvalidError(`user "${userPart}" does not exist in the image's /etc/passwd`, [{ field: 'user', message: 'unknown user' }], 'UnknownContainerUser');
+    throw new InvalidError(
+      `user "${userPart}" does not exist in the image's /etc/passwd`,
+      [{ field: 'user', message: 'unknown user' }],
+      'UnknownContainerUser',
+    );
   }
   const uid = entry?.uid ?? Number(userPart);
   let gid = entry?.gid ?? 0;
@@ -73,12 +79,19 @@ export function resolveUser(spec: string, passwdText: string, groupText: string)
     if (/^\d+$/.test(groupPart)) gid = Number(groupPart);
     else {
       const group = groups.find((candidate) => candidate.name === groupPart);
-      if (!group) throw new InvalidError(`group "${groupPart}" does not exist in the image's /etc/group`, [{ field: 'user', message: 'unknown group' }], 'UnknownContainerUser');
+      if (!group)
+        throw new InvalidError(
+          `group "${groupPart}" does not exist in the image's /etc/group`,
+          [{ field: 'user', message: 'unknown group' }],
+          'UnknownContainerUser',
+        );
       gid = group.gid;
     }
   }
   const name = entry?.name ?? userPart;
-  const additionalGids = [...new Set(groups.filter((group) => group.members.includes(name) && group.gid !== gid).map((group) => group.gid))];
+  const additionalGids = [
+    ...new Set(groups.filter((group) => group.members.includes(name) && group.gid !== gid).map((group) => group.gid)),
+  ];
   return { name, uid, gid, additionalGids, home: entry?.home ?? '/' };
 }
 
@@ -136,7 +149,11 @@ async function readEtcFile(rootfs: string, file: 'passwd' | 'group'): Promise<st
   if (!handle) return '';
   try {
     if ((await handle.stat()).size > MAX_USER_FILE_BYTES) {
-      throw new InvalidError(`the image's /etc/${file} is larger than ${MAX_USER_FILE_BYTES} bytes`, [{ field: `/etc/${file}`, message: 'too large' }], 'UnsupportedUserFile');
+      throw new InvalidError(
+        `the image's /etc/${file} is larger than ${MAX_USER_FILE_BYTES} bytes`,
+        [{ field: `/etc/${file}`, message: 'too large' }],
+        'UnsupportedUserFile',
+      );
     }
     return await handle.readFile('utf8');
   } finally {

@@ -27,7 +27,13 @@ export function locateCSource(file: string, moduleDir: string): { found?: string
  * @param cacheDir e.g. `<dataDir>/bin`; created if missing.
  * @throws {ExecError} when the compiler fails (the temporary file is removed); errno errors for unreadable sources.
  */
-export async function compileCached(input: { sourcePath: string; cacheDir: string; name: string; flags: readonly string[]; logger?: Logger }): Promise<string> {
+export async function compileCached(input: {
+  sourcePath: string;
+  cacheDir: string;
+  name: string;
+  flags: readonly string[];
+  logger?: Logger;
+}): Promise<string> {
   const source = await readFile(input.sourcePath);
   const digest = createHash('sha256').update(input.flags.join(' ')).update('\0').update(source).digest('hex').slice(0, 12);
   const binary = join(input.cacheDir, `${input.name}-${digest}`);

@@ -3,14 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { InvalidError } from '@warren/base';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import {
-  CgroupBusyError,
-  CgroupError,
-  CgroupManager,
-  cgroupsPath,
-  detectCgroupVersion,
-  ociLinuxResources,
-} from './cgroups.js';
+import { CgroupBusyError, CgroupError, CgroupManager, cgroupsPath, detectCgroupVersion, ociLinuxResources } from './cgroups.js';
 
 // A fake cgroupfs made of plain directories. Unlike the kernel, mkdir creates no control files and
 // rmdir refuses non-empty directories, so tests strip written files before remove() (see `forgetFiles`).

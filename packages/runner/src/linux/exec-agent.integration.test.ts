@@ -84,7 +84,9 @@ describe('exec agent (host process)', () => {
   });
 
   let serial = 0;
-  async function startAgent(command: string[] = []): Promise<{ agent: ChildProcess; socket: string; output: () => string; exited: Promise<number | null> }> {
+  async function startAgent(
+    command: string[] = [],
+  ): Promise<{ agent: ChildProcess; socket: string; output: () => string; exited: Promise<number | null> }> {
     const socket = join(dir, `a${++serial}.sock`);
     const agent = spawn(binary, ['--socket', socket, ...(command.length ? ['--', ...command] : [])], { stdio: ['ignore', 'pipe', 'pipe'] });
     agents.push(agent);
@@ -181,17 +183,26 @@ describe('exec agent (host process)', () => {
     const payload = encodeExecRequest(request(['sh', '-c', `sleep 100 & echo $! > ${marker}; wait`]));
     const length = Buffer.alloc(4);
     length.writeUInt32BE(payload.length);
-    const connections = [AgentConnectionKind.control, AgentConnectionKind.stdin, AgentConnectionKind.stdout, AgentConnectionKind.stderr].map((kind) => {
+    const connections = [
+      AgentConnectionKind.control,
+      AgentConnectionKind.stdin,
+      AgentConnectionKind.stdout,
+      AgentConnectionKind.stderr,
+    ].map((kind) => {
       const connection = createConnection({ path: socket });
       connection.on('error', () => {});
-      connection.write(kind === AgentConnectionKind.control ? Buffer.concat([connectionHeader(kind, id), length, payload]) : connectionHeader(kind, id));
+      connection.write(
+        kind === AgentConnectionKind.control ? Buffer.concat([connectionHeader(kind, id), length, payload]) : connectionHeader(kind, id),
+      );
       return connection;
     });
     await waitFor(async () => (await readFile(marker, 'utf8').catch(() => '')).endsWith('\n'));
     const sleeper = Number((await readFile(marker, 'utf8')).trim());
     expect(existsSync(`/proc/${sleeper}`)).toBe(true);
     connections[0]!.destroy();
-    await waitFor(async () => !existsSync(`/proc/${sleeper}`) || (await readFile(`/proc/${sleeper}/stat`, 'utf8').catch(() => '')).includes(') Z'));
+    await waitFor(
+      async () => !existsSync(`/proc/${sleeper}`) || (await readFile(`/proc/${sleeper}/stat`, 'utf8').catch(() => '')).includes(') Z'),
+    );
     for (const connection of connections) connection.destroy();
   });
 
@@ -225,7 +236,11 @@ describe('exec agent (host process)', () => {
     for (const connection of others) connection.destroy();
     // Connections that send nothing hold no one up.
     const idle = Array.from({ length: 20 }, () => createConnection({ path: socket }).on('error', () => {}));
-    expect(await finish(await execViaAgent(socket, request(['echo', 'still here'])))).toEqual({ code: 0, stdout: 'still here\n', stderr: '' });
+    expect(await finish(await execViaAgent(socket, request(['echo', 'still here'])))).toEqual({
+      code: 0,
+      stdout: 'still here\n',
+      stderr: '',
+    });
     for (const connection of idle) connection.destroy();
     expect(agent.exitCode).toBeNull();
   });
@@ -233,7 +248,9 @@ describe('exec agent (host process)', () => {
   it('runs concurrent execs independently', async () => {
     const { socket } = await startAgent();
     const results = await Promise.all(
-      Array.from({ length: 20 }, async (_, index) => finish(await execViaAgent(socket, request(['sh', '-c', `echo ${index}; exit ${index}`])))),
+      Array.from({ length: 20 }, async (_, index) =>
+        finish(await execViaAgent(socket, request(['sh', '-c', `echo ${index}; exit ${index}`]))),
+      ),
     );
     results.forEach((result, index) => expect(result).toEqual({ code: index, stdout: `${index}\n`, stderr: '' }));
   });

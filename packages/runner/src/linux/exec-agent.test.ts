@@ -30,10 +30,16 @@ describe('encodeExecRequest', () => {
       [
         '00000001', // uid
         '00000002', // gid
-        '00000001', '00000003', // one group: 3
-        '00000001', '2f', // cwd "/"
-        '00000001', '00000002', '6c73', // argc 1, "ls"
-        '00000001', '00000003', '413d62', // envc 1, "A=b"
+        '00000001',
+        '00000003', // one group: 3
+        '00000001',
+        '2f', // cwd "/"
+        '00000001',
+        '00000002',
+        '6c73', // argc 1, "ls"
+        '00000001',
+        '00000003',
+        '413d62', // envc 1, "A=b"
       ].join(''),
     );
   });
@@ -95,7 +101,16 @@ describe('initArgs', () => {
   it('runs the init alone, or the image command under it as the container user', () => {
     expect(initArgs([])).toEqual(['/dev/.warren/init']);
     expect(initArgs(['node', 'server.js'], { uid: 1000, gid: 1000, additionalGids: [27, 44] })).toEqual([
-      '/dev/.warren/init', '--uid', '1000', '--gid', '1000', '--groups', '27,44', '--', 'node', 'server.js',
+      '/dev/.warren/init',
+      '--uid',
+      '1000',
+      '--gid',
+      '1000',
+      '--groups',
+      '27,44',
+      '--',
+      'node',
+      'server.js',
     ]);
     expect(initArgs(['--weird'], { uid: 0, gid: 0 })).toEqual(['/dev/.warren/init', '--uid', '0', '--gid', '0', '--', '--weird']);
   });

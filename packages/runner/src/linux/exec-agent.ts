@@ -46,7 +46,11 @@ export class ExecAgentBuildError extends WarrenError {
  * back to the OCI runtime's exec. `errno` is the errno name (`ENOENT`, `ECONNREFUSED`, `ENOTSOCK`, `ELOOP` ...).
  */
 export class ExecAgentUnavailableError extends WarrenError {
-  constructor(readonly socketPath: string, readonly errno: string, options?: { cause?: unknown }) {
+  constructor(
+    readonly socketPath: string,
+    readonly errno: string,
+    options?: { cause?: unknown },
+  ) {
     super('ExecAgentUnavailable', 503, `exec agent at ${socketPath} is not available (${errno})`, options);
   }
 }
@@ -72,7 +76,13 @@ export function execAgentSourcePath(moduleDir: string = dirname(fileURLToPath(im
 export async function ensureExecAgent(cacheDir: string, options: { logger?: Logger } = {}): Promise<string> {
   const sourcePath = execAgentSourcePath();
   try {
-    return await compileCached({ sourcePath, cacheDir, name: 'warren-init', flags: ['-static', '-O2'], ...(options.logger ? { logger: options.logger } : {}) });
+    return await compileCached({
+      sourcePath,
+      cacheDir,
+      name: 'warren-init',
+      flags: ['-static', '-O2'],
+      ...(options.logger ? { logger: options.logger } : {}),
+    });
   } catch (error) {
     throw new ExecAgentBuildError(`compiling ${sourcePath} failed`, { cause: error });
   }
@@ -93,7 +103,13 @@ export interface InitUser {
  */
 export function initArgs(command: readonly string[], user?: InitUser): string[] {
   const identity = user
-    ? ['--uid', String(user.uid), '--gid', String(user.gid), ...(user.additionalGids?.length ? ['--groups', user.additionalGids.join(',')] : [])]
+    ? [
+        '--uid',
+        String(user.uid),
+        '--gid',
+        String(user.gid),
+        ...(user.additionalGids?.length ? ['--groups', user.additionalGids.join(',')] : []),
+      ]
     : [];
   return [INIT_PATH_IN_CONTAINER, ...identity, ...(command.length > 0 ? ['--', ...command] : [])];
 }
@@ -165,7 +181,11 @@ export function encodeExecRequest(request: AgentExecRequest): Buffer {
   for (const entry of request.env) string(entry);
   const encoded = Buffer.concat(parts);
   if (encoded.length > MAX_AGENT_REQUEST_BYTES) {
-    throw new InvalidError('invalid exec request', [{ field: 'argv', message: `the request is larger than ${MAX_AGENT_REQUEST_BYTES} bytes` }], 'InvalidExecRequest');
+    throw new InvalidError(
+      'invalid exec request',
+      [{ field: 'argv', message: `the request is larger than ${MAX_AGENT_REQUEST_BYTES} bytes` }],
+      'InvalidExecRequest',
+    );
   }
   return encoded;
 }
@@ -283,7 +303,11 @@ function closed(socket: Socket): Promise<void> {
  * @throws {ExecAgentUnavailableError} when the socket is missing, not a socket or refuses connections.
  * @throws {InvalidError} reason `InvalidExecRequest` (see {@link encodeExecRequest}).
  */
-export async function execViaAgent(socketPath: string, request: AgentExecRequest, options: AgentExecOptions = {}): Promise<AgentExecSession> {
+export async function execViaAgent(
+  socketPath: string,
+  request: AgentExecRequest,
+  options: AgentExecOptions = {},
+): Promise<AgentExecSession> {
   const logger = options.logger ?? silentLogger;
   const payload = encodeExecRequest(request);
   const handle = await openSocketPath(socketPath);

@@ -90,21 +90,32 @@ describe('cloneRepository', () => {
 
   it('checks out a branch as a local branch', async () => {
     const targetDir = target();
-    expect(await cloneRepository({ url: sourceUrl, ref: 'feature', targetDir, allowFileUrls: true })).toEqual({ commit: commits.feature, refKind: 'branch' });
+    expect(await cloneRepository({ url: sourceUrl, ref: 'feature', targetDir, allowFileUrls: true })).toEqual({
+      commit: commits.feature,
+      refKind: 'branch',
+    });
     expect(await git(['symbolic-ref', '--short', 'HEAD'], targetDir)).toBe('feature');
   });
 
   it('checks out a tag (annotated: the commit it points to)', async () => {
     const targetDir = target();
-    expect(await cloneRepository({ url: sourceUrl, ref: 'v1.0', targetDir, allowFileUrls: true })).toEqual({ commit: commits.tagged, refKind: 'tag' });
+    expect(await cloneRepository({ url: sourceUrl, ref: 'v1.0', targetDir, allowFileUrls: true })).toEqual({
+      commit: commits.tagged,
+      refKind: 'tag',
+    });
   });
 
   it('checks out a full and an abbreviated commit sha that no ref points to', async () => {
     const full = target();
-    expect(await cloneRepository({ url: sourceUrl, ref: commits.first!, targetDir: full, allowFileUrls: true })).toEqual({ commit: commits.first, refKind: 'commit' });
+    expect(await cloneRepository({ url: sourceUrl, ref: commits.first!, targetDir: full, allowFileUrls: true })).toEqual({
+      commit: commits.first,
+      refKind: 'commit',
+    });
     expect(await readdir(full)).not.toContain('main.txt');
     const short = target();
-    expect(await cloneRepository({ url: sourceUrl, ref: commits.first!.slice(0, 8).toUpperCase(), targetDir: short, allowFileUrls: true })).toEqual({
+    expect(
+      await cloneRepository({ url: sourceUrl, ref: commits.first!.slice(0, 8).toUpperCase(), targetDir: short, allowFileUrls: true }),
+    ).toEqual({
       commit: commits.first,
       refKind: 'commit',
     });
@@ -112,7 +123,10 @@ describe('cloneRepository', () => {
 
   it('checks out a ref outside heads and tags (a pull request head)', async () => {
     const targetDir = target();
-    expect(await cloneRepository({ url: sourceUrl, ref: 'refs/pull/1/head', targetDir, allowFileUrls: true })).toEqual({ commit: commits.pull, refKind: 'ref' });
+    expect(await cloneRepository({ url: sourceUrl, ref: 'refs/pull/1/head', targetDir, allowFileUrls: true })).toEqual({
+      commit: commits.pull,
+      refKind: 'ref',
+    });
     expect(await readFile(path.join(targetDir, 'pull.txt'), 'utf8')).toBe('pull');
   });
 
@@ -153,9 +167,9 @@ describe('cloneRepository', () => {
   });
 
   it('rejects refs that look like options', async () => {
-    await expect(cloneRepository({ url: sourceUrl, ref: '--upload-pack=touch /tmp/x', targetDir: target(), allowFileUrls: true })).rejects.toBeInstanceOf(
-      RefNotFoundError,
-    );
+    await expect(
+      cloneRepository({ url: sourceUrl, ref: '--upload-pack=touch /tmp/x', targetDir: target(), allowFileUrls: true }),
+    ).rejects.toBeInstanceOf(RefNotFoundError);
   });
 
   it('reports a missing repository', async () => {
@@ -226,7 +240,9 @@ describe('cloneRepository over HTTP', () => {
     process.env.GIT_ASKPASS = askpass;
     process.env.SSH_ASKPASS = askpass;
     try {
-      await expect(cloneRepository({ url: `${baseUrl}/private/repo.git`, targetDir: target() })).rejects.toBeInstanceOf(RepositoryAuthRequiredError);
+      await expect(cloneRepository({ url: `${baseUrl}/private/repo.git`, targetDir: target() })).rejects.toBeInstanceOf(
+        RepositoryAuthRequiredError,
+      );
     } finally {
       for (const [key, value] of Object.entries(saved)) {
         if (value === undefined) delete process.env[key];
@@ -249,7 +265,9 @@ describe('cloneRepository over HTTP', () => {
   });
 
   it('reports a repository the server does not have', async () => {
-    await expect(cloneRepository({ url: `${baseUrl}/public/missing.git`, targetDir: target() })).rejects.toBeInstanceOf(RepositoryNotFoundError);
+    await expect(cloneRepository({ url: `${baseUrl}/public/missing.git`, targetDir: target() })).rejects.toBeInstanceOf(
+      RepositoryNotFoundError,
+    );
   });
 
   it('reports an unreachable server as retryable', async () => {

@@ -30,7 +30,9 @@ describe('classifyGitFailure', () => {
       'git@h:a/b.git',
       undefined,
     );
-    expect(error.message).toMatch(/git said: ssh: Could not resolve hostname h: Name or service not known \/ fatal: Could not read from remote repository\.$/);
+    expect(error.message).toMatch(
+      /git said: ssh: Could not resolve hostname h: Name or service not known \/ fatal: Could not read from remote repository\.$/,
+    );
   });
 });
 
@@ -50,7 +52,10 @@ describe('readHeadCommit', () => {
     const directories = [
       await layout({ HEAD: `${sha}\n` }),
       await layout({ HEAD: 'ref: refs/heads/main\n', 'refs/heads/main': `${sha}\n`, 'packed-refs': `${other} refs/heads/main\n` }),
-      await layout({ HEAD: 'ref: refs/heads/main\n', 'packed-refs': `# pack-refs with: peeled fully-peeled sorted\n${other} refs/heads/dev\n${sha} refs/heads/main\n` }),
+      await layout({
+        HEAD: 'ref: refs/heads/main\n',
+        'packed-refs': `# pack-refs with: peeled fully-peeled sorted\n${other} refs/heads/dev\n${sha} refs/heads/main\n`,
+      }),
       await layout({ HEAD: 'ref: refs/heads/main\n' }),
       await layout({}),
     ];

@@ -9,12 +9,7 @@ import { ExecError, exec, spawnLogged } from './exec.js';
 
 /** Why a git operation failed; the wire `reason` of a {@link GitError}. */
 export type GitErrorReason =
-  | 'RepositoryNotFound'
-  | 'RepositoryAuthRequired'
-  | 'RefNotFound'
-  | 'RepositoryUnreachable'
-  | 'InvalidGitUrl'
-  | 'GitCommandFailed';
+  'RepositoryNotFound' | 'RepositoryAuthRequired' | 'RefNotFound' | 'RepositoryUnreachable' | 'InvalidGitUrl' | 'GitCommandFailed';
 
 /**
  * A git operation failed. `reason` says why; `retryable` is true when the same request may succeed
@@ -25,7 +20,12 @@ export class GitError extends WarrenError {
   declare readonly reason: GitErrorReason;
   readonly stderrTail: string;
 
-  constructor(reason: GitErrorReason, code: number, message: string, options: { retryable: boolean; stderrTail?: string; cause?: unknown }) {
+  constructor(
+    reason: GitErrorReason,
+    code: number,
+    message: string,
+    options: { retryable: boolean; stderrTail?: string; cause?: unknown },
+  ) {
     super(reason, code, message, { cause: options.cause, retryable: options.retryable });
     this.stderrTail = options.stderrTail ?? '';
   }
@@ -179,7 +179,10 @@ export async function cloneRepository(options: CloneRepositoryOptions): Promise<
   const git = new GitRunner(secrets.env, scheme === 'file', options, logger);
   try {
     // The default branch needs no ref lookup: one process and one round trip fewer.
-    const target = options.ref === undefined || options.ref === '' ? ({ kind: 'default' } as const) : resolveRef(options.ref, await git.lsRemote(url), url);
+    const target =
+      options.ref === undefined || options.ref === ''
+        ? ({ kind: 'default' } as const)
+        : resolveRef(options.ref, await git.lsRemote(url), url);
     let refKind: CloneResult['refKind'] = 'default';
     if (target.kind === 'branch' || target.kind === 'tag') {
       await git.clone(url, temporary, ['--branch', target.name]);
@@ -298,16 +301,26 @@ class GitRunner {
     };
     this.baseArgs = [
       'git',
-      '-c', 'credential.helper=',
-      '-c', 'core.askPass=',
-      '-c', 'protocol.allow=never',
-      '-c', 'protocol.https.allow=always',
-      '-c', 'protocol.http.allow=always',
-      '-c', 'protocol.ssh.allow=always',
-      '-c', 'protocol.git.allow=always',
-      '-c', `protocol.file.allow=${allowFile ? 'always' : 'never'}`,
-      '-c', 'http.lowSpeedLimit=1000',
-      '-c', 'http.lowSpeedTime=60',
+      '-c',
+      'credential.helper=',
+      '-c',
+      'core.askPass=',
+      '-c',
+      'protocol.allow=never',
+      '-c',
+      'protocol.https.allow=always',
+      '-c',
+      'protocol.http.allow=always',
+      '-c',
+      'protocol.ssh.allow=always',
+      '-c',
+      'protocol.git.allow=always',
+      '-c',
+      `protocol.file.allow=${allowFile ? 'always' : 'never'}`,
+      '-c',
+      'http.lowSpeedLimit=1000',
+      '-c',
+      'http.lowSpeedTime=60',
     ];
   }
 
@@ -424,7 +437,14 @@ class GitRunner {
           resolve();
           return;
         }
-        const tail = stderr.split(/\r|\n/).filter((line) => line.trim() !== '' && !/^(Receiving|Resolving|Counting|Compressing|remote: (Counting|Compressing|Enumerating|Total))/.test(line)).join('\n');
+        const tail = stderr
+          .split(/\r|\n/)
+          .filter(
+            (line) =>
+              line.trim() !== '' &&
+              !/^(Receiving|Resolving|Counting|Compressing|remote: (Counting|Compressing|Enumerating|Total))/.test(line),
+          )
+          .join('\n');
         this.logger.warn({ argv: args.slice(0, 2), code, stderrTail: tail }, 'git failed');
         reject(classifyGitFailure(tail, url, this.options.ref, new ExecError(argv, code, tail, '')));
       });
@@ -455,20 +475,36 @@ export function classifyGitFailure(stderr: string, url: string, ref: string | un
   const shown = redactGitUrl(url);
   const detail = lastLines(stderr);
   const options = { stderrTail: stderr, cause };
-  if (/could not read (Username|Password)|Authentication failed|terminal prompts disabled|returned error: 40[13]|Permission denied \(|Permission denied, please try again|HTTP Basic: Access denied|Invalid username or (password|token)/i.test(stderr)) {
+  if (
+    /could not read (Username|Password)|Authentication failed|terminal prompts disabled|returned error: 40[13]|Permission denied \(|Permission denied, please try again|HTTP Basic: Access denied|Invalid username or (password|token)/i.test(
+      stderr,
+    )
+  ) {
     return new RepositoryAuthRequiredError(
       `${shown} requires credentials, or rejected the ones given (for some hosts this also means the repository does not exist); ` +
         `add a credential with access to it or check the URL. git said: ${detail}`,
       options,
     );
   }
-  if (/does not appear to be a git repository|repository '.*' not found|Repository not found|returned error: 404|not found: did you run git update-server-info|No such file or directory.*repository|project you were looking for could not be found/i.test(stderr)) {
+  if (
+    /does not appear to be a git repository|repository '.*' not found|Repository not found|returned error: 404|not found: did you run git update-server-info|No such file or directory.*repository|project you were looking for could not be found/i.test(
+      stderr,
+    )
+  ) {
     return new RepositoryNotFoundError(`no repository at ${shown}; check spec.source.git.url. git said: ${detail}`, options);
   }
-  if (/Remote branch .* not found in upstream|couldn't find remote ref|did not match any file|not a valid object name|unknown revision|Needed a single revision|not our ref|upload-pack: not our ref/i.test(stderr)) {
+  if (
+    /Remote branch .* not found in upstream|couldn't find remote ref|did not match any file|not a valid object name|unknown revision|Needed a single revision|not our ref|upload-pack: not our ref/i.test(
+      stderr,
+    )
+  ) {
     return new RefNotFoundError(`ref "${ref ?? ''}" was not found in ${shown}; fix spec.source.git.ref. git said: ${detail}`, options);
   }
-  if (/Could not resolve host|Could not resolve hostname|Failed to connect|Connection refused|Connection timed out|timed out|Network is unreachable|No route to host|Connection reset|Couldn't connect to server|SSL|TLS|certificate|Host key verification failed|returned error: 5\d\d|unable to access|early EOF|remote end hung up|Temporary failure in name resolution|Name or service not known/i.test(stderr)) {
+  if (
+    /Could not resolve host|Could not resolve hostname|Failed to connect|Connection refused|Connection timed out|timed out|Network is unreachable|No route to host|Connection reset|Couldn't connect to server|SSL|TLS|certificate|Host key verification failed|returned error: 5\d\d|unable to access|early EOF|remote end hung up|Temporary failure in name resolution|Name or service not known/i.test(
+      stderr,
+    )
+  ) {
     return new RepositoryUnreachableError(
       `cannot reach ${shown}; check the host name and that the git server is up and reachable from the runner (Warren will retry). git said: ${detail}`,
       options,

@@ -123,7 +123,13 @@ export function idmapHelperSourcePath(moduleDir: string = dirname(fileURLToPath(
 export async function ensureIdmapHelper(cacheDir: string, options: { logger?: Logger } = {}): Promise<string> {
   const sourcePath = idmapHelperSourcePath();
   try {
-    return await compileCached({ sourcePath, cacheDir, name: 'warren-idmap', flags: ['-O2'], ...(options.logger ? { logger: options.logger } : {}) });
+    return await compileCached({
+      sourcePath,
+      cacheDir,
+      name: 'warren-idmap',
+      flags: ['-O2'],
+      ...(options.logger ? { logger: options.logger } : {}),
+    });
   } catch (error) {
     throw new IdmapHelperError(`compiling ${sourcePath} failed`, { cause: error });
   }
@@ -156,9 +162,12 @@ export async function idmapMount(
     const info = await stat(pair.target);
     if (!info.isDirectory()) throw new IdmapHelperError(`idmap target ${pair.target} is not a directory`);
   }
-  await exec([helperPath, 'mount', String(idMapping.hostId), String(idMapping.size), ...pairs.flatMap((pair) => [pair.source, pair.target])], {
-    logger: options.logger,
-  });
+  await exec(
+    [helperPath, 'mount', String(idMapping.hostId), String(idMapping.size), ...pairs.flatMap((pair) => [pair.source, pair.target])],
+    {
+      logger: options.logger,
+    },
+  );
 }
 
 /** Where an environment's persistent user and network namespaces are bind-mounted (nsfs files). */
@@ -196,9 +205,12 @@ export async function createEnvironmentNamespaces(
     await mkdir(dirname(path), { recursive: true });
     await writeFile(path, '', { mode: 0o444 });
   }
-  await exec([helperPath, 'userns', String(idMapping.hostId), String(idMapping.size), paths.userNamespacePath, paths.networkNamespacePath], {
-    logger: options.logger,
-  });
+  await exec(
+    [helperPath, 'userns', String(idMapping.hostId), String(idMapping.size), paths.userNamespacePath, paths.networkNamespacePath],
+    {
+      logger: options.logger,
+    },
+  );
   return true;
 }
 

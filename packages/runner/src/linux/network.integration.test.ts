@@ -74,7 +74,12 @@ describe('environment network and firewall (root, real ip/nft)', () => {
       ].join('\n'),
     });
     await exec(['ip', '-n', UPSTREAM_NS, '-batch', '-'], {
-      input: [`address add ${UPSTREAM_ADDRESS}/30 dev ${UPSTREAM_INNER_LINK}`, `link set ${UPSTREAM_INNER_LINK} up`, 'link set lo up', ''].join('\n'),
+      input: [
+        `address add ${UPSTREAM_ADDRESS}/30 dev ${UPSTREAM_INNER_LINK}`,
+        `link set ${UPSTREAM_INNER_LINK} up`,
+        'link set lo up',
+        '',
+      ].join('\n'),
     });
     const external = (await hostIPv4Addresses()).find(
       (address) => !address.startsWith('127.') && !address.startsWith('10.88.') && !address.startsWith('198.51.100.'),

@@ -61,9 +61,7 @@ function parseJson<T>(stdout: string): T[] {
 }
 
 function hasAddress(link: IpLink | undefined, address: string, prefixLength: number): boolean {
-  return (link?.addr_info ?? []).some(
-    (info) => info.family === 'inet' && info.local === address && info.prefixlen === prefixLength,
-  );
+  return (link?.addr_info ?? []).some((info) => info.family === 'inet' && info.local === address && info.prefixlen === prefixLength);
 }
 
 function isUp(link: IpLink | undefined): boolean {
@@ -105,7 +103,10 @@ async function readHostLink(info: SlotInfo, logger: Logger): Promise<IpLink | un
 /** The links and default routes inside a slot's namespace (`ip -n <ns> -j -batch`: one JSON array per line). */
 async function readNamespace(info: SlotInfo, logger: Logger): Promise<{ inner: IpLink[]; routes: IpRoute[]; netnsBroken: boolean }> {
   try {
-    const { stdout } = await exec(['ip', '-n', info.netnsName, '-j', '-batch', '-'], { input: 'address show\nroute show default\n', logger });
+    const { stdout } = await exec(['ip', '-n', info.netnsName, '-j', '-batch', '-'], {
+      input: 'address show\nroute show default\n',
+      logger,
+    });
     const [addresses = '', defaultRoutes = ''] = stdout.split('\n').filter((line) => line.trim() !== '');
     return { inner: parseJson<IpLink>(addresses), routes: parseJson<IpRoute>(defaultRoutes), netnsBroken: false };
   } catch (error) {
@@ -129,12 +130,13 @@ async function observe(info: SlotInfo, logger: Logger, freshNamespace: boolean):
   const netns = (await netnsNames(logger)).includes(info.netnsName);
   const [hostLink, innerState] = await Promise.all([
     readHostLink(info, logger),
-    netns && !freshNamespace ? readNamespace(info, logger) : Promise.resolve({ inner: [] as IpLink[], routes: [] as IpRoute[], netnsBroken: false }),
+    netns && !freshNamespace
+      ? readNamespace(info, logger)
+      : Promise.resolve({ inner: [] as IpLink[], routes: [] as IpRoute[], netnsBroken: false }),
   ]);
   const { inner, routes, netnsBroken } = innerState;
   const environmentLink = inner.find((link) => link.ifname === info.environmentInterface);
-  const pairedLink =
-    environmentLink !== undefined && hostLink?.ifindex !== undefined && environmentLink.link_index === hostLink.ifindex;
+  const pairedLink = environmentLink !== undefined && hostLink?.ifindex !== undefined && environmentLink.link_index === hostLink.ifindex;
   const complete =
     netns &&
     !netnsBroken &&
@@ -270,9 +272,7 @@ export interface NetworkObjects {
 export async function listNetworkObjects(options: { logger?: Logger } = {}): Promise<NetworkObjects> {
   const logger = options.logger ?? silentLogger;
   const netns = (await netnsNames(logger)).filter((name) => name.startsWith(KERNEL_OBJECT_PREFIX)).sort();
-  const links = (await hostLinks(logger))
-    .flatMap((link) => (link.ifname?.startsWith(KERNEL_OBJECT_PREFIX) ? [link.ifname] : []))
-    .sort();
+  const links = (await hostLinks(logger)).flatMap((link) => (link.ifname?.startsWith(KERNEL_OBJECT_PREFIX) ? [link.ifname] : [])).sort();
   return { netns, links };
 }
 

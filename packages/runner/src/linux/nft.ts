@@ -42,17 +42,13 @@ export function firewallRuleset(options: FirewallOptions = {}): string {
   const dns = [...new Set(options.hostDnsAddresses ?? [])];
   for (const address of dns) {
     if (!isIPv4(address)) {
-      throw new InvalidError(`host DNS address ${address} is not IPv4`, [
-        { field: 'hostDnsAddresses', message: 'must be IPv4' },
-      ]);
+      throw new InvalidError(`host DNS address ${address} is not IPv4`, [{ field: 'hostDnsAddresses', message: 'must be IPv4' }]);
     }
   }
   const cidr = options.environmentCidr ?? ENVIRONMENT_NETWORK_CIDR;
   const [network, prefix] = cidr.split('/');
   if (!network || !isIPv4(network) || !/^([0-9]|[12][0-9]|3[0-2])$/.test(prefix ?? '')) {
-    throw new InvalidError(`environment CIDR ${cidr} is not an IPv4 CIDR`, [
-      { field: 'environmentCidr', message: 'invalid' },
-    ]);
+    throw new InvalidError(`environment CIDR ${cidr} is not an IPv4 CIDR`, [{ field: 'environmentCidr', message: 'invalid' }]);
   }
   const links = `"${KERNEL_OBJECT_PREFIX}*"`;
   const dnsSet = dns.length > 0 ? `{ ${dns.join(', ')} }` : undefined;

@@ -70,11 +70,27 @@ describe('buildOciConfig', () => {
   it('has the standard mounts then the caller bind mounts', () => {
     const { mounts } = buildOciConfig(input());
     expect(mounts.map((mount) => mount.destination)).toEqual([
-      '/proc', '/dev', '/dev/pts', '/dev/shm', '/dev/mqueue', '/sys', '/sys/fs/cgroup', '/workspaces/repo', '/etc/resolv.conf',
+      '/proc',
+      '/dev',
+      '/dev/pts',
+      '/dev/shm',
+      '/dev/mqueue',
+      '/sys',
+      '/sys/fs/cgroup',
+      '/workspaces/repo',
+      '/etc/resolv.conf',
     ]);
     expect(mounts.find((mount) => mount.destination === '/dev/pts')?.options).toContain('newinstance');
-    expect(mounts.find((mount) => mount.destination === '/sys')).toMatchObject({ type: 'sysfs', options: expect.arrayContaining(['ro']) as unknown });
-    expect(mounts.at(-2)).toEqual({ destination: '/workspaces/repo', type: 'bind', source: '/var/lib/warren/environments/e1/workspace', options: ['rbind', 'rprivate'] });
+    expect(mounts.find((mount) => mount.destination === '/sys')).toMatchObject({
+      type: 'sysfs',
+      options: expect.arrayContaining(['ro']) as unknown,
+    });
+    expect(mounts.at(-2)).toEqual({
+      destination: '/workspaces/repo',
+      type: 'bind',
+      source: '/var/lib/warren/environments/e1/workspace',
+      options: ['rbind', 'rprivate'],
+    });
     expect(mounts.at(-1)?.options).toEqual(['rbind', 'rprivate', 'ro']);
   });
 
@@ -88,8 +104,18 @@ describe('buildOciConfig', () => {
       }),
     );
     expect(mounts.slice(-2)).toEqual([
-      { destination: '/dev/.warren', type: 'bind', source: '/var/lib/warren/environments/e1/agent', options: ['rbind', 'rprivate', 'nosuid', 'nodev', 'noexec'] },
-      { destination: '/dev/.warren/init', type: 'bind', source: '/var/lib/warren/bin/warren-init-abc', options: ['rbind', 'rprivate', 'ro', 'nosuid', 'nodev'] },
+      {
+        destination: '/dev/.warren',
+        type: 'bind',
+        source: '/var/lib/warren/environments/e1/agent',
+        options: ['rbind', 'rprivate', 'nosuid', 'nodev', 'noexec'],
+      },
+      {
+        destination: '/dev/.warren/init',
+        type: 'bind',
+        source: '/var/lib/warren/bin/warren-init-abc',
+        options: ['rbind', 'rprivate', 'ro', 'nosuid', 'nodev'],
+      },
     ]);
   });
 
@@ -97,7 +123,10 @@ describe('buildOciConfig', () => {
     const config = buildOciConfig(input({ userNamespacePath: undefined }));
     expect(config.linux.namespaces[0]).toEqual({ type: 'user' });
     expect(config.mounts.find((mount) => mount.destination === '/sys')).toEqual({
-      destination: '/sys', type: 'bind', source: '/sys', options: ['rbind', 'nosuid', 'noexec', 'nodev', 'ro'],
+      destination: '/sys',
+      type: 'bind',
+      source: '/sys',
+      options: ['rbind', 'nosuid', 'noexec', 'nodev', 'ro'],
     });
   });
 
@@ -108,12 +137,24 @@ describe('buildOciConfig', () => {
     expect(linux.seccomp.defaultAction).toBe('SCMP_ACT_ERRNO');
     expect(linux.resources.devices).toEqual([{ allow: false, access: 'rwm' }]);
     const withLimits = buildOciConfig(input({ resources: { memory: { limit: 1 << 30 }, pids: { limit: 512 } } }));
-    expect(withLimits.linux.resources).toEqual({ memory: { limit: 1 << 30 }, pids: { limit: 512 }, devices: [{ allow: false, access: 'rwm' }] });
+    expect(withLimits.linux.resources).toEqual({
+      memory: { limit: 1 << 30 },
+      pids: { limit: 512 },
+      devices: [{ allow: false, access: 'rwm' }],
+    });
   });
 
   it('passes the process through', () => {
-    const config = buildOciConfig(input({ process: { args: ['sleep', '1'], env: ['A=1'], cwd: '/', uid: 1000, gid: 1000, additionalGids: [27], terminal: true } }));
-    expect(config.process).toMatchObject({ args: ['sleep', '1'], env: ['A=1'], cwd: '/', user: { uid: 1000, gid: 1000, additionalGids: [27] }, terminal: true });
+    const config = buildOciConfig(
+      input({ process: { args: ['sleep', '1'], env: ['A=1'], cwd: '/', uid: 1000, gid: 1000, additionalGids: [27], terminal: true } }),
+    );
+    expect(config.process).toMatchObject({
+      args: ['sleep', '1'],
+      env: ['A=1'],
+      cwd: '/',
+      user: { uid: 1000, gid: 1000, additionalGids: [27] },
+      terminal: true,
+    });
   });
 
   it('rejects invalid input with one cause per field', () => {

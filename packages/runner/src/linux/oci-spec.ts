@@ -127,22 +127,40 @@ export interface ContainerConfigInput {
 
 /** Docker's default capability set (moby oci/caps/defaults.go `DefaultCapabilities`). */
 export const DOCKER_DEFAULT_CAPABILITIES: readonly string[] = [
-  'CAP_CHOWN', 'CAP_DAC_OVERRIDE', 'CAP_FSETID', 'CAP_FOWNER', 'CAP_MKNOD', 'CAP_NET_RAW', 'CAP_SETGID',
-  'CAP_SETUID', 'CAP_SETFCAP', 'CAP_SETPCAP', 'CAP_NET_BIND_SERVICE', 'CAP_SYS_CHROOT', 'CAP_KILL',
+  'CAP_CHOWN',
+  'CAP_DAC_OVERRIDE',
+  'CAP_FSETID',
+  'CAP_FOWNER',
+  'CAP_MKNOD',
+  'CAP_NET_RAW',
+  'CAP_SETGID',
+  'CAP_SETUID',
+  'CAP_SETFCAP',
+  'CAP_SETPCAP',
+  'CAP_NET_BIND_SERVICE',
+  'CAP_SYS_CHROOT',
+  'CAP_KILL',
   'CAP_AUDIT_WRITE',
 ];
 
 /** Docker's default masked paths (moby oci/defaults.go `DefaultLinuxSpec`). */
 export const DOCKER_MASKED_PATHS: readonly string[] = [
-  '/proc/asound', '/proc/acpi', '/proc/interrupts', '/proc/kcore', '/proc/keys', '/proc/latency_stats',
-  '/proc/timer_list', '/proc/timer_stats', '/proc/sched_debug', '/proc/scsi', '/sys/firmware',
+  '/proc/asound',
+  '/proc/acpi',
+  '/proc/interrupts',
+  '/proc/kcore',
+  '/proc/keys',
+  '/proc/latency_stats',
+  '/proc/timer_list',
+  '/proc/timer_stats',
+  '/proc/sched_debug',
+  '/proc/scsi',
+  '/sys/firmware',
   '/sys/devices/virtual/powercap',
 ];
 
 /** Docker's default read-only paths (moby oci/defaults.go `DefaultLinuxSpec`). */
-export const DOCKER_READONLY_PATHS: readonly string[] = [
-  '/proc/bus', '/proc/fs', '/proc/irq', '/proc/sys', '/proc/sysrq-trigger',
-];
+export const DOCKER_READONLY_PATHS: readonly string[] = ['/proc/bus', '/proc/fs', '/proc/irq', '/proc/sys', '/proc/sysrq-trigger'];
 
 /** Highest nofile Warren asks for even when the host allows more (Docker's usual daemon default). */
 const MAX_NOFILE = 1_048_576;
@@ -197,7 +215,10 @@ function validate(input: ContainerConfigInput): void {
   const { hostId, size } = input.idMapping;
   if (!Number.isSafeInteger(hostId) || hostId <= 0) causes.push({ field: 'idMapping.hostId', message: 'must be a positive integer' });
   if (!Number.isSafeInteger(size) || size <= 0) causes.push({ field: 'idMapping.size', message: 'must be a positive integer' });
-  for (const [field, id] of [['process.uid', input.process.uid], ['process.gid', input.process.gid]] as const) {
+  for (const [field, id] of [
+    ['process.uid', input.process.uid],
+    ['process.gid', input.process.gid],
+  ] as const) {
     if (!Number.isSafeInteger(id) || id < 0 || id >= size) causes.push({ field, message: `must be mapped (0 ≤ id < ${size})` });
   }
   input.mounts.forEach((mount, index) => {
@@ -282,14 +303,12 @@ export function buildOciConfig(input: ContainerConfigInput): OciConfig {
     hostname: input.hostname,
     mounts: [
       ...standardMounts(input.userNamespacePath !== undefined),
-      ...input.mounts.map(
-        (mount): OciMount => ({
-          destination: mount.destination,
-          type: 'bind',
-          source: mount.source,
-          options: ['rbind', 'rprivate', ...(mount.readonly ? ['ro'] : []), ...(mount.options ?? [])],
-        }),
-      ),
+      ...input.mounts.map((mount): OciMount => ({
+        destination: mount.destination,
+        type: 'bind',
+        source: mount.source,
+        options: ['rbind', 'rprivate', ...(mount.readonly ? ['ro'] : []), ...(mount.options ?? [])],
+      })),
     ],
     linux: {
       uidMappings: mapping.map((entry) => ({ ...entry })),

@@ -48,11 +48,14 @@ function lowerMountPoint(layout: RootfsLayout, index: number): string {
  */
 export async function mountRootfs(layout: RootfsLayout, helperPath: string, options: { logger?: Logger } = {}): Promise<void> {
   const logger = options.logger ?? silentLogger;
-  if (layout.lowerDirs.length === 0) throw new InvalidError('a root filesystem needs at least one lower dir', [{ field: 'lowerDirs', message: 'must not be empty' }]);
+  if (layout.lowerDirs.length === 0)
+    throw new InvalidError('a root filesystem needs at least one lower dir', [{ field: 'lowerDirs', message: 'must not be empty' }]);
   const views = layout.lowerDirs.map((_, index) => lowerMountPoint(layout, index));
   const overlayOptions = `lowerdir=${views.join(':')},upperdir=${layout.upperDir},workdir=${layout.workDir}`;
   if (overlayOptions.length > MAX_OVERLAY_OPTIONS) {
-    throw new InvalidError('overlay mount options exceed one page; use a shorter lowerMountDir', [{ field: 'lowerMountDir', message: 'path too long for this many layers' }]);
+    throw new InvalidError('overlay mount options exceed one page; use a shorter lowerMountDir', [
+      { field: 'lowerMountDir', message: 'path too long for this many layers' },
+    ]);
   }
 
   const existing = findMount(await readMountInfo(), layout.target);

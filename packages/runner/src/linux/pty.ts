@@ -14,7 +14,7 @@ let loaded: Promise<NodePty | undefined> | undefined;
  */
 export function loadNodePty(logger: Logger): Promise<NodePty | undefined> {
   loaded ??= import('node-pty').then(
-    (module) => ((module as { default?: NodePty }).default ?? module),
+    (module) => (module as { default?: NodePty }).default ?? module,
     (error: unknown) => {
       logger.warn({ error: String(error) }, 'node-pty cannot be loaded; terminals fall back to script(1) without resize');
       return undefined;

@@ -7,7 +7,14 @@ import { chmod, mkdir, mkdtemp, readFile, rm, stat, writeFile, copyFile } from '
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { exec } from './exec.js';
-import { createEnvironmentNamespaces, deleteEnvironmentNamespaces, ensureIdmapHelper, findMount, readMountInfo, unmountRecursive } from './idmap.js';
+import {
+  createEnvironmentNamespaces,
+  deleteEnvironmentNamespaces,
+  ensureIdmapHelper,
+  findMount,
+  readMountInfo,
+  unmountRecursive,
+} from './idmap.js';
 import { buildOciConfig } from './oci-spec.js';
 import { mountRootfs, unmountRootfs, type RootfsLayout } from './overlay.js';
 import { CliOciRuntime, CrunRuntime, RoutedOciRuntime, RuncRuntime, hybridUnifiedMount, selectOciRuntime } from './runtime.js';
@@ -131,7 +138,8 @@ describe.each([
       await attempt(() => rm(`/sys/fs/cgroup/${hierarchy}${cgroupsPath}`, { recursive: false, force: true }).catch(() => undefined));
     }
     if (dir) await attempt(() => rm(dir, { recursive: true, force: true }));
-    for (const stateDir of [runtime.stateRoot, `${runtime.stateRoot}-exec`]) await attempt(() => rm(stateDir, { recursive: true, force: true }));
+    for (const stateDir of [runtime.stateRoot, `${runtime.stateRoot}-exec`])
+      await attempt(() => rm(stateDir, { recursive: true, force: true }));
     if (failures.length > 0) throw new AggregateError(failures, 'cleanup failed');
   });
 
@@ -173,7 +181,11 @@ describe.each([
   it('passes stdout, stderr, stdin and the exit code through separately', async () => {
     const result = await run(['sh', '-c', 'echo out; echo err >&2; echo $WARREN_TEST $EXTRA; exit 3'], { env: ['EXTRA=yes'] });
     expect(result).toEqual({ code: 3, stdout: 'out\n1 yes\n', stderr: 'err\n' });
-    expect(await collect(await runtime.exec(containerId, { args: ['cat'] }), 'piped\n')).toEqual({ code: 0, stdout: 'piped\n', stderr: '' });
+    expect(await collect(await runtime.exec(containerId, { args: ['cat'] }), 'piped\n')).toEqual({
+      code: 0,
+      stdout: 'piped\n',
+      stderr: '',
+    });
   });
 
   it('runs a non-root exec without effective capabilities', async () => {
@@ -205,9 +217,15 @@ describe.each([
   });
 
   it('runs a terminal exec when its argv is spawned under a pty (script(1) stands in for node-pty)', async () => {
-    const prepared = await runtime.execCommand(containerId, { args: ['sh', '-c', 'tty; echo "term=$TERM"; exit 4'], env: ['TERM=xterm'], tty: true });
+    const prepared = await runtime.execCommand(containerId, {
+      args: ['sh', '-c', 'tty; echo "term=$TERM"; exit 4'],
+      env: ['TERM=xterm'],
+      tty: true,
+    });
     try {
-      const result = await exec(['script', '--quiet', '--return', '--command', prepared.argv.map(shellQuote).join(' '), '/dev/null'], { okCodes: [4] });
+      const result = await exec(['script', '--quiet', '--return', '--command', prepared.argv.map(shellQuote).join(' '), '/dev/null'], {
+        okCodes: [4],
+      });
       expect(result.stdout).toMatch(/\/dev\/pts\/\d+\r\n/); // \r\n: the pty's onlcr shows it was a terminal
       expect(result.stdout).toMatch(/^term=xterm\r?$/m);
     } finally {
@@ -217,7 +235,10 @@ describe.each([
   });
 
   it('is driven through a routed runtime whose primary is the other runtime (adoption after a restart)', async () => {
-    const other = name === 'crun' ? new RuncRuntime({ stateRoot: '/run/warren/runc-test-other' }) : new CrunRuntime({ stateRoot: '/run/warren/crun-test-other' });
+    const other =
+      name === 'crun'
+        ? new RuncRuntime({ stateRoot: '/run/warren/runc-test-other' })
+        : new CrunRuntime({ stateRoot: '/run/warren/crun-test-other' });
     const routed = new RoutedOciRuntime([other, runtime]);
     expect(routed.runtimeOf(containerId)).toBe(runtime);
     expect(await routed.state(containerId)).toEqual(await runtime.state(containerId));
@@ -236,18 +257,25 @@ describe.each([
 
   it("reads the same state from its state file as the runtime's `state` command reports, also for created and stopped containers", async () => {
     const other = `${containerId}-b`;
-    const config = JSON.parse(await readFile(join(bundle, 'config.json'), 'utf8')) as { process: { args: string[] }; linux: Record<string, unknown> };
+    const config = JSON.parse(await readFile(join(bundle, 'config.json'), 'utf8')) as {
+      process: { args: string[] };
+      linux: Record<string, unknown>;
+    };
     const otherBundle = join(dir, 'bundle-b');
     await mkdir(otherBundle, { recursive: true });
     // A second, short-lived container on the same rootfs and namespaces, in a cgroup of its own.
     const linux = { ...config.linux, cgroupsPath: `${cgroupsPath}-b` };
-    await writeFile(join(otherBundle, 'config.json'), JSON.stringify({ ...config, linux, process: { ...config.process, args: ['/bin/true'] } }));
+    await writeFile(
+      join(otherBundle, 'config.json'),
+      JSON.stringify({ ...config, linux, process: { ...config.process, args: ['/bin/true'] } }),
+    );
     try {
       await runtime.create(otherBundle, other);
       expect((await runtime.state(other))?.status).toBe('created');
       expect(await runtime.state(other)).toEqual(await cliState(other));
       await runtime.start(other);
-      for (let attempt = 0; attempt < 100 && (await runtime.state(other))?.status !== 'stopped'; attempt++) await new Promise((resolve) => setTimeout(resolve, 20));
+      for (let attempt = 0; attempt < 100 && (await runtime.state(other))?.status !== 'stopped'; attempt++)
+        await new Promise((resolve) => setTimeout(resolve, 20));
       expect(await runtime.state(other)).toEqual({ id: other, status: 'stopped', pid: 0, bundle: otherBundle });
       expect(await runtime.state(other)).toEqual(await cliState(other));
     } finally {

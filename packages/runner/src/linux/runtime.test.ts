@@ -32,9 +32,21 @@ describe('CrunRuntime command line', () => {
   it('wraps every call in a private mount namespace without the cgroup2 mount on hybrid hosts', () => {
     const crun = new ProbeCrun({ stateRoot: '/tmp/crun-root', hybridUnifiedMount: '/sys/fs/cgroup/unified' });
     expect(crun.commandLine('state', 'x')).toEqual([
-      'unshare', '--mount', '--propagation', 'private',
-      'sh', '-c', 'umount "$1" 2>/dev/null; shift; exec "$@"', 'warren-crun', '/sys/fs/cgroup/unified',
-      'crun', '--root', '/tmp/crun-root', '--cgroup-manager=cgroupfs', 'state', 'x',
+      'unshare',
+      '--mount',
+      '--propagation',
+      'private',
+      'sh',
+      '-c',
+      'umount "$1" 2>/dev/null; shift; exec "$@"',
+      'warren-crun',
+      '/sys/fs/cgroup/unified',
+      'crun',
+      '--root',
+      '/tmp/crun-root',
+      '--cgroup-manager=cgroupfs',
+      'state',
+      'x',
     ]);
   });
 

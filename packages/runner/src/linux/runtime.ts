@@ -73,7 +73,10 @@ export interface OciRuntime {
 
 /** A container the operation needs does not exist (HTTP 404 semantics). */
 export class ContainerNotFoundError extends WarrenError {
-  constructor(readonly containerId: string, options?: { cause?: unknown }) {
+  constructor(
+    readonly containerId: string,
+    options?: { cause?: unknown },
+  ) {
     super('ContainerNotFound', 404, `container "${containerId}" does not exist`, options);
   }
 }
@@ -194,10 +197,7 @@ export class CliOciRuntime implements OciRuntime {
       args: [...options.args],
       env: [...env.values()],
       cwd: options.cwd ?? base.cwd,
-      capabilities:
-        uid === 0
-          ? base.capabilities
-          : { bounding: [...bounding], effective: [], permitted: [], inheritable: [], ambient: [] },
+      capabilities: uid === 0 ? base.capabilities : { bounding: [...bounding], effective: [], permitted: [], inheritable: [], ambient: [] },
     };
   }
 
@@ -213,7 +213,9 @@ export class CliOciRuntime implements OciRuntime {
    */
   async exec(id: string, options: ContainerExecOptions): Promise<ChildProcess> {
     if (options.tty) {
-      throw new InvalidError('exec with a terminal must run under a pty; use execCommand', [{ field: 'tty', message: 'not supported by exec' }]);
+      throw new InvalidError('exec with a terminal must run under a pty; use execCommand', [
+        { field: 'tty', message: 'not supported by exec' },
+      ]);
     }
     const prepared = await this.execCommand(id, options);
     const child = spawnLogged(prepared.argv, { stdio: ['pipe', 'pipe', 'pipe'], logger: this.logger });
@@ -344,7 +346,10 @@ export class RuncRuntime extends CliOciRuntime {
     const base = { id: file.id ?? id, bundle };
     if (await isFrozen(file.cgroup_paths ?? {})) return { ...base, status: 'paused', pid };
     if (!(await isLiveProcess(pid, file.init_process_start))) return { ...base, status: 'stopped', pid: 0 };
-    const created = await stat(join(dir, 'exec.fifo')).then(() => true, () => false);
+    const created = await stat(join(dir, 'exec.fifo')).then(
+      () => true,
+      () => false,
+    );
     return { ...base, status: created ? 'created' : 'running', pid };
   }
 }
@@ -419,7 +424,18 @@ export class CrunRuntime extends CliOciRuntime {
   protected override argv(...args: string[]): string[] {
     const direct = ['crun', '--root', this.stateRoot, '--cgroup-manager=cgroupfs', ...args];
     if (this.hybridUnifiedMount === null) return direct;
-    return ['unshare', '--mount', '--propagation', 'private', 'sh', '-c', HYBRID_WRAPPER_SCRIPT, 'warren-crun', this.hybridUnifiedMount, ...direct];
+    return [
+      'unshare',
+      '--mount',
+      '--propagation',
+      'private',
+      'sh',
+      '-c',
+      HYBRID_WRAPPER_SCRIPT,
+      'warren-crun',
+      this.hybridUnifiedMount,
+      ...direct,
+    ];
   }
 
   /**
@@ -442,13 +458,21 @@ export class CrunRuntime extends CliOciRuntime {
     const { pid, bundle } = file;
     const startTime = file['process-start-time'];
     const cgroupPath = file['cgroup-path'];
-    if (typeof pid !== 'number' || typeof startTime !== 'number' || typeof bundle !== 'string' || typeof cgroupPath !== 'string') return super.state(id);
+    if (typeof pid !== 'number' || typeof startTime !== 'number' || typeof bundle !== 'string' || typeof cgroupPath !== 'string')
+      return super.state(id);
     const base = { id, bundle };
     if (!(await isLiveProcess(pid, startTime))) return { ...base, status: 'stopped', pid: 0 };
     const cgroupPaths: Record<string, string> =
-      cgroupPath === '' ? {} : isPureCgroupV2() ? { '': join('/sys/fs/cgroup', cgroupPath) } : { freezer: join('/sys/fs/cgroup/freezer', cgroupPath) };
+      cgroupPath === ''
+        ? {}
+        : isPureCgroupV2()
+          ? { '': join('/sys/fs/cgroup', cgroupPath) }
+          : { freezer: join('/sys/fs/cgroup/freezer', cgroupPath) };
     if (await isFrozen(cgroupPaths)) return { ...base, status: 'paused', pid };
-    const created = await stat(join(dir, 'exec.fifo')).then(() => true, () => false);
+    const created = await stat(join(dir, 'exec.fifo')).then(
+      () => true,
+      () => false,
+    );
     return { ...base, status: created ? 'created' : 'running', pid };
   }
 

@@ -16,7 +16,9 @@ describe('dockerDefaultSeccomp', () => {
   });
 
   it('allows ordinary syscalls and the amd64-only ones', () => {
-    const allowed = new Set(profile.syscalls.filter((rule) => rule.action === 'SCMP_ACT_ALLOW' && !rule.args).flatMap((rule) => rule.names));
+    const allowed = new Set(
+      profile.syscalls.filter((rule) => rule.action === 'SCMP_ACT_ALLOW' && !rule.args).flatMap((rule) => rule.names),
+    );
     for (const name of ['read', 'execve', 'openat', 'chown', 'setuid', 'chroot', 'arch_prctl', 'modify_ldt', 'ptrace', 'io_uring_setup']) {
       expect(allowed, name).toContain(name);
     }

@@ -58,9 +58,7 @@ export class SlotsExhaustedError extends WarrenError {
  */
 export function assertSlot(slot: number): void {
   if (!Number.isInteger(slot) || slot < 0 || slot > MAX_SLOT) {
-    throw new InvalidError(`slot must be an integer in [0, ${MAX_SLOT}], got ${slot}`, [
-      { field: 'slot', message: 'out of range' },
-    ]);
+    throw new InvalidError(`slot must be an integer in [0, ${MAX_SLOT}], got ${slot}`, [{ field: 'slot', message: 'out of range' }]);
   }
 }
 
@@ -123,9 +121,7 @@ export class SlotAllocator {
    */
   async allocate(environmentId: string): Promise<number> {
     if (environmentId === '' || /[\r\n\0]/.test(environmentId)) {
-      throw new InvalidError('environment id must be a non-empty single line', [
-        { field: 'environmentId', message: 'invalid' },
-      ]);
+      throw new InvalidError('environment id must be a non-empty single line', [{ field: 'environmentId', message: 'invalid' }]);
     }
     return this.serialised(async () => {
       const hinted = await this.confirmed(environmentId);

@@ -30,7 +30,9 @@ describe('parseProcNetTcp', () => {
   });
 
   it('keeps wildcard and routable binds, drops loopback ones, and skips malformed lines', () => {
-    const reachable = [...parseProcNetTcp(TCP), ...parseProcNetTcp(TCP6)].filter((socket) => reachableFromHost(socket.address)).map((socket) => socket.port);
+    const reachable = [...parseProcNetTcp(TCP), ...parseProcNetTcp(TCP6)]
+      .filter((socket) => reachableFromHost(socket.address))
+      .map((socket) => socket.port);
     expect(reachable).toEqual([8080, 5000]);
     expect(parseProcNetTcp('header\ngarbage line\n  0: zz 0A\n')).toEqual([]);
   });

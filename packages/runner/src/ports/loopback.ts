@@ -43,7 +43,18 @@ export class LoopbackConnectError extends WarrenError {
  *   no helper outlives its stream.
  */
 export function connectInNamespace(namespacePath: string, port: number, logger: Logger = silentLogger): Duplex {
-  const argv = ['nsenter', `--net=${namespacePath}`, '--', 'socat', '-d', '-d', '-t', String(HALF_CLOSE_SECONDS), 'STDIN!!STDOUT,shut-close', `TCP:127.0.0.1:${port}`];
+  const argv = [
+    'nsenter',
+    `--net=${namespacePath}`,
+    '--',
+    'socat',
+    '-d',
+    '-d',
+    '-t',
+    String(HALF_CLOSE_SECONDS),
+    'STDIN!!STDOUT,shut-close',
+    `TCP:127.0.0.1:${port}`,
+  ];
   const child = spawnLogged(argv, {
     stdio: ['pipe', 'pipe', 'pipe'],
     logger,
@@ -69,7 +80,10 @@ class NamespaceConnection extends Duplex {
     super({ allowHalfOpen: true });
     const stdout = child.stdout!;
     const stderr = child.stderr!;
-    this.timer = setTimeout(() => this.fail(`the helper reported no connection to port ${port} within ${CONNECT_TIMEOUT_MS} ms`), CONNECT_TIMEOUT_MS);
+    this.timer = setTimeout(
+      () => this.fail(`the helper reported no connection to port ${port} within ${CONNECT_TIMEOUT_MS} ms`),
+      CONNECT_TIMEOUT_MS,
+    );
     stdout.on('data', (chunk: Buffer) => {
       this.armIdle();
       if (!this.push(chunk)) stdout.pause();

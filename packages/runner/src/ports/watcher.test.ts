@@ -8,8 +8,23 @@ function environment(status: Partial<EnvironmentStatus> = {}, specPorts: Environ
   return {
     kind: 'Environment',
     apiVersion: 'v1',
-    metadata: { id: 'env-1', name: 'hello', generation: 1, resourceVersion: '5', createdTime: new Date(0).toISOString(), labels: {}, ownerId: 'usr-a' },
-    spec: { desiredPhase: 'Running', source: { git: { url: 'https://example.com/r.git' } }, devcontainer: {}, className: 'default', ports: specPorts, timeouts: { inactivitySeconds: 0 } },
+    metadata: {
+      id: 'env-1',
+      name: 'hello',
+      generation: 1,
+      resourceVersion: '5',
+      createdTime: new Date(0).toISOString(),
+      labels: {},
+      ownerId: 'usr-a',
+    },
+    spec: {
+      desiredPhase: 'Running',
+      source: { git: { url: 'https://example.com/r.git' } },
+      devcontainer: {},
+      className: 'default',
+      ports: specPorts,
+      timeouts: { inactivitySeconds: 0 },
+    },
     status: { phase: 'Running', observedGeneration: 1, conditions: [], ports: [], ...status },
   };
 }

@@ -30,7 +30,11 @@ export interface PortsWatcherOptions {
  * from `spec.ports` (default Owner).
  * Pure; exported for tests.
  */
-export function wantedPorts(environment: Environment, listening: readonly number[], portUrl?: (port: number) => string | undefined): StatusPort[] {
+export function wantedPorts(
+  environment: Environment,
+  listening: readonly number[],
+  portUrl?: (port: number) => string | undefined,
+): StatusPort[] {
   const visibility = new Map(environment.spec.ports.map((entry) => [entry.port, entry.visibility]));
   const byPort = new Map<number, StatusPort>();
   const add = (entry: Omit<StatusPort, 'visibility' | 'url'>) => {

@@ -70,10 +70,16 @@ export class ProxyAdmission {
       const claims = await this.options.verifyToken(token);
       granted = candidates.find((candidate) => candidate.metadata.id === claims.environmentId);
       if (!granted) throw new ProxyError('Forbidden', 403, `the port token does not grant access to environment "${route.environment}"`);
-      if (claims.port !== 0 && claims.port !== route.port) throw new ProxyError('Forbidden', 403, `the port token grants port ${claims.port}, not ${route.port}`);
+      if (claims.port !== 0 && claims.port !== route.port)
+        throw new ProxyError('Forbidden', 403, `the port token grants port ${claims.port}, not ${route.port}`);
       if (!upgrade) {
         const expiresAt = Math.floor(this.options.now().getTime() / 1000) + this.options.sessionSeconds;
-        const value = this.options.sessions.sign({ userId: claims.userId, environmentId: claims.environmentId, port: claims.port, expiresAt });
+        const value = this.options.sessions.sign({
+          userId: claims.userId,
+          environmentId: claims.environmentId,
+          port: claims.port,
+          expiresAt,
+        });
         return {
           kind: 'redirect',
           location: withoutQueryParameter(request.url ?? '/', PORT_TOKEN_PARAMETER),
@@ -130,7 +136,9 @@ export class ProxyAdmission {
     if (!Number.isInteger(route.port) || route.port < 1 || route.port > 65535) {
       throw new ProxyError('NotFound', 404, `port ${route.port} is outside 1-65535`);
     }
-    const candidates = this.options.environments().filter((environment) => environment.metadata.id === route.environment || environment.metadata.name === route.environment);
+    const candidates = this.options
+      .environments()
+      .filter((environment) => environment.metadata.id === route.environment || environment.metadata.name === route.environment);
     if (candidates.length === 0) throw new ProxyError('NotFound', 404, `environment "${route.environment}" is not on this runner`);
     return candidates;
   }
@@ -154,12 +162,19 @@ export class ProxyAdmission {
       }
     }
     if (!environment) {
-      const isPublic = candidates.filter((candidate) => candidate.spec.ports.some((entry) => entry.port === route.port && entry.visibility === 'Public'));
-      if (isPublic.length > 1) throw new ProxyError('Conflict', 409, `several environments are named "${route.environment}"; address it by id`);
+      const isPublic = candidates.filter((candidate) =>
+        candidate.spec.ports.some((entry) => entry.port === route.port && entry.visibility === 'Public'),
+      );
+      if (isPublic.length > 1)
+        throw new ProxyError('Conflict', 409, `several environments are named "${route.environment}"; address it by id`);
       environment = isPublic[0];
     }
     if (!environment) {
-      throw new ProxyError('Unauthorized', 401, `port ${route.port} of environment "${route.environment}" is private: run "warren ports open ${route.environment} ${route.port}"`);
+      throw new ProxyError(
+        'Unauthorized',
+        401,
+        `port ${route.port} of environment "${route.environment}" is private: run "warren ports open ${route.environment} ${route.port}"`,
+      );
     }
     if (environment.status.phase !== 'Running') {
       throw new ProxyError('ServiceUnavailable', 503, `environment "${route.environment}" is ${environment.status.phase}, not Running`);

@@ -66,7 +66,8 @@ export async function startFrontBridge(options: FrontBridgeOptions): Promise<Fro
     binary = await ensureProxyFront(options.binDir, logger);
     if (options.runDir !== undefined) {
       await mkdir(options.runDir, { recursive: true, mode: 0o700 });
-      for (const stale of await readdir(options.runDir)) if (stale.startsWith('proxy-')) await rm(join(options.runDir, stale), { recursive: true, force: true });
+      for (const stale of await readdir(options.runDir))
+        if (stale.startsWith('proxy-')) await rm(join(options.runDir, stale), { recursive: true, force: true });
     }
     dir = await mkdtemp(join(options.runDir ?? tmpdir(), options.runDir === undefined ? 'warren-proxy-' : 'proxy-'));
     const path = join(dir, 'hand-off.sock');
@@ -103,7 +104,12 @@ export async function startFrontBridge(options: FrontBridgeOptions): Promise<Fro
 }
 
 /** Starts the compiled front with the hand-off listener ready in `dir`; the rest as {@link startFrontBridge}. */
-async function startFrontProcess(options: FrontBridgeOptions, binary: string, handOff: NetServer, dir: string): Promise<ProxyFront | undefined> {
+async function startFrontProcess(
+  options: FrontBridgeOptions,
+  binary: string,
+  handOff: NetServer,
+  dir: string,
+): Promise<ProxyFront | undefined> {
   const { logger } = options;
   try {
     return await startProxyFront({

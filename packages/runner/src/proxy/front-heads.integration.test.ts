@@ -31,7 +31,10 @@ function expected(data: Buffer): string {
   const forwarded =
     session !== undefined || head.forwarded
       ? rewriteHead(data, head, { environmentId: '', port: 0, stripCookie: session !== undefined, cookie: session?.rest }, REMOTE, 'https')
-      : Buffer.concat([data.subarray(0, head.length - 2), Buffer.from(`x-forwarded-for: ${REMOTE}\r\nx-forwarded-host: ${head.host}\r\nx-forwarded-proto: https\r\n\r\n`, 'latin1')]);
+      : Buffer.concat([
+          data.subarray(0, head.length - 2),
+          Buffer.from(`x-forwarded-for: ${REMOTE}\r\nx-forwarded-host: ${head.host}\r\nx-forwarded-proto: https\r\n\r\n`, 'latin1'),
+        ]);
   return `ask ${[head.host, ...values].join(' ')}\n${forwarded.toString('latin1')}`;
 }
 
@@ -92,14 +95,62 @@ describe('native front: request heads', () => {
     /** Mostly one of `good`, sometimes one of `bad`: each head is plausible with a few things wrong. */
     const draw = <T>(good: readonly T[], bad: readonly T[]): T => (Math.random() < 0.9 ? pick(good) : pick(bad));
     const names = {
-      good: ['Accept', 'X-Case-Check', 'Cookie', 'cookie', 'Content-Length', 'Connection', 'X-Forwarded-For', 'x-forwarded-host', 'X-FORWARDED-PROTO', 'Cookie2'],
-      bad: ['Host', 'content_length', 'Transfer-Encoding', 'transfer_encoding', 'TE', 'Trailer', 'Upgrade', 'Keep-Alive', 'Proxy-Connection', 'Proxy-Authorization', 'Host ', ' Host', 'Ho\x00st', ''],
+      good: [
+        'Accept',
+        'X-Case-Check',
+        'Cookie',
+        'cookie',
+        'Content-Length',
+        'Connection',
+        'X-Forwarded-For',
+        'x-forwarded-host',
+        'X-FORWARDED-PROTO',
+        'Cookie2',
+      ],
+      bad: [
+        'Host',
+        'content_length',
+        'Transfer-Encoding',
+        'transfer_encoding',
+        'TE',
+        'Trailer',
+        'Upgrade',
+        'Keep-Alive',
+        'Proxy-Connection',
+        'Proxy-Authorization',
+        'Host ',
+        ' Host',
+        'Ho\x00st',
+        '',
+      ],
     };
     const values = {
-      good: ['', 'h', '3000-hello.localhost', '\t12\t', '0', '007', 'keep-alive', 'close', 'keep-alive, close', '10.0.0.1, 10.0.0.2', '\xa0x\xa0', 'caf\xe9', `${SESSION_COOKIE}=v.w`, `a=1; ${SESSION_COOKIE}="x.y"; b=2`, `${SESSION_COOKIE}; ${SESSION_COOKIE}=`, ';;=;', 'x=1;y=2', ` ${SESSION_COOKIE} = a-b_c.d ;z`],
+      good: [
+        '',
+        'h',
+        '3000-hello.localhost',
+        '\t12\t',
+        '0',
+        '007',
+        'keep-alive',
+        'close',
+        'keep-alive, close',
+        '10.0.0.1, 10.0.0.2',
+        '\xa0x\xa0',
+        'caf\xe9',
+        `${SESSION_COOKIE}=v.w`,
+        `a=1; ${SESSION_COOKIE}="x.y"; b=2`,
+        `${SESSION_COOKIE}; ${SESSION_COOKIE}=`,
+        ';;=;',
+        'x=1;y=2',
+        ` ${SESSION_COOKIE} = a-b_c.d ;z`,
+      ],
       bad: ['a b', '1234567890123456', 'chunked', 'keep-alive,', 'Upgrade', 'a\x01b', 'a\rb', 'a\nb', `${SESSION_COOKIE}=bad%value`],
     };
-    const targets = { good: ['/', '/a/b?c=d', '/?warren-token2=1&warren+token=1', '/?a=%', '/?%77arren-tokens', '/?x&?warren-token=1'], bad: [`/?${TOKEN_PARAMETER}=t`, '/?warren%2Dtoken=t', '/?%77arren-token', '/??warren-token=t', '*', 'http://h/', '/\x7f', '/a b', ''] };
+    const targets = {
+      good: ['/', '/a/b?c=d', '/?warren-token2=1&warren+token=1', '/?a=%', '/?%77arren-tokens', '/?x&?warren-token=1'],
+      bad: [`/?${TOKEN_PARAMETER}=t`, '/?warren%2Dtoken=t', '/?%77arren-token', '/??warren-token=t', '*', 'http://h/', '/\x7f', '/a b', ''],
+    };
     const versions = { good: [' HTTP/1.1\r\n'], bad: [' HTTP/1.0\r\n', ' HTTP/1.1\n', ' HTTP/2\r\n', ' http/1.1\r\n'] };
     const methods = { good: ['GET', 'POST', 'PUT', 'DELETE'], bad: ['G(T', '', 'GET '] };
     const hosts = { good: ['3000-hello.localhost', '3000-hello.localhost:7082', 'h', '[::1]:80'], bad: ['', 'a b', '\xa0h', 'h\x7f'] };

@@ -20,7 +20,14 @@ function environment(id: string, name: string, ports: Environment['spec']['ports
     kind: 'Environment',
     apiVersion: 'v1',
     metadata: { id, name, generation: 1, resourceVersion: '1', createdTime: new Date(0).toISOString(), labels: {}, ownerId: 'usr-a' },
-    spec: { desiredPhase: 'Running', source: { git: { url: 'https://example.com/r.git' } }, devcontainer: {}, className: 'default', ports, timeouts: { inactivitySeconds: 0 } },
+    spec: {
+      desiredPhase: 'Running',
+      source: { git: { url: 'https://example.com/r.git' } },
+      devcontainer: {},
+      className: 'default',
+      ports,
+      timeouts: { inactivitySeconds: 0 },
+    },
     status: { phase, observedGeneration: 1, conditions: [], ports: [], runnerId: 'run-test' },
   };
 }
@@ -78,7 +85,9 @@ describe('native front: a running proxy', () => {
   };
 
   beforeAll(async () => {
-    app = createServer((request: IncomingMessage, response) => response.end(JSON.stringify({ url: request.url, relayedBy: request.socket.remotePort })));
+    app = createServer((request: IncomingMessage, response) =>
+      response.end(JSON.stringify({ url: request.url, relayedBy: request.socket.remotePort })),
+    );
     await new Promise<void>((resolve) => app.listen(0, '127.0.0.1', resolve));
     appPort = (app.address() as AddressInfo).port;
     environments.push(environment('env-a', 'hello', [{ port: appPort, visibility: 'Public' }]));

@@ -81,7 +81,13 @@ export async function ensureProxyFront(cacheDir: string, logger?: Logger): Promi
   if (!found) throw new ProxyFrontError(`proxy-front.c not found (looked in ${candidates.join(', ')})`, 'ENOENT');
   try {
     // It parses what any client sends: compiled with the stack protector and fortified libc calls as well.
-    return await compileCached({ sourcePath: found, cacheDir, name: 'warren-proxy-front', flags: ['-O2', '-fstack-protector-strong', '-D_FORTIFY_SOURCE=2'], ...(logger ? { logger } : {}) });
+    return await compileCached({
+      sourcePath: found,
+      cacheDir,
+      name: 'warren-proxy-front',
+      flags: ['-O2', '-fstack-protector-strong', '-D_FORTIFY_SOURCE=2'],
+      ...(logger ? { logger } : {}),
+    });
   } catch (error) {
     throw new ProxyFrontError(`compiling ${found} failed: ${errorMessage(error)}`, 'ECOMPILE', { cause: error });
   }
@@ -94,7 +100,10 @@ export async function ensureProxyFront(cacheDir: string, logger?: Logger): Promi
  */
 export async function startProxyFront(options: ProxyFrontOptions): Promise<ProxyFront> {
   const logger = options.logger;
-  const child = spawnLogged([options.binary, options.host, String(options.port), options.handOffPath, options.proto], { stdio: ['pipe', 'pipe', 'pipe'], logger });
+  const child = spawnLogged([options.binary, options.host, String(options.port), options.handOffPath, options.proto], {
+    stdio: ['pipe', 'pipe', 'pipe'],
+    logger,
+  });
   if (!child.stdin || !child.stdout || !child.stderr) throw new ProxyFrontError('port proxy front started without pipes', 'ESPAWN');
   const { stdin, stdout, stderr } = child;
   let closing = false;
@@ -132,12 +141,19 @@ export async function startProxyFront(options: ProxyFrontOptions): Promise<Proxy
           listening = true;
           return resolve(Number(fields[1]));
         case 'failed':
-          return reject(new ProxyFrontError(`port proxy front cannot listen on ${options.host}:${options.port}: ${fields.slice(2).join(' ')}`, fields[1] ?? 'EIO'));
+          return reject(
+            new ProxyFrontError(
+              `port proxy front cannot listen on ${options.host}:${options.port}: ${fields.slice(2).join(' ')}`,
+              fields[1] ?? 'EIO',
+            ),
+          );
         default:
           logger.warn({ line }, 'port proxy front: unknown report');
       }
     });
-    child.on('error', (error) => reject(new ProxyFrontError(`port proxy front did not start: ${error.message}`, 'ESPAWN', { cause: error })));
+    child.on('error', (error) =>
+      reject(new ProxyFrontError(`port proxy front did not start: ${error.message}`, 'ESPAWN', { cause: error })),
+    );
     child.on('exit', (code, signal) => {
       const error = new ProxyFrontError(`port proxy front exited (${signal ?? `status ${code}`})`, 'EEXIT');
       if (!listening) return reject(error);

@@ -100,7 +100,8 @@ describe.skipIf(skipReason !== undefined)('port proxy fast path to a loopback-on
   const environments: Environment[] = [];
   const records: { message: string; fields: Record<string, unknown> }[] = [];
   /** Helpers that exited so far (exec.ts spawnLogged logs each exit with its argv). */
-  const helpersExited = () => records.filter((record) => record.message === 'process exited' && (record.fields.argv as string[])[0] === 'nsenter').length;
+  const helpersExited = () =>
+    records.filter((record) => record.message === 'process exited' && (record.fields.argv as string[])[0] === 'nsenter').length;
   const host = (port = appPort) => `Host: ${port}-loop.localhost\r\n`;
   const get = (path: string, port = appPort, extra = '') => `GET ${path} HTTP/1.1\r\n${host(port)}X-Case-Check: yes\r\n${extra}\r\n`;
   const json = (answer: Answer) => JSON.parse(answer.body.toString('utf8')) as Seen;
@@ -116,7 +117,12 @@ describe.skipIf(skipReason !== undefined)('port proxy fast path to a loopback-on
       let bodyBytes = 0;
       request.on('data', (chunk: Buffer) => (bodyBytes += chunk.length));
       request.on('end', () => {
-        const body = JSON.stringify({ url: request.url, rawHeaders: request.rawHeaders, upstreamPort: request.socket.remotePort, bodyBytes });
+        const body = JSON.stringify({
+          url: request.url,
+          rawHeaders: request.rawHeaders,
+          upstreamPort: request.socket.remotePort,
+          bodyBytes,
+        });
         response.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) }).end(body);
       });
     });
@@ -181,13 +187,19 @@ describe.skipIf(skipReason !== undefined)('port proxy fast path to a loopback-on
     await expect.poll(() => helpers().length).toBe(before);
     // Two helpers in all, for 31 requests.
     await expect.poll(() => helpersExited() - exitedBefore).toBe(2);
-    await expect.poll(() => [...appConnections].filter((socket) => socket.remotePort === other.upstreamPort || ports.has(socket.remotePort ?? 0)).length).toBe(0);
+    await expect
+      .poll(
+        () => [...appConnections].filter((socket) => socket.remotePort === other.upstreamPort || ports.has(socket.remotePort ?? 0)).length,
+      )
+      .toBe(0);
   });
 
   it('relays large bodies both ways through the helper, holding the answer while the client does not read', async () => {
     const client = await RawClient.open(proxy.port);
     const body = Buffer.alloc(BIG_BYTES, 0x62);
-    client.socket.write(Buffer.concat([Buffer.from(`POST /upload HTTP/1.1\r\n${host()}Content-Length: ${BIG_BYTES}\r\n\r\n`, 'latin1'), body]));
+    client.socket.write(
+      Buffer.concat([Buffer.from(`POST /upload HTTP/1.1\r\n${host()}Content-Length: ${BIG_BYTES}\r\n\r\n`, 'latin1'), body]),
+    );
     expect(json(await client.response()).bodyBytes).toBe(BIG_BYTES);
     client.socket.pause();
     client.send(get('/big'));
@@ -254,7 +266,9 @@ describe.skipIf(skipReason !== undefined)('port proxy fast path to a loopback-on
   it('passes WebSocket upgrades (slow path)', async () => {
     const client = await RawClient.open(proxy.port);
     const key = randomBytes(16).toString('base64');
-    client.send(`GET /ws HTTP/1.1\r\n${host()}Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: ${key}\r\n\r\n`);
+    client.send(
+      `GET /ws HTTP/1.1\r\n${host()}Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: ${key}\r\n\r\n`,
+    );
     expect((await client.response()).status).toBe(101);
     client.close();
     await expect.poll(() => helpers().length).toBe(0);
@@ -277,7 +291,11 @@ describe.skipIf(skipReason !== undefined)('port proxy fast path to a loopback-on
     expect(answer.status).toBe(502);
     // The fast path tried its helper first, then handed the request to the slow path, whose page this is.
     expect(records.filter((record) => record.message === 'proxy fast path connect failed').length).toBe(failedBefore + 1);
-    expect(JSON.parse(answer.body.toString('utf8'))).toMatchObject({ kind: 'Status', reason: 'ServiceUnavailable', message: expect.stringContaining(`nothing answered on port ${port}`) as unknown });
+    expect(JSON.parse(answer.body.toString('utf8'))).toMatchObject({
+      kind: 'Status',
+      reason: 'ServiceUnavailable',
+      message: expect.stringContaining(`nothing answered on port ${port}`) as unknown,
+    });
     client.close();
     await expect.poll(() => helpers().length).toBe(0);
   });

@@ -58,11 +58,16 @@ interface Answer {
 function fetchVia(proxyPort: number, url: string, headers: Record<string, string> = {}): Promise<Answer> {
   const target = new URL(url);
   return new Promise((resolve, reject) => {
-    const request = httpRequest({ host: '127.0.0.1', port: proxyPort, path: `${target.pathname}${target.search}`, headers: { host: target.host, ...headers } }, (response) => {
-      const chunks: Buffer[] = [];
-      response.on('data', (chunk: Buffer) => chunks.push(chunk));
-      response.on('end', () => resolve({ status: response.statusCode ?? 0, headers: response.headers, body: Buffer.concat(chunks).toString('utf8') }));
-    });
+    const request = httpRequest(
+      { host: '127.0.0.1', port: proxyPort, path: `${target.pathname}${target.search}`, headers: { host: target.host, ...headers } },
+      (response) => {
+        const chunks: Buffer[] = [];
+        response.on('data', (chunk: Buffer) => chunks.push(chunk));
+        response.on('end', () =>
+          resolve({ status: response.statusCode ?? 0, headers: response.headers, body: Buffer.concat(chunks).toString('utf8') }),
+        );
+      },
+    );
     request.on('error', reject);
     request.end();
   });
@@ -103,10 +108,15 @@ describe('port URLs through the runner proxy (server + runner with the Linux bac
       '.devcontainer/devcontainer.json': `{ "image": "${fixtures.images.javascriptNode}", "forwardPorts": [3000] }`,
       'app.js': APP,
     });
-    const repoB = await fixtures.git.createRepo(`bob/web${process.pid}`, { '.devcontainer/devcontainer.json': `{ "image": "${fixtures.images.busybox}" }` });
+    const repoB = await fixtures.git.createRepo(`bob/web${process.pid}`, {
+      '.devcontainer/devcontainer.json': `{ "image": "${fixtures.images.busybox}" }`,
+    });
     // Both are named "web": names are unique per owner only.
     const [createdA, createdB] = await Promise.all([
-      admin.createEnvironment({ metadata: { name: 'web' }, spec: { className: 'small', source: { git: { url: repoA.url } }, ports: [{ port: 3001, visibility: 'Public' }] } }),
+      admin.createEnvironment({
+        metadata: { name: 'web' },
+        spec: { className: 'small', source: { git: { url: repoA.url } }, ports: [{ port: 3001, visibility: 'Public' }] },
+      }),
       bob.createEnvironment({ metadata: { name: 'web' }, spec: { className: 'small', source: { git: { url: repoB.url } } } }),
     ]);
     [envA] = await Promise.all([waitForPhase(admin, createdA.metadata.id, 'Running'), waitForPhase(bob, createdB.metadata.id, 'Running')]);
@@ -125,7 +135,11 @@ describe('port URLs through the runner proxy (server + runner with the Linux bac
     // Start the app in its own session so it outlives the exec.
     const grant = await admin.createAccessGrant(envA.metadata.id);
     const sinkStream = new Writable({ write: (_chunk, _encoding, callback) => callback() });
-    const code = await execInEnvironment(grant, ['sh', '-c', `setsid -f node ${envA.status.devcontainer?.workspaceFolder}/app.js >/tmp/app.log 2>&1 </dev/null`], { stdout: sinkStream, stderr: sinkStream });
+    const code = await execInEnvironment(
+      grant,
+      ['sh', '-c', `setsid -f node ${envA.status.devcontainer?.workspaceFolder}/app.js >/tmp/app.log 2>&1 </dev/null`],
+      { stdout: sinkStream, stderr: sinkStream },
+    );
     expect(code).toBe(0);
     let ports: Environment['status']['ports'] = [];
     for (let attempt = 0; attempt < 150; attempt++) {
@@ -135,14 +149,33 @@ describe('port URLs through the runner proxy (server + runner with the Linux bac
     }
     if (!ports.some((port) => port.port === 3002)) {
       const log = new Writable({ write: (chunk: Buffer, _encoding, callback) => void (process.stderr.write(chunk), callback()) });
-      await execInEnvironment(await admin.createAccessGrant(envA.metadata.id), ['sh', '-c', 'cat /tmp/app.log; ps aux'], { stdout: log, stderr: log });
+      await execInEnvironment(await admin.createAccessGrant(envA.metadata.id), ['sh', '-c', 'cat /tmp/app.log; ps aux'], {
+        stdout: log,
+        stderr: log,
+      });
     }
     // A port nobody declared: detected listening (source Detected).
-    expect(ports.find((port) => port.port === 3002)).toMatchObject({ visibility: 'Owner', source: 'Detected', url: `http://3002-web.localhost:${proxyPort}/` });
-    expect(ports.find((port) => port.port === 3000)).toMatchObject({ visibility: 'Owner', source: 'Devcontainer', url: `http://3000-web.localhost:${proxyPort}/` });
+    expect(ports.find((port) => port.port === 3002)).toMatchObject({
+      visibility: 'Owner',
+      source: 'Detected',
+      url: `http://3002-web.localhost:${proxyPort}/`,
+    });
+    expect(ports.find((port) => port.port === 3000)).toMatchObject({
+      visibility: 'Owner',
+      source: 'Devcontainer',
+      url: `http://3000-web.localhost:${proxyPort}/`,
+    });
     // Listening on 127.0.0.1 only: detected as well.
-    expect(ports.find((port) => port.port === 3003)).toMatchObject({ visibility: 'Owner', source: 'Detected', url: `http://3003-web.localhost:${proxyPort}/` });
-    expect(ports.find((port) => port.port === 3001)).toMatchObject({ visibility: 'Public', source: 'Spec', url: `http://3001-web.localhost:${proxyPort}/` });
+    expect(ports.find((port) => port.port === 3003)).toMatchObject({
+      visibility: 'Owner',
+      source: 'Detected',
+      url: `http://3003-web.localhost:${proxyPort}/`,
+    });
+    expect(ports.find((port) => port.port === 3001)).toMatchObject({
+      visibility: 'Public',
+      source: 'Spec',
+      url: `http://3001-web.localhost:${proxyPort}/`,
+    });
   });
 
   it('guards the Owner port: 401 without a cookie, token exchange sets it, the app never sees cookie or token', async () => {
@@ -176,7 +209,9 @@ describe('port URLs through the runner proxy (server + runner with the Linux bac
     expect(answer.status).toBe(200);
 
     const { cookie } = await login((await open(admin, envA.metadata.id, 3000)).url);
-    const socket = new WebSocket(`ws://127.0.0.1:${proxyPort}/ws`, { headers: { host: `3000-web.localhost:${proxyPort}`, cookie: `${cookie}; theirs=1` } });
+    const socket = new WebSocket(`ws://127.0.0.1:${proxyPort}/ws`, {
+      headers: { host: `3000-web.localhost:${proxyPort}`, cookie: `${cookie}; theirs=1` },
+    });
     const messages: string[] = [];
     const both = new Promise<void>((resolve, reject) => {
       socket.on('message', (data: Buffer) => {
@@ -193,12 +228,15 @@ describe('port URLs through the runner proxy (server + runner with the Linux bac
     socket.terminate();
 
     const first = await new Promise<string>((resolve, reject) => {
-      const request = httpRequest({ host: '127.0.0.1', port: proxyPort, path: '/stream', headers: { host: `3001-web.localhost:${proxyPort}` } }, (response) => {
-        response.once('data', (chunk: Buffer) => {
-          resolve(chunk.toString('utf8'));
-          response.resume();
-        });
-      });
+      const request = httpRequest(
+        { host: '127.0.0.1', port: proxyPort, path: '/stream', headers: { host: `3001-web.localhost:${proxyPort}` } },
+        (response) => {
+          response.once('data', (chunk: Buffer) => {
+            resolve(chunk.toString('utf8'));
+            response.resume();
+          });
+        },
+      );
       request.on('error', reject);
       request.end();
     });
@@ -206,7 +244,7 @@ describe('port URLs through the runner proxy (server + runner with the Linux bac
     await fetchVia(proxyPort, `http://3001-web.localhost:${proxyPort}/release`);
   });
 
-  it('reaches an app bound to the environment\'s loopback only, requests and WebSocket upgrades', async () => {
+  it("reaches an app bound to the environment's loopback only, requests and WebSocket upgrades", async () => {
     const { cookie } = await login((await open(admin, 'web', 3003)).url);
     const answer = await fetchVia(proxyPort, `http://3003-web.localhost:${proxyPort}/on-loopback?b=2`, { cookie: `${cookie}; app=1` });
     expect(answer.status).toBe(200);
@@ -214,7 +252,8 @@ describe('port URLs through the runner proxy (server + runner with the Linux bac
     expect(seen.url).toBe('/on-loopback?b=2');
     expect(seen.headers.cookie).toBe('app=1');
     // Several requests in a row (each on its own client connection, so one helper each).
-    for (let index = 0; index < 3; index++) expect((await fetchVia(proxyPort, `http://3003-web.localhost:${proxyPort}/again`, { cookie })).status).toBe(200);
+    for (let index = 0; index < 3; index++)
+      expect((await fetchVia(proxyPort, `http://3003-web.localhost:${proxyPort}/again`, { cookie })).status).toBe(200);
 
     const socket = new WebSocket(`ws://127.0.0.1:${proxyPort}/ws`, { headers: { host: `3003-web.localhost:${proxyPort}`, cookie } });
     const messages: string[] = [];

@@ -219,8 +219,12 @@ export class RelayConnection {
         this.host = head.host;
         this.environmentId = admission.environmentId;
         this.port = admission.port;
-        this.suffix = Buffer.from(`x-forwarded-for: ${this.remoteAddress}\r\nx-forwarded-host: ${head.host}\r\nx-forwarded-proto: ${this.hooks.proto}\r\n\r\n`, 'latin1');
-        const upstream = 'open' in target ? target.open() : connect({ host: target.host, port: target.port, allowHalfOpen: true, noDelay: true });
+        this.suffix = Buffer.from(
+          `x-forwarded-for: ${this.remoteAddress}\r\nx-forwarded-host: ${head.host}\r\nx-forwarded-proto: ${this.hooks.proto}\r\n\r\n`,
+          'latin1',
+        );
+        const upstream =
+          'open' in target ? target.open() : connect({ host: target.host, port: target.port, allowHalfOpen: true, noDelay: true });
         this.upstream = upstream;
         upstream.on('connect', this.onUpstreamConnect);
         upstream.on('data', this.onUpstreamData);

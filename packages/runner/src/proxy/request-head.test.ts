@@ -13,7 +13,8 @@ function parse(text: string) {
 
 describe('parseRequestHead', () => {
   it('parses a plain request: target, Host, Cookie, Content-Length, head length', () => {
-    const text = 'POST /a/b?c=d HTTP/1.1\r\nHost:  3000-env.localhost:7082 \r\nCookie: a=1; b=2\r\ncontent-length: 11\r\nAccept: */*\r\n\r\nhello world';
+    const text =
+      'POST /a/b?c=d HTTP/1.1\r\nHost:  3000-env.localhost:7082 \r\nCookie: a=1; b=2\r\ncontent-length: 11\r\nAccept: */*\r\n\r\nhello world';
     expect(parse(text)).toEqual({
       target: '/a/b?c=d',
       host: '3000-env.localhost:7082',
@@ -25,7 +26,10 @@ describe('parseRequestHead', () => {
   });
 
   it('defaults to no body and no cookie; accepts Connection keep-alive/close and obs-text in values', () => {
-    expect(parse('GET / HTTP/1.1\r\nHost: h\r\nConnection: Keep-Alive\r\nX-Name: caf\u00e9\r\n\r\n')).toMatchObject({ contentLength: 0, cookie: undefined });
+    expect(parse('GET / HTTP/1.1\r\nHost: h\r\nConnection: Keep-Alive\r\nX-Name: caf\u00e9\r\n\r\n')).toMatchObject({
+      contentLength: 0,
+      cookie: undefined,
+    });
     expect(parse('GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n')).toBeDefined();
     expect(parse('GET / HTTP/1.1\r\nHost: h\r\nConnection: keep-alive, close\r\n\r\n')).toBeDefined();
   });

@@ -5,8 +5,21 @@ import { parseProxyRoute, queryParameter, withoutQueryParameter } from './route.
 
 describe('proxy routes', () => {
   it('reads the host form (port suffix and case ignored) before the path form', () => {
-    expect(parseProxyRoute('3000-Hello.LOCALHOST:7082', '/a?b', 'localhost')).toMatchObject({ environment: 'hello', port: 3000, form: 'host', path: '/a?b', cookiePath: '/' });
-    expect(parseProxyRoute('127.0.0.1:7082', '/p/hello/3000/x?y=1', 'localhost')).toMatchObject({ environment: 'hello', port: 3000, form: 'path', path: '/x?y=1', prefix: '/p/hello/3000', cookiePath: '/p/hello/' });
+    expect(parseProxyRoute('3000-Hello.LOCALHOST:7082', '/a?b', 'localhost')).toMatchObject({
+      environment: 'hello',
+      port: 3000,
+      form: 'host',
+      path: '/a?b',
+      cookiePath: '/',
+    });
+    expect(parseProxyRoute('127.0.0.1:7082', '/p/hello/3000/x?y=1', 'localhost')).toMatchObject({
+      environment: 'hello',
+      port: 3000,
+      form: 'path',
+      path: '/x?y=1',
+      prefix: '/p/hello/3000',
+      cookiePath: '/p/hello/',
+    });
     expect(parseProxyRoute('127.0.0.1', '/p/hello/3000', 'localhost')).toMatchObject({ path: '/' });
     expect(parseProxyRoute('3000-bad_name.localhost', '/', 'localhost')).toBeUndefined();
     expect(parseProxyRoute(undefined, '/nothing', 'localhost')).toBeUndefined();

@@ -134,7 +134,9 @@ export async function startPortProxy(options: PortProxyOptions): Promise<PortPro
           relay(socket, remoteAddress);
         },
         onExit() {
-          listen(port).catch((listenError: unknown) => logger.error({ error: errorMessage(listenError) }, 'port proxy: cannot take the address over'));
+          listen(port).catch((listenError: unknown) =>
+            logger.error({ error: errorMessage(listenError) }, 'port proxy: cannot take the address over'),
+          );
         },
         logger,
       })

@@ -42,7 +42,9 @@ export class SessionSigner {
 
   /** The cookie value for `session`. */
   sign(session: ProxySession): string {
-    const payload = Buffer.from(JSON.stringify({ u: session.userId, e: session.environmentId, p: session.port, x: session.expiresAt })).toString('base64url');
+    const payload = Buffer.from(
+      JSON.stringify({ u: session.userId, e: session.environmentId, p: session.port, x: session.expiresAt }),
+    ).toString('base64url');
     return `${payload}.${this.mac(payload)}`;
   }
 
@@ -54,8 +56,14 @@ export class SessionSigner {
     const given = Buffer.from(mac);
     if (given.length !== expected.length || !timingSafeEqual(given, expected)) return undefined;
     try {
-      const parsed = JSON.parse(Buffer.from(payload, 'base64url').toString('utf8')) as { u?: unknown; e?: unknown; p?: unknown; x?: unknown };
-      if (typeof parsed.u !== 'string' || typeof parsed.e !== 'string' || typeof parsed.p !== 'number' || typeof parsed.x !== 'number') return undefined;
+      const parsed = JSON.parse(Buffer.from(payload, 'base64url').toString('utf8')) as {
+        u?: unknown;
+        e?: unknown;
+        p?: unknown;
+        x?: unknown;
+      };
+      if (typeof parsed.u !== 'string' || typeof parsed.e !== 'string' || typeof parsed.p !== 'number' || typeof parsed.x !== 'number')
+        return undefined;
       if (parsed.x <= nowSeconds) return undefined;
       return { userId: parsed.u, environmentId: parsed.e, port: parsed.p, expiresAt: parsed.x };
     } catch {
@@ -81,7 +89,15 @@ export function takeSessionCookies(header: string | undefined): { values: string
     if (trimmed === '') continue;
     const equals = trimmed.indexOf('=');
     const name = equals < 0 ? trimmed : trimmed.slice(0, equals).trim();
-    if (name === SESSION_COOKIE) values.push(equals < 0 ? '' : trimmed.slice(equals + 1).trim().replace(/^"(.*)"$/, '$1'));
+    if (name === SESSION_COOKIE)
+      values.push(
+        equals < 0
+          ? ''
+          : trimmed
+              .slice(equals + 1)
+              .trim()
+              .replace(/^"(.*)"$/, '$1'),
+      );
     else kept.push(trimmed);
   }
   return { values, rest: kept.length > 0 ? kept.join('; ') : undefined };

@@ -2,7 +2,15 @@
 // answers refusals (a page for browsers, a Status otherwise), exchanges port tokens for the session cookie, and
 // proxies the path form, WebSocket upgrades (RFC 6455), chunked uploads and whatever else the fast path leaves,
 // with streamed bodies both ways (RFC 9110).
-import { type IncomingHttpHeaders, type IncomingMessage, type OutgoingHttpHeaders, type Server, type ServerResponse, createServer, request as httpRequest } from 'node:http';
+import {
+  type IncomingHttpHeaders,
+  type IncomingMessage,
+  type OutgoingHttpHeaders,
+  type Server,
+  type ServerResponse,
+  createServer,
+  request as httpRequest,
+} from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { pipeline } from 'node:stream';
@@ -13,7 +21,17 @@ import { parseProxyRoute, withoutQueryParameter, type ProxyRoute } from './route
 import type { ProxyTargets } from './targets.js';
 
 /** Hop-by-hop headers (RFC 9110 §7.6.1), never forwarded in either direction. */
-const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'proxy-authenticate', 'proxy-authorization', 'te', 'trailer', 'transfer-encoding', 'upgrade']);
+const HOP_BY_HOP = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'proxy-authenticate',
+  'proxy-authorization',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+]);
 
 /** Options of {@link SlowPath}. */
 export interface SlowPathOptions {
@@ -85,7 +103,12 @@ export class SlowPath {
     const route = parseProxyRoute(request.headers.host, request.url ?? '/', this.options.domain);
     let decision: Decision;
     try {
-      if (!route) throw new ProxyError('NotFound', 404, `no environment port here: use http://<port>-<env>.${this.options.domain}/ or /p/<env>/<port>/`);
+      if (!route)
+        throw new ProxyError(
+          'NotFound',
+          404,
+          `no environment port here: use http://<port>-<env>.${this.options.domain}/ or /p/<env>/<port>/`,
+        );
       decision = await this.options.admission.decide(request, route, false);
     } catch (error) {
       const answer = this.refuse(request, error);
@@ -128,7 +151,12 @@ export class SlowPath {
         response.destroy();
         return;
       }
-      const status = makeStatus('ServiceUnavailable', `nothing answered on port ${route.port} of environment "${route.environment}": ${errorMessage(error)}`, undefined, 502);
+      const status = makeStatus(
+        'ServiceUnavailable',
+        `nothing answered on port ${route.port} of environment "${route.environment}": ${errorMessage(error)}`,
+        undefined,
+        502,
+      );
       response.writeHead(502, { 'content-type': 'application/json; charset=utf-8' }).end(JSON.stringify(status));
     });
     response.on('close', () => {
@@ -163,7 +191,8 @@ export class SlowPath {
       this.upgraded.add(socket);
       this.upgraded.add(upstreamSocket);
       const lines = [`HTTP/1.1 ${answer.statusCode ?? 101} ${answer.statusMessage ?? 'Switching Protocols'}`];
-      for (let index = 0; index + 1 < answer.rawHeaders.length; index += 2) lines.push(`${answer.rawHeaders[index]}: ${answer.rawHeaders[index + 1]}`);
+      for (let index = 0; index + 1 < answer.rawHeaders.length; index += 2)
+        lines.push(`${answer.rawHeaders[index]}: ${answer.rawHeaders[index + 1]}`);
       socket.write(`${lines.join('\r\n')}\r\n\r\n`);
       if (upstreamHead.length > 0) socket.write(upstreamHead);
       if (head.length > 0) upstreamSocket.write(head);
@@ -182,7 +211,8 @@ export class SlowPath {
     upstream.on('response', (answer) => {
       // The app declined the upgrade: pass its answer through and close.
       const headers: Record<string, string> = {};
-      for (const [name, value] of Object.entries(answer.headers)) if (value !== undefined && !HOP_BY_HOP.has(name)) headers[name] = Array.isArray(value) ? value.join(', ') : value;
+      for (const [name, value] of Object.entries(answer.headers))
+        if (value !== undefined && !HOP_BY_HOP.has(name)) headers[name] = Array.isArray(value) ? value.join(', ') : value;
       const chunks: Buffer[] = [];
       answer.on('data', (chunk: Buffer) => chunks.push(chunk));
       answer.on('end', () => socket.end(rawResponse(answer.statusCode ?? 502, headers, Buffer.concat(chunks).toString('utf8'))));
@@ -195,7 +225,12 @@ export class SlowPath {
   }
 
   /** Request headers for the app: hop-by-hop and Warren's cookie removed, X-Forwarded-* added. */
-  private forwardHeaders(request: IncomingMessage, route: ProxyRoute, cookieRest: string | undefined, upgrade: boolean): OutgoingHttpHeaders {
+  private forwardHeaders(
+    request: IncomingMessage,
+    route: ProxyRoute,
+    cookieRest: string | undefined,
+    upgrade: boolean,
+  ): OutgoingHttpHeaders {
     const headers: OutgoingHttpHeaders = {};
     const named = connectionTokens(request.headers);
     for (const [name, value] of Object.entries(request.headers)) {
@@ -220,12 +255,22 @@ export class SlowPath {
   private refuse(request: IncomingMessage, error: unknown): { code: number; headers: Record<string, string>; body: string } {
     const known = error instanceof WarrenError;
     if (!known) this.options.logger.warn({ url: request.url, error: errorMessage(error) }, 'proxy request failed');
-    const status = known ? makeStatus(error.reason, error.message, undefined, error.code) : makeStatus('InternalError', 'the port proxy failed');
+    const status = known
+      ? makeStatus(error.reason, error.message, undefined, error.code)
+      : makeStatus('InternalError', 'the port proxy failed');
     const wantsHtml = (request.headers.accept ?? '').includes('text/html');
     if (wantsHtml) {
-      return { code: status.code, headers: { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' }, body: htmlPage(status.code, status.reason, status.message) };
+      return {
+        code: status.code,
+        headers: { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' },
+        body: htmlPage(status.code, status.reason, status.message),
+      };
     }
-    return { code: status.code, headers: { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store' }, body: JSON.stringify(status) };
+    return {
+      code: status.code,
+      headers: { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store' },
+      body: JSON.stringify(status),
+    };
   }
 }
 
@@ -233,13 +278,32 @@ export class SlowPath {
 function connectionTokens(headers: IncomingHttpHeaders): Set<string> {
   const value = headers.connection;
   if (!value) return new Set();
-  return new Set(value.split(',').map((token) => token.trim().toLowerCase()).filter((token) => token !== ''));
+  return new Set(
+    value
+      .split(',')
+      .map((token) => token.trim().toLowerCase())
+      .filter((token) => token !== ''),
+  );
 }
 
 /** A whole HTTP/1.1 response that closes the connection, for a socket no `ServerResponse` writes to (upgrades). */
 function rawResponse(code: number, headers: Record<string, string>, body: string): string {
-  const reason = { 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 409: 'Conflict', 500: 'Internal Server Error', 502: 'Bad Gateway', 503: 'Service Unavailable' }[code] ?? 'Error';
-  const lines = [`HTTP/1.1 ${code} ${reason}`, ...Object.entries(headers).map(([name, value]) => `${name}: ${value}`), `content-length: ${Buffer.byteLength(body)}`, 'connection: close'];
+  const reason =
+    {
+      401: 'Unauthorized',
+      403: 'Forbidden',
+      404: 'Not Found',
+      409: 'Conflict',
+      500: 'Internal Server Error',
+      502: 'Bad Gateway',
+      503: 'Service Unavailable',
+    }[code] ?? 'Error';
+  const lines = [
+    `HTTP/1.1 ${code} ${reason}`,
+    ...Object.entries(headers).map(([name, value]) => `${name}: ${value}`),
+    `content-length: ${Buffer.byteLength(body)}`,
+    'connection: close',
+  ];
   return `${lines.join('\r\n')}\r\n\r\n${body}`;
 }
 

@@ -21,9 +21,11 @@ const SELF = new Set(['localhost', '127.0.0.1', '::1', '0.0.0.0', '']);
 export function slotForwarder(dataDir: string, slotOffset: number): (environmentId: string, host: string, port: number) => Promise<Duplex> {
   const slots = new SlotAllocator(dataDir);
   return async (environmentId, host, port) => {
-    if (!SELF.has(host.toLowerCase())) throw new WarrenError('Forbidden', 403, `forwarding reaches only the environment itself (localhost), not ${host}`);
+    if (!SELF.has(host.toLowerCase()))
+      throw new WarrenError('Forbidden', 403, `forwarding reaches only the environment itself (localhost), not ${host}`);
     const claim = await slots.lookup(environmentId);
-    if (claim === undefined) throw new WarrenError('EnvironmentNotRunning', 409, `environment ${environmentId} has no network on this runner`);
+    if (claim === undefined)
+      throw new WarrenError('EnvironmentNotRunning', 409, `environment ${environmentId} has no network on this runner`);
     const slot = slotInfo(claim + slotOffset);
     return new Promise<Duplex>((resolve, reject) => {
       // Forwarded traffic is interactive (an editor's language server, a dev server's reload socket): no Nagle delay.

@@ -63,14 +63,22 @@ describe('SSH gateway with OpenSSH against a real environment', () => {
 
   /** OpenSSH options shared by ssh, scp and sftp: no user config, only the given key, the published host key. */
   const common = (key: string) => [
-    '-F', '/dev/null',
-    '-o', 'BatchMode=yes',
-    '-o', 'IdentitiesOnly=yes',
-    '-o', 'IdentityAgent=none',
-    '-i', key,
-    '-o', `UserKnownHostsFile=${join(clientDir, 'known_hosts')}`,
-    '-o', 'HostKeyAlias=warren-runner-ssh-test',
-    '-o', 'StrictHostKeyChecking=yes',
+    '-F',
+    '/dev/null',
+    '-o',
+    'BatchMode=yes',
+    '-o',
+    'IdentitiesOnly=yes',
+    '-o',
+    'IdentityAgent=none',
+    '-i',
+    key,
+    '-o',
+    `UserKnownHostsFile=${join(clientDir, 'known_hosts')}`,
+    '-o',
+    'HostKeyAlias=warren-runner-ssh-test',
+    '-o',
+    'StrictHostKeyChecking=yes',
   ];
   const ssh = (key: string, user: string, ...rest: string[]) => ['-p', String(sshPort), ...common(key), '-l', user, '127.0.0.1', ...rest];
 
@@ -157,7 +165,10 @@ describe('SSH gateway with OpenSSH against a real environment', () => {
     const up = await run('scp', ['-P', String(sshPort), ...common(keys.alice), local, 'sshbox@127.0.0.1:uploaded.bin']);
     expect(up.stderr).toBe('');
     expect(up.code).toBe(0);
-    const check = await run('ssh', ssh(keys.alice, 'sshbox', 'ls -l uploaded.bin; stat -c %s uploaded.bin; id -un; stat -c %U uploaded.bin'));
+    const check = await run(
+      'ssh',
+      ssh(keys.alice, 'sshbox', 'ls -l uploaded.bin; stat -c %s uploaded.bin; id -un; stat -c %U uploaded.bin'),
+    );
     expect(check.stdout.split('\n').slice(1, 4)).toEqual([String(payload.length), 'vscode', 'vscode']);
     const back = join(clientDir, 'back.bin');
     expect((await run('scp', ['-P', String(sshPort), ...common(keys.alice), 'sshbox@127.0.0.1:uploaded.bin', back])).code).toBe(0);
@@ -165,7 +176,18 @@ describe('SSH gateway with OpenSSH against a real environment', () => {
 
     const batch = join(clientDir, 'batch');
     const fromSftp = join(clientDir, 'from-sftp.bin');
-    await writeFile(batch, [`put ${local} via-sftp.bin`, 'ls -l via-sftp.bin', `get via-sftp.bin ${fromSftp}`, 'mkdir made-by-sftp', 'rmdir made-by-sftp', 'rm via-sftp.bin', ''].join('\n'));
+    await writeFile(
+      batch,
+      [
+        `put ${local} via-sftp.bin`,
+        'ls -l via-sftp.bin',
+        `get via-sftp.bin ${fromSftp}`,
+        'mkdir made-by-sftp',
+        'rmdir made-by-sftp',
+        'rm via-sftp.bin',
+        '',
+      ].join('\n'),
+    );
     const sftp = await run('sftp', ['-P', String(sshPort), ...common(keys.alice), '-b', batch, 'sshbox@127.0.0.1']);
     expect(sftp.stderr).toBe('');
     expect(sftp.code).toBe(0);
@@ -180,7 +202,11 @@ describe('SSH gateway with OpenSSH against a real environment', () => {
     const started = await run('ssh', ssh(keys.alice, 'sshbox', `nohup ${serve} >/dev/null 2>&1 </dev/null & echo started`));
     expect(started.stdout).toBe('started\n');
     const localPort = await freePort();
-    const forward = spawn('ssh', ['-N', '-o', 'ExitOnForwardFailure=yes', '-L', `127.0.0.1:${localPort}:localhost:8765`, ...ssh(keys.alice, 'sshbox')], { stdio: 'ignore' });
+    const forward = spawn(
+      'ssh',
+      ['-N', '-o', 'ExitOnForwardFailure=yes', '-L', `127.0.0.1:${localPort}:localhost:8765`, ...ssh(keys.alice, 'sshbox')],
+      { stdio: 'ignore' },
+    );
     try {
       let answer = '';
       for (let attempt = 0; attempt < 200 && !answer.includes('hello-from-env'); attempt++) {
@@ -199,12 +225,16 @@ describe('SSH gateway with OpenSSH against a real environment', () => {
     }
   });
 
-  it('forwards a local port to a server bound to the environment\'s loopback only (ssh -L)', async () => {
+  it("forwards a local port to a server bound to the environment's loopback only (ssh -L)", async () => {
     const serve = `perl -MIO::Socket::INET -e '$s = IO::Socket::INET->new(LocalAddr => "127.0.0.1", LocalPort => 8766, Listen => 5, ReuseAddr => 1) or die; while ($c = $s->accept) { print $c "hello-from-loopback\\n"; close $c }'`;
     const started = await run('ssh', ssh(keys.alice, 'sshbox', `nohup ${serve} >/dev/null 2>&1 </dev/null & echo started`));
     expect(started.stdout).toBe('started\n');
     const localPort = await freePort();
-    const forward = spawn('ssh', ['-N', '-o', 'ExitOnForwardFailure=yes', '-L', `127.0.0.1:${localPort}:localhost:8766`, ...ssh(keys.alice, 'sshbox')], { stdio: 'ignore' });
+    const forward = spawn(
+      'ssh',
+      ['-N', '-o', 'ExitOnForwardFailure=yes', '-L', `127.0.0.1:${localPort}:localhost:8766`, ...ssh(keys.alice, 'sshbox')],
+      { stdio: 'ignore' },
+    );
     try {
       let answer = '';
       for (let attempt = 0; attempt < 200 && !answer.includes('hello-from-loopback'); attempt++) {

@@ -59,12 +59,23 @@ describe('SSH gateway', () => {
   /** A backend whose "environment" is this host, in `directory`. */
   const backend = {
     exec(environmentId: string, request: ExecRequest): Promise<ExecSession> {
-      const child = spawn(request.argv[0]!, request.argv.slice(1), { cwd: request.cwd ?? directory, env: { ...process.env, ...Object.fromEntries((request.env ?? []).map((entry) => entry.split('=', 2) as [string, string])) } });
+      const child = spawn(request.argv[0]!, request.argv.slice(1), {
+        cwd: request.cwd ?? directory,
+        env: { ...process.env, ...Object.fromEntries((request.env ?? []).map((entry) => entry.split('=', 2) as [string, string])) },
+      });
       const exit = new Promise<number>((resolve) => child.once('close', (code, signal) => resolve(code ?? (signal ? 137 : 1))));
       if (request.tty) sizes.push([request.cols ?? 0, request.rows ?? 0]);
       const resize = (cols: number, rows: number) => void sizes.push([cols, rows]);
       const signal = (number: number) => void child.kill(number);
-      return Promise.resolve({ stdin: child.stdin, stdout: child.stdout, stderr: child.stderr, exit, kill: () => child.kill('SIGKILL'), resize, signal });
+      return Promise.resolve({
+        stdin: child.stdin,
+        stdout: child.stdout,
+        stderr: child.stderr,
+        exit,
+        kill: () => child.kill('SIGKILL'),
+        resize,
+        signal,
+      });
     },
   } as unknown as EnvironmentBackend;
 
@@ -82,7 +93,9 @@ describe('SSH gateway', () => {
       // The stub server: env-1 belongs to the user of `userKey` and of the password "pat-1".
       async authorize(request): Promise<SshGrant> {
         requests.push(request);
-        const allowed = request.environment === 'env-1' && (request.password === 'pat-1' || request.publicKey?.split(' ').slice(0, 2).join(' ') === userPublic);
+        const allowed =
+          request.environment === 'env-1' &&
+          (request.password === 'pat-1' || request.publicKey?.split(' ').slice(0, 2).join(' ') === userPublic);
         if (!allowed) throw new Error('403 Forbidden');
         const issued = Math.floor(serverNow().getTime() / 1000);
         const token = await new SignJWT({ env: 'env-1' })
@@ -193,9 +206,13 @@ describe('SSH gateway', () => {
   });
 
   it('refuses a key, a password or an environment the server does not vouch for', async () => {
-    await expect(connect(gateway.port, { username: 'env-1', privateKey: otherKey.private })).rejects.toThrow(/authentication methods failed/);
+    await expect(connect(gateway.port, { username: 'env-1', privateKey: otherKey.private })).rejects.toThrow(
+      /authentication methods failed/,
+    );
     await expect(connect(gateway.port, { username: 'env-1', password: 'wrong' })).rejects.toThrow(/authentication methods failed/);
-    await expect(connect(gateway.port, { username: 'env-2', privateKey: userKey.private })).rejects.toThrow(/authentication methods failed/);
+    await expect(connect(gateway.port, { username: 'env-2', privateKey: userKey.private })).rejects.toThrow(
+      /authentication methods failed/,
+    );
   });
 
   it('refuses an expired grant', async () => {
@@ -210,7 +227,9 @@ describe('SSH gateway', () => {
   it('serves SFTP: upload, stat, list, download, rename, remove', async () => {
     const connection = await connect(gateway.port, { username: 'env-1', privateKey: userKey.private });
     try {
-      const sftp = await new Promise<ssh2.SFTPWrapper>((resolve, reject) => connection.client.sftp((error, wrapper) => (error ? reject(error) : resolve(wrapper))));
+      const sftp = await new Promise<ssh2.SFTPWrapper>((resolve, reject) =>
+        connection.client.sftp((error, wrapper) => (error ? reject(error) : resolve(wrapper))),
+      );
       const payload = Buffer.alloc(3 * 1024 * 1024 + 17, 'x');
       payload.write('head', 0);
       payload.write('tail', payload.length - 4);
@@ -219,10 +238,14 @@ describe('SSH gateway', () => {
       const remote = join(directory, 'remote.bin');
       await new Promise<void>((resolve, reject) => sftp.fastPut(local, remote, (error) => (error ? reject(error) : resolve())));
       expect((await readFile(remote)).equals(payload)).toBe(true);
-      const stats = await new Promise<ssh2.Stats>((resolve, reject) => sftp.stat(remote, (error, value) => (error ? reject(error) : resolve(value))));
+      const stats = await new Promise<ssh2.Stats>((resolve, reject) =>
+        sftp.stat(remote, (error, value) => (error ? reject(error) : resolve(value))),
+      );
       expect(stats.size).toBe(payload.length);
       expect(stats.isFile()).toBe(true);
-      const listing = await new Promise<ssh2.FileEntryWithStats[]>((resolve, reject) => sftp.readdir(directory, (error, list) => (error ? reject(error) : resolve(list))));
+      const listing = await new Promise<ssh2.FileEntryWithStats[]>((resolve, reject) =>
+        sftp.readdir(directory, (error, list) => (error ? reject(error) : resolve(list))),
+      );
       expect(listing.map((entry) => entry.filename)).toContain('remote.bin');
       const back = join(directory, 'back.bin');
       await new Promise<void>((resolve, reject) => sftp.fastGet(remote, back, (error) => (error ? reject(error) : resolve())));

@@ -141,7 +141,9 @@ export async function startSshGateway(options: SshGatewayOptions): Promise<SshGa
           return;
         }
         case 'password':
-          void grantFor({ environment, username: environment, password: context.password }, undefined).then((grant) => acceptGrant(context, grant));
+          void grantFor({ environment, username: environment, password: context.password }, undefined).then((grant) =>
+            acceptGrant(context, grant),
+          );
           return;
         case 'none':
         case 'hostbased':
@@ -168,7 +170,10 @@ export async function startSshGateway(options: SshGatewayOptions): Promise<SshGa
             socket.pipe(channel).pipe(socket);
           },
           (error: unknown) => {
-            logger.info({ environmentId: current.environmentId, host: info.destIP, port: info.destPort, error: errorMessage(error) }, 'ssh forwarding refused');
+            logger.info(
+              { environmentId: current.environmentId, host: info.destIP, port: info.destPort, error: errorMessage(error) },
+              'ssh forwarding refused',
+            );
             reject();
           },
         );
@@ -243,7 +248,12 @@ export async function startSshGateway(options: SshGatewayOptions): Promise<SshGa
     session.on('sftp', (accept) => {
       options.onActivity?.(login.environmentId);
       log.info({}, 'sftp session started');
-      serveSftp(accept(), { backend: options.backend, environmentId: login.environmentId, logger: log, onActivity: () => options.onActivity?.(login.environmentId) });
+      serveSftp(accept(), {
+        backend: options.backend,
+        environmentId: login.environmentId,
+        logger: log,
+        onActivity: () => options.onActivity?.(login.environmentId),
+      });
     });
     session.on('subsystem', (_accept, reject) => reject());
   }
@@ -289,7 +299,14 @@ function pipeSession(channel: ServerChannel, session: ExecSession, onInput: () =
     if (!exited) session.kill();
   });
   const ended = (stream: NodeJS.ReadableStream | undefined) =>
-    stream === undefined ? Promise.resolve() : new Promise<void>((resolve) => stream.once('end', resolve).once('close', resolve).once('error', () => resolve()));
+    stream === undefined
+      ? Promise.resolve()
+      : new Promise<void>((resolve) =>
+          stream
+            .once('end', resolve)
+            .once('close', resolve)
+            .once('error', () => resolve()),
+        );
   session.stdout.pipe(channel, { end: false });
   session.stderr?.pipe(channel.stderr, { end: false });
   void Promise.all([session.exit, ended(session.stdout), ended(session.stderr)]).then(([code]) => {

@@ -85,7 +85,8 @@ export function serveSftp(sftp: SFTPWrapper, options: SftpOptions): void {
     if (result.code === 0) return result;
     const message = result.stderr.trim().split('\n').pop() ?? '';
     if (/No such file|ENOENT|cannot stat/i.test(message)) throw new SftpStatusError(STATUS_CODE.NO_SUCH_FILE, 'No such file');
-    if (/Permission denied|EACCES|Operation not permitted/i.test(message)) throw new SftpStatusError(STATUS_CODE.PERMISSION_DENIED, 'Permission denied');
+    if (/Permission denied|EACCES|Operation not permitted/i.test(message))
+      throw new SftpStatusError(STATUS_CODE.PERMISSION_DENIED, 'Permission denied');
     throw new SftpStatusError(STATUS_CODE.FAILURE, message || `failed with code ${result.code}`);
   };
 
@@ -101,7 +102,10 @@ function serveWithTools(
   // The client's EOF ends the subsystem: report exit status 0 (RFC 4254 §6.10, as sshd does when sftp-server
   // exits) and close the channel; without the close, OpenSSH's scp and sftp wait forever.
   sftp.on('end', () => {
-    const internals = sftp as unknown as { _protocol?: { exitStatus(channel: number, status: number): void }; outgoing?: { id: number; state: string } };
+    const internals = sftp as unknown as {
+      _protocol?: { exitStatus(channel: number, status: number): void };
+      outgoing?: { id: number; state: string };
+    };
     if (internals.outgoing?.state === 'open') internals._protocol?.exitStatus(internals.outgoing.id, 0);
     sftp.end();
   });
@@ -129,19 +133,26 @@ function serveWithTools(
     Promise.resolve()
       .then(work)
       .catch((error: unknown) => {
-      if (error instanceof SftpStatusError) sftp.status(reqId, error.code, error.message);
-      else {
-        options.logger.warn({ error: errorMessage(error) }, 'sftp operation failed');
-        sftp.status(reqId, STATUS_CODE.FAILURE, errorMessage(error));
-      }
-    });
+        if (error instanceof SftpStatusError) sftp.status(reqId, error.code, error.message);
+        else {
+          options.logger.warn({ error: errorMessage(error) }, 'sftp operation failed');
+          sftp.status(reqId, STATUS_CODE.FAILURE, errorMessage(error));
+        }
+      });
   };
 
   // stat(1) fields: raw mode (hex), uid, gid, size, atime, mtime.
   const STAT_FORMAT = '%f %u %g %s %X %Y';
   const parseStat = (line: string): Attributes => {
     const [mode, uid, gid, size, atime, mtime] = line.trim().split(' ');
-    return { mode: parseInt(mode ?? '0', 16), uid: Number(uid), gid: Number(gid), size: Number(size), atime: Number(atime), mtime: Number(mtime) };
+    return {
+      mode: parseInt(mode ?? '0', 16),
+      uid: Number(uid),
+      gid: Number(gid),
+      size: Number(size),
+      atime: Number(atime),
+      mtime: Number(mtime),
+    };
   };
   const stat = async (path: string, follow: boolean): Promise<Attributes> =>
     parseStat(check(await run(`stat ${follow ? '-L ' : ''}-c '${STAT_FORMAT}' -- "$1"`, [path])).stdout.toString('utf8'));
@@ -153,7 +164,13 @@ function serveWithTools(
     if (pending) {
       handle.flushing = handle.flushing.then(async () => {
         try {
-          check(await run('exec dd of="$1" bs=65536 seek="$2" oflag=seek_bytes conv=notrunc status=none', [handle.path, String(pending.offset)], Buffer.concat(pending.chunks)));
+          check(
+            await run(
+              'exec dd of="$1" bs=65536 seek="$2" oflag=seek_bytes conv=notrunc status=none',
+              [handle.path, String(pending.offset)],
+              Buffer.concat(pending.chunks),
+            ),
+          );
         } catch (error) {
           handle.failure ??= error instanceof SftpStatusError ? error : new SftpStatusError(STATUS_CODE.FAILURE, errorMessage(error));
         }
@@ -184,7 +201,9 @@ function serveWithTools(
 
   sftp.on('REALPATH', (reqId, path) =>
     serve(reqId, async () => {
-      const resolved = check(await run('realpath -m -- "$1"', [path === '' ? '.' : path])).stdout.toString('utf8').replace(/\n$/, '');
+      const resolved = check(await run('realpath -m -- "$1"', [path === '' ? '.' : path]))
+        .stdout.toString('utf8')
+        .replace(/\n$/, '');
       sftp.name(reqId, [{ filename: resolved, longname: resolved, attrs: {} as Attributes }]);
     }),
   );
@@ -197,7 +216,9 @@ function serveWithTools(
       sftp.attrs(reqId, await stat(handle.path, true));
     }),
   );
-  sftp.on('SETSTAT', (reqId, path, attrs) => serve(reqId, async () => (await setAttributes(path, attrs), sftp.status(reqId, STATUS_CODE.OK))));
+  sftp.on('SETSTAT', (reqId, path, attrs) =>
+    serve(reqId, async () => (await setAttributes(path, attrs), sftp.status(reqId, STATUS_CODE.OK))),
+  );
   sftp.on('FSETSTAT', (reqId, raw, attrs) =>
     serve(reqId, async () => {
       const handle = fileOf(raw);
@@ -212,7 +233,9 @@ function serveWithTools(
       const write = (flags & (OPEN_MODE.WRITE | OPEN_MODE.APPEND)) !== 0;
       const mode = typeof attrs.mode === 'number' ? (attrs.mode & 0o777).toString(8) : '644';
       let script: string;
-      if (!write) script = '[ -e "$1" ] || { echo "No such file" >&2; exit 1; }; [ -d "$1" ] && { echo "is a directory" >&2; exit 1; }; [ -r "$1" ] || { echo "Permission denied" >&2; exit 1; }';
+      if (!write)
+        script =
+          '[ -e "$1" ] || { echo "No such file" >&2; exit 1; }; [ -d "$1" ] && { echo "is a directory" >&2; exit 1; }; [ -r "$1" ] || { echo "Permission denied" >&2; exit 1; }';
       else {
         const parts: string[] = [];
         if (flags & OPEN_MODE.EXCL) parts.push('[ -e "$1" ] && { echo "file exists" >&2; exit 1; }');
@@ -277,7 +300,12 @@ function serveWithTools(
 
   sftp.on('OPENDIR', (reqId, path) =>
     serve(reqId, async () => {
-      check(await run('[ -d "$1" ] || { echo "No such file" >&2; exit 1; }; [ -r "$1" ] && [ -x "$1" ] || { echo "Permission denied" >&2; exit 1; }', [path]));
+      check(
+        await run(
+          '[ -d "$1" ] || { echo "No such file" >&2; exit 1; }; [ -r "$1" ] && [ -x "$1" ] || { echo "Permission denied" >&2; exit 1; }',
+          [path],
+        ),
+      );
       sftp.handle(reqId, newHandle({ type: 'directory', path, done: false }));
     }),
   );
@@ -287,11 +315,25 @@ function serveWithTools(
       if (handle.type !== 'directory') throw new SftpStatusError(STATUS_CODE.FAILURE, 'not a directory handle');
       if (handle.done) return sftp.status(reqId, STATUS_CODE.EOF);
       handle.done = true;
-      const output = check(await run(`find "$1" -mindepth 1 -maxdepth 1 -printf '%P\\0%y\\0%m\\0%U\\0%G\\0%s\\0%A@\\0%T@\\0%u\\0%g\\0%n\\0'`, [handle.path])).stdout.toString('utf8');
+      const output = check(
+        await run(`find "$1" -mindepth 1 -maxdepth 1 -printf '%P\\0%y\\0%m\\0%U\\0%G\\0%s\\0%A@\\0%T@\\0%u\\0%g\\0%n\\0'`, [handle.path]),
+      ).stdout.toString('utf8');
       const fields = output.split('\0');
       const entries: FileEntry[] = [];
       for (let index = 0; index + 10 < fields.length; index += 11) {
-        const [name, type, perms, uid, gid, size, atime, mtime, user, group, links] = fields.slice(index, index + 11) as [string, string, string, string, string, string, string, string, string, string, string];
+        const [name, type, perms, uid, gid, size, atime, mtime, user, group, links] = fields.slice(index, index + 11) as [
+          string,
+          string,
+          string,
+          string,
+          string,
+          string,
+          string,
+          string,
+          string,
+          string,
+          string,
+        ];
         const attrs: Attributes = {
           mode: (TYPE_BITS[type] ?? 0o100000) | parseInt(perms, 8),
           uid: Number(uid),
@@ -327,7 +369,9 @@ function serveWithTools(
   );
   sftp.on('READLINK', (reqId, path) =>
     serve(reqId, async () => {
-      const target = check(await run('readlink -- "$1"', [path])).stdout.toString('utf8').replace(/\n$/, '');
+      const target = check(await run('readlink -- "$1"', [path]))
+        .stdout.toString('utf8')
+        .replace(/\n$/, '');
       sftp.name(reqId, [{ filename: target, longname: target, attrs: {} as Attributes }]);
     }),
   );

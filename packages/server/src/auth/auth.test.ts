@@ -24,8 +24,8 @@ describe('bootstrap', () => {
     const second = await bootstrap(store);
     expect(second.adminToken).toBeUndefined();
     expect(second.admin.metadata.id).toBe(first.admin.metadata.id);
-    expect((await store.getByName('User', ADMIN_USER_NAME))).toHaveLength(1);
-    expect((await store.getByName('EnvironmentClass', 'default'))).toHaveLength(1);
+    expect(await store.getByName('User', ADMIN_USER_NAME)).toHaveLength(1);
+    expect(await store.getByName('EnvironmentClass', 'default')).toHaveLength(1);
     const principal = await authenticate(store, `Bearer ${first.adminToken}`);
     expect(principal).toMatchObject({ kind: 'User', name: 'admin', admin: true });
   });

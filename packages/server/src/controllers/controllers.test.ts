@@ -19,7 +19,10 @@ describe('controllers', () => {
 
   const start = () => {
     stop = new AbortController();
-    running = runControllers({ store, logger: silentLogger, clock, checkIntervalMs: 25, resyncIntervalMs: 300, runnerHeartbeatTimeoutSeconds: 30 }, stop.signal);
+    running = runControllers(
+      { store, logger: silentLogger, clock, checkIntervalMs: 25, resyncIntervalMs: 300, runnerHeartbeatTimeoutSeconds: 30 },
+      stop.signal,
+    );
   };
   const halt = async () => {
     stop.abort();
@@ -46,7 +49,11 @@ describe('controllers', () => {
   it('schedules to an active runner, and explains why not while there is none', async () => {
     start();
     const environment = await createEnvironment(store, 'waiting');
-    const waiting = await environmentWhere(environment.metadata.id, (each) => getCondition(each.status.conditions, 'Scheduled')?.status === 'False', 'Scheduled=False');
+    const waiting = await environmentWhere(
+      environment.metadata.id,
+      (each) => getCondition(each.status.conditions, 'Scheduled')?.status === 'False',
+      'Scheduled=False',
+    );
     expect(getCondition(waiting.status.conditions, 'Scheduled')?.reason).toBe('NoRunnerAvailable');
     expect(getCondition(waiting.status.conditions, 'Scheduled')?.message).toContain('no active runner');
     expect(waiting.status.runnerId).toBeUndefined();
@@ -65,7 +72,11 @@ describe('controllers', () => {
     const first = await createEnvironment(store, 'first');
     await environmentWhere(first.metadata.id, (each) => each.status.runnerId !== undefined, 'first scheduled');
     const second = await createEnvironment(store, 'second');
-    const full = await environmentWhere(second.metadata.id, (each) => getCondition(each.status.conditions, 'Scheduled')?.status === 'False', 'second waiting');
+    const full = await environmentWhere(
+      second.metadata.id,
+      (each) => getCondition(each.status.conditions, 'Scheduled')?.status === 'False',
+      'second waiting',
+    );
     expect(getCondition(full.status.conditions, 'Scheduled')?.reason).toBe('NoRunnerAvailable');
     expect(getCondition(full.status.conditions, 'Scheduled')?.message).toContain('no runner has room');
     // Stopping the first frees its slot (stopped environments keep their disk but no CPU, memory or slot).
@@ -78,7 +89,11 @@ describe('controllers', () => {
     await createRunner(store, 'host');
     start();
     const environment = await createEnvironment(store, 'big', { className: 'huge' });
-    const waiting = await environmentWhere(environment.metadata.id, (each) => getCondition(each.status.conditions, 'Scheduled')?.reason === 'ClassNotFound', 'ClassNotFound');
+    const waiting = await environmentWhere(
+      environment.metadata.id,
+      (each) => getCondition(each.status.conditions, 'Scheduled')?.reason === 'ClassNotFound',
+      'ClassNotFound',
+    );
     expect(getCondition(waiting.status.conditions, 'Scheduled')?.message).toContain('"huge"');
     await createClass(store, 'huge', 8000, 2 ** 34);
     await environmentWhere(environment.metadata.id, (each) => each.status.runnerId !== undefined, 'scheduled after class creation');
@@ -90,7 +105,9 @@ describe('controllers', () => {
     const b = await createRunner(store, 'b', { capacity });
     start();
     const environments = await Promise.all(['e1', 'e2', 'e3', 'e4'].map((name) => createEnvironment(store, name)));
-    const placed = await Promise.all(environments.map((each) => environmentWhere(each.metadata.id, (current) => current.status.runnerId !== undefined, 'scheduled')));
+    const placed = await Promise.all(
+      environments.map((each) => environmentWhere(each.metadata.id, (current) => current.status.runnerId !== undefined, 'scheduled')),
+    );
     const counts = new Map<string, number>();
     for (const each of placed) counts.set(each.status.runnerId!, (counts.get(each.status.runnerId!) ?? 0) + 1);
     expect(counts.get(a.metadata.id)).toBe(2);
@@ -102,7 +119,10 @@ describe('controllers', () => {
     const fresh = await createRunner(store, 'chatty', { heartbeat: clock.now() });
     start();
     clock.advance(20);
-    await store.update('Runner', fresh.metadata.id, (current) => ({ ...current, status: { ...current.status, lastHeartbeatTime: clock.now().toISOString() } }));
+    await store.update('Runner', fresh.metadata.id, (current) => ({
+      ...current,
+      status: { ...current.status, lastHeartbeatTime: clock.now().toISOString() },
+    }));
     clock.advance(15); // quiet: 35 s without heartbeat; chatty: 15 s
     const inactive = await eventually(async () => {
       const current = await store.get('Runner', runner.metadata.id);
@@ -120,9 +140,15 @@ describe('controllers', () => {
     const busy = await createEnvironment(store, 'busy', { timeouts: { inactivitySeconds: 60 } }, running);
     start();
     clock.advance(45);
-    await store.update('Environment', busy.metadata.id, (current) => ({ ...current, status: { ...current.status, lastActivityTime: clock.now().toISOString() } }));
+    await store.update('Environment', busy.metadata.id, (current) => ({
+      ...current,
+      status: { ...current.status, lastActivityTime: clock.now().toISOString() },
+    }));
     clock.advance(30);
-    await store.update('Runner', runner.metadata.id, (current) => ({ ...current, status: { ...current.status, lastHeartbeatTime: clock.now().toISOString() } }));
+    await store.update('Runner', runner.metadata.id, (current) => ({
+      ...current,
+      status: { ...current.status, lastHeartbeatTime: clock.now().toISOString() },
+    }));
     const stopped = await environmentWhere(idle.metadata.id, (each) => each.spec.desiredPhase === 'Stopped', 'idle stopped');
     expect(getCondition(stopped.status.conditions, 'StoppedForInactivity')).toMatchObject({ status: 'True', reason: 'InactivityTimeout' });
     expect(stopped.status.message).toContain('without activity');
@@ -139,12 +165,18 @@ describe('controllers', () => {
     const placed = await createEnvironment(store, 'placed', {}, { runnerId: runner.metadata.id, phase: 'Running' });
     start();
     await eventually(async () => ((await store.get('Environment', unscheduled.metadata.id)) ? undefined : true), 'unscheduled removed');
-    await store.update('Environment', placed.metadata.id, (current) => ({ ...current, spec: { ...current.spec, desiredPhase: 'Deleted' } }));
+    await store.update('Environment', placed.metadata.id, (current) => ({
+      ...current,
+      spec: { ...current.spec, desiredPhase: 'Deleted' },
+    }));
     // Still on the runner: the runner must remove it first.
     await store.update('Environment', placed.metadata.id, (current) => ({ ...current, status: { ...current.status, phase: 'Deleting' } }));
     expect(await store.get('Environment', placed.metadata.id)).toBeDefined();
     await store.update('Environment', placed.metadata.id, (current) => ({ ...current, status: { ...current.status, phase: 'Deleted' } }));
-    await eventually(async () => ((await store.get('Environment', placed.metadata.id)) ? undefined : true), 'placed removed after runner cleanup');
+    await eventually(
+      async () => ((await store.get('Environment', placed.metadata.id)) ? undefined : true),
+      'placed removed after runner cleanup',
+    );
   });
 
   it('converges after a restart on changes made while it was down', async () => {
@@ -163,8 +195,18 @@ describe('controllers', () => {
 describe('chooseRunner', () => {
   const now = new Date().toISOString();
   const meta = (id: string, name: string) => ({ id, name, generation: 1, resourceVersion: '1', createdTime: now, labels: {}, ownerId: '' });
-  const small = { kind: 'EnvironmentClass' as const, apiVersion: 'v1' as const, metadata: meta('cls-1', 'small'), spec: { cpuMillicores: 1000, memoryBytes: 1000, swapBytes: 0, pids: 100 }, status: {} };
-  const runner = (id: string, allocatable?: { cpuMillicores: number; memoryBytes: number; environments: number }, capacity = { cpuMillicores: 100_000, memoryBytes: 100_000, environments: 100 }) => ({
+  const small = {
+    kind: 'EnvironmentClass' as const,
+    apiVersion: 'v1' as const,
+    metadata: meta('cls-1', 'small'),
+    spec: { cpuMillicores: 1000, memoryBytes: 1000, swapBytes: 0, pids: 100 },
+    status: {},
+  };
+  const runner = (
+    id: string,
+    allocatable?: { cpuMillicores: number; memoryBytes: number; environments: number },
+    capacity = { cpuMillicores: 100_000, memoryBytes: 100_000, environments: 100 },
+  ) => ({
     kind: 'Runner' as const,
     apiVersion: 'v1' as const,
     metadata: meta(id, id),
@@ -175,7 +217,14 @@ describe('chooseRunner', () => {
     kind: 'Environment',
     apiVersion: 'v1',
     metadata: meta(id, id),
-    spec: { desiredPhase, source: { git: { url: 'https://example.com/r.git' } }, devcontainer: {}, className: 'small', ports: [], timeouts: { inactivitySeconds: 0 } },
+    spec: {
+      desiredPhase,
+      source: { git: { url: 'https://example.com/r.git' } },
+      devcontainer: {},
+      className: 'small',
+      ports: [],
+      timeouts: { inactivitySeconds: 0 },
+    },
     status: { phase: 'Pending', observedGeneration: 0, conditions: [], ports: [], ...(runnerId ? { runnerId } : {}) },
   });
 

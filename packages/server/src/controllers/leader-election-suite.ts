@@ -33,7 +33,10 @@ export function leaderElectionSuite(engine: 'pglite' | 'postgres'): void {
       await eventually(() => (first.isLeader ? true : undefined), 'first manager leading');
       second.start();
       const before = await createEnvironment(test.store, 'before');
-      await eventually(async () => ((await test!.store.get('Environment', before.metadata.id))?.status.runnerId ? true : undefined), 'scheduled by the leader');
+      await eventually(
+        async () => ((await test!.store.get('Environment', before.metadata.id))?.status.runnerId ? true : undefined),
+        'scheduled by the leader',
+      );
       // Several retry periods of the second manager pass while the first holds the lease.
       for (let check = 0; check < 10; check++) {
         expect([first.isLeader, second.isLeader]).toEqual([true, false]);
@@ -43,7 +46,10 @@ export function leaderElectionSuite(engine: 'pglite' | 'postgres'): void {
       expect(first.isLeader).toBe(false);
       await eventually(() => (second.isLeader ? true : undefined), 'second manager taking over');
       const after = await createEnvironment(stores[1]!, 'after');
-      await eventually(async () => ((await stores[1]!.get('Environment', after.metadata.id))?.status.runnerId ? true : undefined), 'scheduled by the new leader');
+      await eventually(
+        async () => ((await stores[1]!.get('Environment', after.metadata.id))?.status.runnerId ? true : undefined),
+        'scheduled by the new leader',
+      );
     });
   });
 }

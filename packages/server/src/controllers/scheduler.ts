@@ -1,5 +1,13 @@
 // The scheduler: places each unscheduled environment on an Active runner with room for its class.
-import { setCondition, type Environment, type EnvironmentClass, type Kind, type Resource, type Runner, type RunnerResources } from '@warren/api';
+import {
+  setCondition,
+  type Environment,
+  type EnvironmentClass,
+  type Kind,
+  type Resource,
+  type Runner,
+  type RunnerResources,
+} from '@warren/api';
 import { NotFoundError } from '@warren/base';
 import type { Controller, ControllerContext } from './controller.js';
 
@@ -7,13 +15,15 @@ import type { Controller, ControllerContext } from './controller.js';
 export const SCHEDULED = 'Scheduled';
 
 /** The outcome of {@link chooseRunner}: a runner, or the reason and message of `Scheduled=False`. */
-export type Placement =
-  | { runner: Runner }
-  | { runner?: undefined; reason: 'NoRunnerAvailable' | 'ClassNotFound'; message: string };
+export type Placement = { runner: Runner } | { runner?: undefined; reason: 'NoRunnerAvailable' | 'ClassNotFound'; message: string };
 
 /** Resources an environment of `environmentClass` takes from a runner (its limits; `environments` = 1). */
 function demandOf(environmentClass: EnvironmentClass | undefined): RunnerResources {
-  return { cpuMillicores: environmentClass?.spec.cpuMillicores ?? 0, memoryBytes: environmentClass?.spec.memoryBytes ?? 0, environments: 1 };
+  return {
+    cpuMillicores: environmentClass?.spec.cpuMillicores ?? 0,
+    memoryBytes: environmentClass?.spec.memoryBytes ?? 0,
+    environments: 1,
+  };
 }
 
 /**
@@ -25,7 +35,12 @@ function demandOf(environmentClass: EnvironmentClass | undefined): RunnerResourc
  * The least loaded runner wins: lowest highest-utilisation fraction, then fewest environments, then name.
  * @returns the runner, or `ClassNotFound` / `NoRunnerAvailable` with a message saying why.
  */
-export function chooseRunner(environment: Environment, runners: readonly Runner[], environments: readonly Environment[], classes: readonly EnvironmentClass[]): Placement {
+export function chooseRunner(
+  environment: Environment,
+  runners: readonly Runner[],
+  environments: readonly Environment[],
+  classes: readonly EnvironmentClass[],
+): Placement {
   const classByName = new Map(classes.map((each) => [each.metadata.name, each]));
   const environmentClass = classByName.get(environment.spec.className);
   if (!environmentClass) {
@@ -64,7 +79,9 @@ export function chooseRunner(environment: Environment, runners: readonly Runner[
     const dimensions = ['cpuMillicores', 'memoryBytes', 'environments'] as const;
     const short = dimensions.filter((dimension) => used[dimension] + demand[dimension] > limit[dimension]);
     if (short.length > 0) {
-      full.push(`${runner.metadata.name} (${short.map((dimension) => `${dimension} ${used[dimension]}+${demand[dimension]}>${limit[dimension]}`).join(', ')})`);
+      full.push(
+        `${runner.metadata.name} (${short.map((dimension) => `${dimension} ${used[dimension]}+${demand[dimension]}>${limit[dimension]}`).join(', ')})`,
+      );
       continue;
     }
     const load = Math.max(...dimensions.map((dimension) => (limit[dimension] === 0 ? 0 : used[dimension] / limit[dimension])));
@@ -126,14 +143,22 @@ export class SchedulerController implements Controller {
         const status = { ...current.status };
         if (placement.runner) {
           status.runnerId = placement.runner.metadata.id;
-          status.conditions = setCondition(status.conditions, SCHEDULED, 'True', 'RunnerAssigned', `assigned to runner ${placement.runner.metadata.name}`, clock.now());
+          status.conditions = setCondition(
+            status.conditions,
+            SCHEDULED,
+            'True',
+            'RunnerAssigned',
+            `assigned to runner ${placement.runner.metadata.name}`,
+            clock.now(),
+          );
         } else {
           status.conditions = setCondition(status.conditions, SCHEDULED, 'False', placement.reason, placement.message, clock.now());
         }
         return { ...current, status };
       });
       environments.apply(updated);
-      if (placement.runner) this.context.logger.info({ environmentId: id, runnerId: placement.runner.metadata.id }, 'environment scheduled');
+      if (placement.runner)
+        this.context.logger.info({ environmentId: id, runnerId: placement.runner.metadata.id }, 'environment scheduled');
     } catch (error) {
       if (error instanceof NotFoundError) return;
       throw error;
@@ -147,7 +172,9 @@ export class SchedulerController implements Controller {
     if (this.assumed.size === 0) return environments;
     return environments.map((environment) => {
       const runnerId = this.assumed.get(environment.metadata.id);
-      return runnerId === undefined || environment.status.runnerId ? environment : { ...environment, status: { ...environment.status, runnerId } };
+      return runnerId === undefined || environment.status.runnerId
+        ? environment
+        : { ...environment, status: { ...environment.status, runnerId } };
     });
   }
 

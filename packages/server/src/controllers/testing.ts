@@ -1,5 +1,13 @@
 // Fixtures shared by the controller tests.
-import { EnvironmentSpecSchema, EnvironmentStatusSchema, RunnerStatusSchema, type Environment, type EnvironmentSpecInput, type Runner, type RunnerResources } from '@warren/api';
+import {
+  EnvironmentSpecSchema,
+  EnvironmentStatusSchema,
+  RunnerStatusSchema,
+  type Environment,
+  type EnvironmentSpecInput,
+  type Runner,
+  type RunnerResources,
+} from '@warren/api';
 import type { ResourceStore } from '../storage/index.js';
 import type { Clock } from './clock.js';
 
@@ -16,7 +24,11 @@ export class ManualClock implements Clock {
 }
 
 /** Polls `check` until it returns a defined value, or fails after `timeoutMs` with the last observed value. */
-export async function eventually<T>(check: () => Promise<T | undefined> | T | undefined, describe = 'condition', timeoutMs = 15_000): Promise<T> {
+export async function eventually<T>(
+  check: () => Promise<T | undefined> | T | undefined,
+  describe = 'condition',
+  timeoutMs = 15_000,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const value = await check();
@@ -28,7 +40,12 @@ export async function eventually<T>(check: () => Promise<T | undefined> | T | un
 
 /** Creates an EnvironmentClass. */
 export function createClass(store: ResourceStore, name: string, cpuMillicores = 1000, memoryBytes = 2 ** 30) {
-  return store.create('EnvironmentClass', { name, ownerId: '', spec: { cpuMillicores, memoryBytes, swapBytes: 0, pids: 4096 }, status: {} });
+  return store.create('EnvironmentClass', {
+    name,
+    ownerId: '',
+    spec: { cpuMillicores, memoryBytes, swapBytes: 0, pids: 4096 },
+    status: {},
+  });
 }
 
 /** Creates a runner with the given phase, capacity and heartbeat time. */
@@ -50,7 +67,12 @@ export function createRunner(
 }
 
 /** Creates an environment (desiredPhase Running, class `default` unless overridden). */
-export function createEnvironment(store: ResourceStore, name: string, spec: Partial<EnvironmentSpecInput> = {}, status: Partial<Environment['status']> = {}): Promise<Environment> {
+export function createEnvironment(
+  store: ResourceStore,
+  name: string,
+  spec: Partial<EnvironmentSpecInput> = {},
+  status: Partial<Environment['status']> = {},
+): Promise<Environment> {
   return store.create('Environment', {
     name,
     ownerId: 'usr-test',

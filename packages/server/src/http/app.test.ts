@@ -22,7 +22,12 @@ describe('environments', () => {
     const environment = response.json<Environment>();
     expect(environment.metadata.name).toMatch(/^my-app-[a-z0-9]{5}$/);
     expect(environment.metadata.ownerId).toBe(fx.userIds.userA);
-    expect(environment.spec).toMatchObject({ desiredPhase: 'Running', className: 'default', ports: [], timeouts: { inactivitySeconds: 3600 } });
+    expect(environment.spec).toMatchObject({
+      desiredPhase: 'Running',
+      className: 'default',
+      ports: [],
+      timeouts: { inactivitySeconds: 3600 },
+    });
     expect(environment.status).toMatchObject({ phase: 'Pending', conditions: [] });
     expect(environment.metadata.resourceVersion).toMatch(/^\d+$/);
   });
@@ -47,7 +52,13 @@ describe('environments', () => {
     expect(environment.metadata.generation).toBeGreaterThan(created.metadata.generation);
 
     // application/json is accepted for PATCH too.
-    const plain = await fx.call('userA', 'PATCH', '/api/v1/environments/patch-me', { spec: { desiredPhase: 'Running' } }, { 'content-type': 'application/json' });
+    const plain = await fx.call(
+      'userA',
+      'PATCH',
+      '/api/v1/environments/patch-me',
+      { spec: { desiredPhase: 'Running' } },
+      { 'content-type': 'application/json' },
+    );
     expect(plain.json<Environment>().spec.desiredPhase).toBe('Running');
   });
 
@@ -108,7 +119,10 @@ describe('environments', () => {
     expect(grant.endpoint).toBe('http://r1.invalid:7081');
     const keys = await fx.call('anonymous', 'GET', '/api/v1/keys');
     expect(keys.statusCode).toBe(200);
-    const { payload } = await jwtVerify(grant.token, createLocalJWKSet(keys.json()), { audience: fx.runners.r1.metadata.id, issuer: 'warren' });
+    const { payload } = await jwtVerify(grant.token, createLocalJWKSet(keys.json()), {
+      audience: fx.runners.r1.metadata.id,
+      issuer: 'warren',
+    });
     expect(payload.sub).toBe(fx.userIds.userA);
     expect(payload.env).toBe(created.metadata.id);
     expect(payload.exp! - payload.iat!).toBe(300);
@@ -118,7 +132,13 @@ describe('environments', () => {
 
   it('409 when the runner has no access endpoint', async () => {
     const created = await fx.createEnvironment('userA', 'no-endpoint');
-    const bare = await fx.store.create('Runner', { name: 'bare', ownerId: fx.userIds.admin, labels: {}, spec: { unschedulable: false }, status: { phase: 'Active', endpoints: {}, conditions: [] } });
+    const bare = await fx.store.create('Runner', {
+      name: 'bare',
+      ownerId: fx.userIds.admin,
+      labels: {},
+      spec: { unschedulable: false },
+      status: { phase: 'Active', endpoints: {}, conditions: [] },
+    });
     await fx.schedule(created.metadata.id, bare.metadata.id);
     const response = await fx.call('userA', 'POST', '/api/v1/environments/no-endpoint/access', {});
     expect(response.statusCode).toBe(409);
@@ -140,7 +160,10 @@ describe('status subresource', () => {
     const omitted = await fx.call('runner1', 'PUT', url, { status: { phase: 'Starting' } });
     expect(omitted.json<Environment>().status.runnerId).toBe(fx.runners.r1.metadata.id);
     // Stale resourceVersion: 409.
-    const stale = await fx.call('runner1', 'PUT', url, { metadata: { resourceVersion: created.metadata.resourceVersion }, status: { phase: 'Running' } });
+    const stale = await fx.call('runner1', 'PUT', url, {
+      metadata: { resourceVersion: created.metadata.resourceVersion },
+      status: { phase: 'Running' },
+    });
     expect(stale.statusCode).toBe(409);
   });
 
@@ -178,9 +201,14 @@ describe('tokens and bootstrap objects', () => {
   });
 
   it('refuses expired and unknown tokens with 401', async () => {
-    const created = await fx.call('userA', 'POST', '/api/v1/tokens', { spec: { expiresTime: new Date(Date.now() + 60_000).toISOString() } });
+    const created = await fx.call('userA', 'POST', '/api/v1/tokens', {
+      spec: { expiresTime: new Date(Date.now() + 60_000).toISOString() },
+    });
     const token = created.json<Token>();
-    await fx.store.update('Token', token.metadata.id, (current) => ({ ...current, spec: { ...current.spec, expiresTime: '2001-01-01T00:00:00.000Z' } }));
+    await fx.store.update('Token', token.metadata.id, (current) => ({
+      ...current,
+      spec: { ...current.spec, expiresTime: '2001-01-01T00:00:00.000Z' },
+    }));
     const expired = await fx.app.inject({ url: '/api/v1/whoami', headers: { authorization: `Bearer ${token.status.secret}` } });
     expect(expired.statusCode).toBe(401);
     expect(statusOf(expired).reason).toBe('Unauthorized');
@@ -216,7 +244,12 @@ describe('tokens and bootstrap objects', () => {
 
   it('bootstrap created the default class', async () => {
     const response = await fx.call('userB', 'GET', '/api/v1/environmentclasses/default');
-    expect(response.json<EnvironmentClass>().spec).toMatchObject({ cpuMillicores: 2000, memoryBytes: 4 * 1024 ** 3, swapBytes: 0, pids: 4096 });
+    expect(response.json<EnvironmentClass>().spec).toMatchObject({
+      cpuMillicores: 2000,
+      memoryBytes: 4 * 1024 ** 3,
+      swapBytes: 0,
+      pids: 4096,
+    });
   });
 
   it('lists carry the list kind and a resourceVersion', async () => {

@@ -119,7 +119,10 @@ export function buildApp({ store, logger, signingKeys, options = {} }: BuildAppO
   app.setErrorHandler(async (error, request, reply) => {
     const { status, internal } = statusFromError(error, request.id);
     if (internal) {
-      log.error({ requestId: request.id, method: request.method, url: request.url, err: error, error: errorMessage(error) }, 'request failed');
+      log.error(
+        { requestId: request.id, method: request.method, url: request.url, err: error, error: errorMessage(error) },
+        'request failed',
+      );
     }
     if (status.code === 401) void reply.header('www-authenticate', 'Bearer realm="warren"');
     return reply.code(status.code).type('application/json; charset=utf-8').send(status);
@@ -130,13 +133,24 @@ export function buildApp({ store, logger, signingKeys, options = {} }: BuildAppO
     const allowed = [...new Set(routes.filter((route) => route.pattern.test(path)).map((route) => route.method))];
     if (allowed.length > 0) {
       void reply.header('allow', allowed.join(', '));
-      return reply.code(405).send(makeStatus('MethodNotAllowed', `${request.method} is not allowed on ${path}; allowed: ${allowed.join(', ')}`));
+      return reply
+        .code(405)
+        .send(makeStatus('MethodNotAllowed', `${request.method} is not allowed on ${path}; allowed: ${allowed.join(', ')}`));
     }
     return reply.code(404).send(makeStatus('NotFound', `no route ${request.method} ${path}`));
   });
 
   app.addHook('onResponse', async (request, reply) => {
-    log.debug({ requestId: request.id, method: request.method, url: request.url, statusCode: reply.statusCode, durationMs: Math.round(reply.elapsedTime) }, 'request');
+    log.debug(
+      {
+        requestId: request.id,
+        method: request.method,
+        url: request.url,
+        statusCode: reply.statusCode,
+        durationMs: Math.round(reply.elapsedTime),
+      },
+      'request',
+    );
   });
 
   const activeWatches = new Set<Promise<void>>();
@@ -177,7 +191,8 @@ export function buildApp({ store, logger, signingKeys, options = {} }: BuildAppO
 
   app.get('/api/v1/whoami', (request): Promise<Whoami> => {
     const principal = principalOf(request);
-    if (principal.kind === 'User') return Promise.resolve({ kind: 'User', id: principal.userId, name: principal.name, admin: principal.admin });
+    if (principal.kind === 'User')
+      return Promise.resolve({ kind: 'User', id: principal.userId, name: principal.name, admin: principal.admin });
     return Promise.resolve({ kind: 'Runner', id: principal.runnerId ?? '', name: principal.runnerName, admin: false });
   });
 

@@ -47,15 +47,33 @@ async function freshEnvironment(): Promise<string> {
   return environment.metadata.id;
 }
 async function freshRunner(): Promise<string> {
-  const runner = await fx.store.create('Runner', { name: `tmp-${randomSuffix()}`, ownerId: fx.userIds.admin, labels: {}, spec: { unschedulable: false }, status: { phase: 'Inactive', endpoints: {}, conditions: [] } });
+  const runner = await fx.store.create('Runner', {
+    name: `tmp-${randomSuffix()}`,
+    ownerId: fx.userIds.admin,
+    labels: {},
+    spec: { unschedulable: false },
+    status: { phase: 'Inactive', endpoints: {}, conditions: [] },
+  });
   return runner.metadata.id;
 }
 async function freshClass(): Promise<string> {
-  const made = await fx.store.create('EnvironmentClass', { name: `tmp-${randomSuffix()}`, ownerId: fx.userIds.admin, labels: {}, spec: { cpuMillicores: 100, memoryBytes: 64 * 1024 ** 2, swapBytes: 0, pids: 100 }, status: {} });
+  const made = await fx.store.create('EnvironmentClass', {
+    name: `tmp-${randomSuffix()}`,
+    ownerId: fx.userIds.admin,
+    labels: {},
+    spec: { cpuMillicores: 100, memoryBytes: 64 * 1024 ** 2, swapBytes: 0, pids: 100 },
+    status: {},
+  });
   return made.metadata.id;
 }
 async function freshUser(): Promise<string> {
-  const user = await fx.store.create('User', { name: `tmp-${randomSuffix()}`, ownerId: fx.userIds.admin, labels: {}, spec: { admin: false }, status: {} });
+  const user = await fx.store.create('User', {
+    name: `tmp-${randomSuffix()}`,
+    ownerId: fx.userIds.admin,
+    labels: {},
+    spec: { admin: false },
+    status: {},
+  });
   return user.metadata.id;
 }
 async function freshAliceToken(): Promise<string> {
@@ -77,12 +95,47 @@ const ENDPOINTS: Endpoint[] = [
   },
   { name: 'get environment', method: 'GET', url: () => `/api/v1/environments/${envAId}`, expect: [401, 200, 200, 404, 200, 403] },
   { name: 'get environment by name', method: 'GET', url: () => '/api/v1/environments/env-a', expect: [401, 200, 200, 404, 200, 403] },
-  { name: 'create environment', method: 'POST', url: () => '/api/v1/environments', body: environmentBody, expect: [401, 201, 201, 201, 403, 403] },
-  { name: 'patch environment', method: 'PATCH', url: () => `/api/v1/environments/${envAId}`, body: () => ({ metadata: { labels: { touched: 'yes' } } }), expect: [401, 200, 200, 404, 403, 403] },
-  { name: 'delete environment', method: 'DELETE', url: async () => `/api/v1/environments/${await freshEnvironment()}`, expect: [401, 200, 200, 404, 403, 403] },
-  { name: 'put environment status', method: 'PUT', url: () => `/api/v1/environments/${envAId}/status`, body: () => ({ status: { phase: 'Running' } }), expect: [401, 200, 403, 404, 200, 403] },
-  { name: 'keepalive', method: 'POST', url: () => `/api/v1/environments/${envAId}/keepalive`, body: () => ({}), expect: [401, 200, 200, 404, 200, 403] },
-  { name: 'access grant', method: 'POST', url: () => `/api/v1/environments/${envAId}/access`, body: () => ({}), expect: [401, 200, 200, 404, 403, 403] },
+  {
+    name: 'create environment',
+    method: 'POST',
+    url: () => '/api/v1/environments',
+    body: environmentBody,
+    expect: [401, 201, 201, 201, 403, 403],
+  },
+  {
+    name: 'patch environment',
+    method: 'PATCH',
+    url: () => `/api/v1/environments/${envAId}`,
+    body: () => ({ metadata: { labels: { touched: 'yes' } } }),
+    expect: [401, 200, 200, 404, 403, 403],
+  },
+  {
+    name: 'delete environment',
+    method: 'DELETE',
+    url: async () => `/api/v1/environments/${await freshEnvironment()}`,
+    expect: [401, 200, 200, 404, 403, 403],
+  },
+  {
+    name: 'put environment status',
+    method: 'PUT',
+    url: () => `/api/v1/environments/${envAId}/status`,
+    body: () => ({ status: { phase: 'Running' } }),
+    expect: [401, 200, 403, 404, 200, 403],
+  },
+  {
+    name: 'keepalive',
+    method: 'POST',
+    url: () => `/api/v1/environments/${envAId}/keepalive`,
+    body: () => ({}),
+    expect: [401, 200, 200, 404, 200, 403],
+  },
+  {
+    name: 'access grant',
+    method: 'POST',
+    url: () => `/api/v1/environments/${envAId}/access`,
+    body: () => ({}),
+    expect: [401, 200, 200, 404, 403, 403],
+  },
   // ------------------------------------------------------------ runners
   {
     name: 'list runners',
@@ -97,16 +150,62 @@ const ENDPOINTS: Endpoint[] = [
     },
   },
   { name: 'get runner', method: 'GET', url: () => '/api/v1/runners/r1', expect: [401, 200, 200, 200, 200, 403] },
-  { name: 'create runner', method: 'POST', url: () => '/api/v1/runners', body: () => ({ metadata: { name: `new-${randomSuffix()}` } }), expect: [401, 201, 403, 403, 403, 403] },
-  { name: 'patch runner', method: 'PATCH', url: () => '/api/v1/runners/r1', body: () => ({ metadata: { labels: { zone: 'a' } } }), expect: [401, 200, 403, 403, 403, 403] },
-  { name: 'delete runner', method: 'DELETE', url: async () => `/api/v1/runners/${await freshRunner()}`, expect: [401, 200, 403, 403, 403, 403] },
-  { name: 'put runner status', method: 'PUT', url: () => '/api/v1/runners/r1/status', body: () => ({ status: { phase: 'Active', endpoints: { access: 'http://r1.invalid:7081' } } }), expect: [401, 200, 403, 403, 200, 403] },
+  {
+    name: 'create runner',
+    method: 'POST',
+    url: () => '/api/v1/runners',
+    body: () => ({ metadata: { name: `new-${randomSuffix()}` } }),
+    expect: [401, 201, 403, 403, 403, 403],
+  },
+  {
+    name: 'patch runner',
+    method: 'PATCH',
+    url: () => '/api/v1/runners/r1',
+    body: () => ({ metadata: { labels: { zone: 'a' } } }),
+    expect: [401, 200, 403, 403, 403, 403],
+  },
+  {
+    name: 'delete runner',
+    method: 'DELETE',
+    url: async () => `/api/v1/runners/${await freshRunner()}`,
+    expect: [401, 200, 403, 403, 403, 403],
+  },
+  {
+    name: 'put runner status',
+    method: 'PUT',
+    url: () => '/api/v1/runners/r1/status',
+    body: () => ({ status: { phase: 'Active', endpoints: { access: 'http://r1.invalid:7081' } } }),
+    expect: [401, 200, 403, 403, 200, 403],
+  },
   // ------------------------------------------------------------ environment classes
-  { name: 'list classes', method: 'GET', url: () => '/api/v1/environmentclasses', expect: [401, 200, 200, 200, 200, 200], check: (response) => expect(names(response)).toContain('default') },
+  {
+    name: 'list classes',
+    method: 'GET',
+    url: () => '/api/v1/environmentclasses',
+    expect: [401, 200, 200, 200, 200, 200],
+    check: (response) => expect(names(response)).toContain('default'),
+  },
   { name: 'get class', method: 'GET', url: () => '/api/v1/environmentclasses/default', expect: [401, 200, 200, 200, 200, 200] },
-  { name: 'create class', method: 'POST', url: () => '/api/v1/environmentclasses', body: () => ({ metadata: { name: `c-${randomSuffix()}` }, spec: { cpuMillicores: 500, memoryBytes: 512 * 1024 ** 2 } }), expect: [401, 201, 403, 403, 403, 403] },
-  { name: 'patch class', method: 'PATCH', url: async () => `/api/v1/environmentclasses/${await freshClass()}`, body: () => ({ spec: { pids: 200 } }), expect: [401, 200, 403, 403, 403, 403] },
-  { name: 'delete class', method: 'DELETE', url: async () => `/api/v1/environmentclasses/${await freshClass()}`, expect: [401, 200, 403, 403, 403, 403] },
+  {
+    name: 'create class',
+    method: 'POST',
+    url: () => '/api/v1/environmentclasses',
+    body: () => ({ metadata: { name: `c-${randomSuffix()}` }, spec: { cpuMillicores: 500, memoryBytes: 512 * 1024 ** 2 } }),
+    expect: [401, 201, 403, 403, 403, 403],
+  },
+  {
+    name: 'patch class',
+    method: 'PATCH',
+    url: async () => `/api/v1/environmentclasses/${await freshClass()}`,
+    body: () => ({ spec: { pids: 200 } }),
+    expect: [401, 200, 403, 403, 403, 403],
+  },
+  {
+    name: 'delete class',
+    method: 'DELETE',
+    url: async () => `/api/v1/environmentclasses/${await freshClass()}`,
+    expect: [401, 200, 403, 403, 403, 403],
+  },
   // ------------------------------------------------------------ users
   {
     name: 'list users',
@@ -120,8 +219,20 @@ const ENDPOINTS: Endpoint[] = [
     },
   },
   { name: 'get user', method: 'GET', url: () => '/api/v1/users/alice', expect: [401, 200, 200, 404, 403, 403] },
-  { name: 'create user', method: 'POST', url: () => '/api/v1/users', body: () => ({ metadata: { name: `u-${randomSuffix()}` } }), expect: [401, 201, 403, 403, 403, 403] },
-  { name: 'patch user', method: 'PATCH', url: async () => `/api/v1/users/${await freshUser()}`, body: () => ({ spec: { displayName: 'X' } }), expect: [401, 200, 403, 403, 403, 403] },
+  {
+    name: 'create user',
+    method: 'POST',
+    url: () => '/api/v1/users',
+    body: () => ({ metadata: { name: `u-${randomSuffix()}` } }),
+    expect: [401, 201, 403, 403, 403, 403],
+  },
+  {
+    name: 'patch user',
+    method: 'PATCH',
+    url: async () => `/api/v1/users/${await freshUser()}`,
+    body: () => ({ spec: { displayName: 'X' } }),
+    expect: [401, 200, 403, 403, 403, 403],
+  },
   { name: 'delete user', method: 'DELETE', url: async () => `/api/v1/users/${await freshUser()}`, expect: [401, 200, 403, 403, 403, 403] },
   // ------------------------------------------------------------ tokens
   {
@@ -137,9 +248,26 @@ const ENDPOINTS: Endpoint[] = [
   },
   { name: 'get token', method: 'GET', url: () => `/api/v1/tokens/${aliceTokenId}`, expect: [401, 200, 200, 404, 403, 403] },
   { name: 'create personal token', method: 'POST', url: () => '/api/v1/tokens', body: () => ({}), expect: [401, 201, 201, 201, 403, 403] },
-  { name: 'create runner token', method: 'POST', url: () => '/api/v1/tokens', body: () => ({ spec: { type: 'Runner', runnerName: 'r3' } }), expect: [401, 201, 403, 403, 403, 403] },
-  { name: 'patch token', method: 'PATCH', url: async () => `/api/v1/tokens/${await freshAliceToken()}`, body: () => ({ spec: { description: 'renamed' } }), expect: [401, 200, 200, 404, 403, 403] },
-  { name: 'delete token', method: 'DELETE', url: async () => `/api/v1/tokens/${await freshAliceToken()}`, expect: [401, 200, 200, 404, 403, 403] },
+  {
+    name: 'create runner token',
+    method: 'POST',
+    url: () => '/api/v1/tokens',
+    body: () => ({ spec: { type: 'Runner', runnerName: 'r3' } }),
+    expect: [401, 201, 403, 403, 403, 403],
+  },
+  {
+    name: 'patch token',
+    method: 'PATCH',
+    url: async () => `/api/v1/tokens/${await freshAliceToken()}`,
+    body: () => ({ spec: { description: 'renamed' } }),
+    expect: [401, 200, 200, 404, 403, 403],
+  },
+  {
+    name: 'delete token',
+    method: 'DELETE',
+    url: async () => `/api/v1/tokens/${await freshAliceToken()}`,
+    expect: [401, 200, 200, 404, 403, 403],
+  },
   // ------------------------------------------------------------ misc
   { name: 'whoami', method: 'GET', url: () => '/api/v1/whoami', expect: [401, 200, 200, 200, 200, 200] },
   { name: 'healthz', method: 'GET', url: () => '/healthz', expect: [200, 200, 200, 200, 200, 200] },
@@ -165,7 +293,7 @@ describe('authorization matrix', () => {
     });
   }
 
-  it('a user with another user\'s environment name sees only their own', async () => {
+  it("a user with another user's environment name sees only their own", async () => {
     const mine = await fx.createEnvironment('userB', 'env-a'); // same name as user A's: names are per owner
     const response = await fx.call('userB', 'GET', '/api/v1/environments/env-a');
     expect(response.json<Resource>().metadata.id).toBe(mine.metadata.id);

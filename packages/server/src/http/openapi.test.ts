@@ -54,7 +54,8 @@ describe('openapi.json', () => {
         for (const response of Object.values(operation.responses)) {
           for (const media of Object.values(response.content ?? {})) {
             const reference = media.schema.$ref;
-            if (reference) expect(document.components.schemas[reference.replace('#/components/schemas/', '')], `${where} → ${reference}`).toBeDefined();
+            if (reference)
+              expect(document.components.schemas[reference.replace('#/components/schemas/', '')], `${where} → ${reference}`).toBeDefined();
           }
         }
       }

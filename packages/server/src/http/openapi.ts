@@ -1,6 +1,15 @@
 // The OpenAPI 3.1 document of the API, generated from the same zod schemas that validate requests
 // (zod 4 `z.toJSONSchema`, JSON Schema 2020-12, which OpenAPI 3.1 uses as its schema dialect).
-import { API_VERSION, AccessGrantSchema, PortOpenSchema, SshAuthorizeRequestSchema, SshGrantSchema, SshKeyCreateSchema, SshKeySchema, StatusSchema } from '@warren/api';
+import {
+  API_VERSION,
+  AccessGrantSchema,
+  PortOpenSchema,
+  SshAuthorizeRequestSchema,
+  SshGrantSchema,
+  SshKeyCreateSchema,
+  SshKeySchema,
+  StatusSchema,
+} from '@warren/api';
 import { z } from 'zod';
 import { KIND_SCHEMAS, WhoamiSchema } from './schemas.js';
 
@@ -79,9 +88,16 @@ export function buildOpenApiDocument(): JsonObject {
       tags,
       parameters: [
         { name: 'watch', in: 'query', schema: { type: 'boolean' }, description: 'Stream NDJSON watch events instead of a list' },
-        { name: 'resourceVersion', in: 'query', schema: { type: 'string', pattern: '^\\d+$' }, description: 'Resume a watch after this resourceVersion (410 Gone when too old)' },
+        {
+          name: 'resourceVersion',
+          in: 'query',
+          schema: { type: 'string', pattern: '^\\d+$' },
+          description: 'Resume a watch after this resourceVersion (410 Gone when too old)',
+        },
         { name: 'labelSelector', in: 'query', schema: { type: 'string' }, description: 'key=value[,key=value]' },
-        ...(kind === 'Environment' ? [{ name: 'runnerId', in: 'query', schema: { type: 'string' }, description: 'Only environments scheduled to this runner' }] : []),
+        ...(kind === 'Environment'
+          ? [{ name: 'runnerId', in: 'query', schema: { type: 'string' }, description: 'Only environments scheduled to this runner' }]
+          : []),
       ],
       responses: {
         '200': {
@@ -162,14 +178,41 @@ export function buildOpenApiDocument(): JsonObject {
   // SSH keys and the runners' SSH login check (http/ssh.ts).
   schemas.SshKey = toSchema(SshKeySchema, 'output');
   schemas.SshKeyCreate = toSchema(SshKeyCreateSchema, 'input');
-  schemas.SshKeyList = { type: 'object', properties: { kind: { const: 'SshKeyList' }, items: { type: 'array', items: { $ref: '#/components/schemas/SshKey' } } }, required: ['items'] };
+  schemas.SshKeyList = {
+    type: 'object',
+    properties: { kind: { const: 'SshKeyList' }, items: { type: 'array', items: { $ref: '#/components/schemas/SshKey' } } },
+    required: ['items'],
+  };
   schemas.SshAuthorizeRequest = toSchema(SshAuthorizeRequestSchema, 'input');
   schemas.SshGrant = toSchema(SshGrantSchema, 'output');
   const sshBody = (schema: string) => ({ required: true, content: json(schema) });
-  operation('/api/v1/sshkeys', 'get', { operationId: 'listSshKeys', summary: "The caller's SSH public keys", tags: ['ssh'], responses: { '200': { description: 'Keys', content: json('SshKeyList') }, default: errorResponse } });
-  operation('/api/v1/sshkeys', 'post', { operationId: 'createSshKey', summary: 'Register an SSH public key', tags: ['ssh'], requestBody: sshBody('SshKeyCreate'), responses: { '201': { description: 'Registered', content: json('SshKey') }, default: errorResponse } });
-  operation('/api/v1/sshkeys/{id}', 'delete', { operationId: 'deleteSshKey', summary: 'Remove an SSH public key (id, name or fingerprint)', tags: ['ssh'], parameters: [idParameter], responses: { '200': { description: 'Removed', content: json('SshKey') }, default: errorResponse } });
-  operation('/api/v1/ssh/authorize', 'post', { operationId: 'authorizeSsh', summary: 'Runners only: check an SSH login and get a short-lived grant', tags: ['ssh'], requestBody: sshBody('SshAuthorizeRequest'), responses: { '200': { description: 'Grant', content: json('SshGrant') }, default: errorResponse } });
+  operation('/api/v1/sshkeys', 'get', {
+    operationId: 'listSshKeys',
+    summary: "The caller's SSH public keys",
+    tags: ['ssh'],
+    responses: { '200': { description: 'Keys', content: json('SshKeyList') }, default: errorResponse },
+  });
+  operation('/api/v1/sshkeys', 'post', {
+    operationId: 'createSshKey',
+    summary: 'Register an SSH public key',
+    tags: ['ssh'],
+    requestBody: sshBody('SshKeyCreate'),
+    responses: { '201': { description: 'Registered', content: json('SshKey') }, default: errorResponse },
+  });
+  operation('/api/v1/sshkeys/{id}', 'delete', {
+    operationId: 'deleteSshKey',
+    summary: 'Remove an SSH public key (id, name or fingerprint)',
+    tags: ['ssh'],
+    parameters: [idParameter],
+    responses: { '200': { description: 'Removed', content: json('SshKey') }, default: errorResponse },
+  });
+  operation('/api/v1/ssh/authorize', 'post', {
+    operationId: 'authorizeSsh',
+    summary: 'Runners only: check an SSH login and get a short-lived grant',
+    tags: ['ssh'],
+    requestBody: sshBody('SshAuthorizeRequest'),
+    responses: { '200': { description: 'Grant', content: json('SshGrant') }, default: errorResponse },
+  });
   // Port URLs (http/ports.ts).
   schemas.PortOpen = toSchema(PortOpenSchema, 'output');
   operation(`${environmentItem}/ports/{port}/open`, 'post', {
@@ -191,7 +234,10 @@ export function buildOpenApiDocument(): JsonObject {
     operationId: 'getOpenApi',
     summary: 'This document',
     ...anonymous,
-    responses: { '200': { description: 'OpenAPI 3.1 document', content: { 'application/json': { schema: { type: 'object' } } } }, default: errorResponse },
+    responses: {
+      '200': { description: 'OpenAPI 3.1 document', content: { 'application/json': { schema: { type: 'object' } } } },
+      default: errorResponse,
+    },
   });
   operation('/healthz', 'get', {
     operationId: 'health',
@@ -202,14 +248,20 @@ export function buildOpenApiDocument(): JsonObject {
 
   return {
     openapi: '3.1.0',
-    info: { title: 'Warren API', version: API_VERSION, description: 'Control plane of Warren, a self-hostable platform for cloud development environments.' },
+    info: {
+      title: 'Warren API',
+      version: API_VERSION,
+      description: 'Control plane of Warren, a self-hostable platform for cloud development environments.',
+    },
     jsonSchemaDialect: 'https://json-schema.org/draft/2020-12/schema',
     servers: [{ url: '/' }],
     security: [{ bearerAuth: [] }],
     paths,
     components: {
       schemas,
-      securitySchemes: { bearerAuth: { type: 'http', scheme: 'bearer', description: 'Personal access token (wrn_...) or runner token (wrr_...)' } },
+      securitySchemes: {
+        bearerAuth: { type: 'http', scheme: 'bearer', description: 'Personal access token (wrn_...) or runner token (wrr_...)' },
+      },
     },
   };
 }

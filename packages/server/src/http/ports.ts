@@ -17,7 +17,9 @@ export function registerPortRoutes(app: FastifyInstance, context: RouteContext):
     const principal = context.principalOf(request);
     const port = Number(request.params.port);
     if (!/^[0-9]{1,5}$/.test(request.params.port) || port < 1 || port > 65535) {
-      throw new InvalidError(`port must be an integer in 1-65535, got "${request.params.port}"`, [{ field: 'port', message: 'out of range' }]);
+      throw new InvalidError(`port must be an integer in 1-65535, got "${request.params.port}"`, [
+        { field: 'port', message: 'out of range' },
+      ]);
     }
     const environment = await findEnvironment(context, principal, request.params.id);
     authorize(principal, 'access', 'Environment', environment);

@@ -62,7 +62,9 @@ describe('SSH keys and SSH authorization', () => {
 
     const temporary = await fx.call('userA', 'POST', '/api/v1/sshkeys', { publicKey: ed25519Line('old'), name: 'old' });
     expect((await fx.call('userA', 'DELETE', '/api/v1/sshkeys/old')).statusCode).toBe(200);
-    expect((await fx.call('userA', 'GET', '/api/v1/sshkeys')).json<{ items: SshKey[] }>().items.map((item) => item.id)).not.toContain(temporary.json<SshKey>().id);
+    expect((await fx.call('userA', 'GET', '/api/v1/sshkeys')).json<{ items: SshKey[] }>().items.map((item) => item.id)).not.toContain(
+      temporary.json<SshKey>().id,
+    );
   });
 
   it("grants the runner a short-lived token bound to it and the environment for the owner's key or token", async () => {
@@ -71,7 +73,10 @@ describe('SSH keys and SSH authorization', () => {
       expect(response.statusCode, response.body).toBe(200);
       const grant = response.json<SshGrant>();
       expect(grant).toMatchObject({ environmentId, userId: fx.userIds.userA });
-      const { payload } = await jwtVerify(grant.token, createLocalJWKSet(jwks(fx.signingKeys)), { audience: fx.runners.r1.metadata.id, issuer: 'warren' });
+      const { payload } = await jwtVerify(grant.token, createLocalJWKSet(jwks(fx.signingKeys)), {
+        audience: fx.runners.r1.metadata.id,
+        issuer: 'warren',
+      });
       expect(payload).toMatchObject({ env: environmentId, sub: fx.userIds.userA });
       expect((payload.exp ?? 0) - (payload.iat ?? 0)).toBe(300);
     }
@@ -82,16 +87,32 @@ describe('SSH keys and SSH authorization', () => {
 
   it("refuses another user's key or token, other runners, users, and environments not Running", async () => {
     // Bob's key and token, with Alice's environment id: refused.
-    expect((await fx.call('runner1', 'POST', '/api/v1/ssh/authorize', { environment: environmentId, publicKey: bobKey })).statusCode).toBe(403);
-    expect((await fx.call('runner1', 'POST', '/api/v1/ssh/authorize', { environment: environmentId, password: fx.tokens.userB })).statusCode).toBe(403);
+    expect((await fx.call('runner1', 'POST', '/api/v1/ssh/authorize', { environment: environmentId, publicKey: bobKey })).statusCode).toBe(
+      403,
+    );
+    expect(
+      (await fx.call('runner1', 'POST', '/api/v1/ssh/authorize', { environment: environmentId, password: fx.tokens.userB })).statusCode,
+    ).toBe(403);
     // Bob's key with the shared name finds Bob's own environment, which is not Running.
-    expect((await fx.call('runner1', 'POST', '/api/v1/ssh/authorize', { environment: 'shared-name', publicKey: bobKey })).statusCode).toBe(409);
+    expect((await fx.call('runner1', 'POST', '/api/v1/ssh/authorize', { environment: 'shared-name', publicKey: bobKey })).statusCode).toBe(
+      409,
+    );
     // Unregistered key, bad password, other runner, a user calling, no credentials.
-    expect((await fx.call('runner1', 'POST', '/api/v1/ssh/authorize', { environment: environmentId, publicKey: ed25519Line('x') })).statusCode).toBe(403);
-    expect((await fx.call('runner1', 'POST', '/api/v1/ssh/authorize', { environment: environmentId, password: 'wrn_nope' })).statusCode).toBe(401);
-    expect((await fx.call('runner1', 'POST', '/api/v1/ssh/authorize', { environment: environmentId, password: fx.tokens.runner1 })).statusCode).toBe(401);
-    expect((await fx.call('runner2', 'POST', '/api/v1/ssh/authorize', { environment: environmentId, publicKey: aliceKey })).statusCode).toBe(403);
-    expect((await fx.call('userA', 'POST', '/api/v1/ssh/authorize', { environment: environmentId, publicKey: aliceKey })).statusCode).toBe(403);
+    expect(
+      (await fx.call('runner1', 'POST', '/api/v1/ssh/authorize', { environment: environmentId, publicKey: ed25519Line('x') })).statusCode,
+    ).toBe(403);
+    expect(
+      (await fx.call('runner1', 'POST', '/api/v1/ssh/authorize', { environment: environmentId, password: 'wrn_nope' })).statusCode,
+    ).toBe(401);
+    expect(
+      (await fx.call('runner1', 'POST', '/api/v1/ssh/authorize', { environment: environmentId, password: fx.tokens.runner1 })).statusCode,
+    ).toBe(401);
+    expect(
+      (await fx.call('runner2', 'POST', '/api/v1/ssh/authorize', { environment: environmentId, publicKey: aliceKey })).statusCode,
+    ).toBe(403);
+    expect((await fx.call('userA', 'POST', '/api/v1/ssh/authorize', { environment: environmentId, publicKey: aliceKey })).statusCode).toBe(
+      403,
+    );
     expect((await fx.call('runner1', 'POST', '/api/v1/ssh/authorize', { environment: environmentId })).statusCode).toBe(422);
   });
 });

@@ -116,7 +116,9 @@ export function registerSshRoutes(app: FastifyInstance, context: RouteContext): 
     const user = userOf(context.principalOf(request));
     const keys = await listSshKeys(store, user.userId);
     const wanted = request.params.id;
-    const key = keys.find((candidate) => candidate.id === wanted) ?? keys.find((candidate) => candidate.name === wanted || candidate.fingerprint === wanted);
+    const key =
+      keys.find((candidate) => candidate.id === wanted) ??
+      keys.find((candidate) => candidate.name === wanted || candidate.fingerprint === wanted);
     if (!key) throw new NotFoundError('SshKey', wanted);
     await store.setSetting(
       sshKeysSetting(user.userId),
@@ -132,7 +134,9 @@ export function registerSshRoutes(app: FastifyInstance, context: RouteContext): 
     if (runnerId === undefined) throw new ForbiddenError(`runner "${principal.runnerName}" must register first`);
     const body = parseOrThrow(SshAuthorizeRequestSchema, isJsonObject(request.body) ? request.body : {}, 'SSH authorize request');
     if ((body.publicKey === undefined) === (body.password === undefined)) {
-      throw new InvalidError('give exactly one of publicKey and password', [{ field: 'publicKey', message: 'exactly one of publicKey and password' }]);
+      throw new InvalidError('give exactly one of publicKey and password', [
+        { field: 'publicKey', message: 'exactly one of publicKey and password' },
+      ]);
     }
     const now = context.options.now();
     // The environments the login could mean: by id, else by name; only those scheduled to this runner.
@@ -175,7 +179,10 @@ export function registerSshRoutes(app: FastifyInstance, context: RouteContext): 
       { runnerId, userId, environmentId: environment.metadata.id },
       { ttlSeconds: context.options.accessTokenTtlSeconds, now },
     );
-    context.logger.info({ runnerId, userId, environmentId: environment.metadata.id, method: body.password === undefined ? 'publickey' : 'password' }, 'ssh login authorized');
+    context.logger.info(
+      { runnerId, userId, environmentId: environment.metadata.id, method: body.password === undefined ? 'publickey' : 'password' },
+      'ssh login authorized',
+    );
     return { token: signed.token, expiresTime: signed.expiresTime, environmentId: environment.metadata.id, userId };
   });
 }

@@ -31,7 +31,9 @@ describe('watch', () => {
   const open = (who: 'userA' | 'userB' | 'runner1' | 'runner2' | 'admin', resourceVersion?: string): Iter => {
     const controller = new AbortController();
     controllers.push(controller);
-    return client(who).watch('Environment', { signal: controller.signal, ...(resourceVersion ? { resourceVersion } : {}) })[Symbol.asyncIterator]();
+    return client(who)
+      .watch('Environment', { signal: controller.signal, ...(resourceVersion ? { resourceVersion } : {}) })
+      [Symbol.asyncIterator]();
   };
 
   beforeAll(async () => {
@@ -45,7 +47,7 @@ describe('watch', () => {
     await fx.close();
   });
 
-  it('streams ADDED, MODIFIED and DELETED of the caller\'s own environments only', async () => {
+  it("streams ADDED, MODIFIED and DELETED of the caller's own environments only", async () => {
     const mine = await fx.createEnvironment('userA', 'w-first');
     await fx.createEnvironment('userB', 'w-theirs');
     const events = open('userA');
@@ -69,7 +71,7 @@ describe('watch', () => {
     expect(await nextEvent(events)).toMatchObject({ type: 'ADDED', object: { metadata: { name: 'w-missed' } } });
   });
 
-  it('filters a runner\'s watch to the environments scheduled to it', async () => {
+  it("filters a runner's watch to the environments scheduled to it", async () => {
     const environment = await fx.createEnvironment('userA', 'w-sched');
     const listed = await fx.call('runner1', 'GET', '/api/v1/environments');
     const resourceVersion = listed.json<ResourceList<Environment>>().metadata.resourceVersion;
@@ -90,7 +92,9 @@ describe('watch', () => {
     const resourceVersion = listed.json<ResourceList<Environment>>().metadata.resourceVersion;
     const watchers = [open('admin', resourceVersion), open('admin', resourceVersion), open('userA', resourceVersion)];
     // Written concurrently, so several events share one commit batch and one tick of each stream's writer.
-    const created = await Promise.all(Array.from({ length: 12 }, (_, index) => fx.createEnvironment(index % 2 ? 'userA' : 'userB', `burst-${index}`)));
+    const created = await Promise.all(
+      Array.from({ length: 12 }, (_, index) => fx.createEnvironment(index % 2 ? 'userA' : 'userB', `burst-${index}`)),
+    );
     const all = created.map((environment) => environment.metadata.resourceVersion).sort((a, b) => Number(a) - Number(b));
     const userA = created
       .filter((environment) => environment.metadata.ownerId === fx.userIds.userA)
@@ -157,7 +161,10 @@ describe('bookmarks', () => {
       const listed = await fx.call('userB', 'GET', '/api/v1/environments');
       const resourceVersion = listed.json<ResourceList<Environment>>().metadata.resourceVersion;
       const controller = new AbortController();
-      const watcher = new WarrenClient({ server: url, token: fx.tokens.userB }).watch('Environment', { resourceVersion, signal: controller.signal });
+      const watcher = new WarrenClient({ server: url, token: fx.tokens.userB }).watch('Environment', {
+        resourceVersion,
+        signal: controller.signal,
+      });
       const first = await watcher.next();
       controller.abort();
       expect(first.value).toEqual({ type: 'BOOKMARK', object: { kind: 'Environment', apiVersion: 'v1', metadata: { resourceVersion } } });
@@ -195,7 +202,11 @@ describe('backpressure', () => {
       this.emit('drain');
     }
     names(): string[] {
-      return this.chunks.join('').split('\n').filter(Boolean).map((line) => (JSON.parse(line) as WatchEvent<Environment>).object.metadata.name);
+      return this.chunks
+        .join('')
+        .split('\n')
+        .filter(Boolean)
+        .map((line) => (JSON.parse(line) as WatchEvent<Environment>).object.metadata.name);
     }
   }
 
@@ -213,7 +224,10 @@ describe('backpressure', () => {
       },
     } as unknown as ResourceStore;
     const send = (name: string) => {
-      queued.push({ type: 'ADDED', object: { kind: 'Environment', metadata: { name, resourceVersion: String(queued.length + 1) } } as unknown as Resource });
+      queued.push({
+        type: 'ADDED',
+        object: { kind: 'Environment', metadata: { name, resourceVersion: String(queued.length + 1) } } as unknown as Resource,
+      });
       wake?.();
     };
     const ticks = async () => {
@@ -226,8 +240,16 @@ describe('backpressure', () => {
     raw.full = true;
     send('a');
     const served = serveWatch(reply, {
-      store, kind: 'Environment', filter: {}, visible: undefined, fromResourceVersion: '0', present: (object) => object,
-      timing: { bookmarkIntervalMs: 60_000, firstEventGraceMs: 1_000 }, logger: silentLogger, requestId: 'r', serverSignal: closing.signal,
+      store,
+      kind: 'Environment',
+      filter: {},
+      visible: undefined,
+      fromResourceVersion: '0',
+      present: (object) => object,
+      timing: { bookmarkIntervalMs: 60_000, firstEventGraceMs: 1_000 },
+      logger: silentLogger,
+      requestId: 'r',
+      serverSignal: closing.signal,
     });
     await ticks();
     expect(raw.names()).toEqual(['a']);

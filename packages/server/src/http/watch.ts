@@ -145,7 +145,11 @@ export async function serveWatch(reply: FastifyReply, watch: WatchRequest): Prom
     } else {
       lastResourceVersion = watch.fromResourceVersion;
     }
-    const stream = watch.store.watch(watch.kind, { fromResourceVersion: lastResourceVersion, filter: watch.filter, signal: controller.signal });
+    const stream = watch.store.watch(watch.kind, {
+      fromResourceVersion: lastResourceVersion,
+      filter: watch.filter,
+      signal: controller.signal,
+    });
     iterator = stream[Symbol.asyncIterator]() as AsyncIterator<WatchEvent<Resource>>;
     pending = iterator.next();
     pending.catch(() => undefined); // observed below; this only prevents an unhandled rejection after we stop
@@ -176,7 +180,10 @@ export async function serveWatch(reply: FastifyReply, watch: WatchRequest): Prom
     // A BOOKMARK after each quiet interval: one timer per stream, pushed back (refresh) by every event.
     const bookmark = () => {
       if (!lines.open) return;
-      const line = { type: 'BOOKMARK', object: { kind: watch.kind, apiVersion: API_VERSION, metadata: { resourceVersion: lastResourceVersion } } };
+      const line = {
+        type: 'BOOKMARK',
+        object: { kind: watch.kind, apiVersion: API_VERSION, metadata: { resourceVersion: lastResourceVersion } },
+      };
       lines.push(`${JSON.stringify(line)}\n`);
       bookmarkTimer?.refresh();
     };
@@ -228,7 +235,8 @@ export async function serveWatch(reply: FastifyReply, watch: WatchRequest): Prom
 
 async function writeError(lines: LineWriter, error: unknown, watch: WatchRequest): Promise<void> {
   const { status, internal } = statusFromError(error, watch.requestId);
-  if (internal) watch.logger.error({ requestId: watch.requestId, kind: watch.kind, err: error, error: errorMessage(error) }, 'watch failed');
+  if (internal)
+    watch.logger.error({ requestId: watch.requestId, kind: watch.kind, err: error, error: errorMessage(error) }, 'watch failed');
   const gone = error instanceof WarrenError && error.reason === 'Gone';
   lines.push(`${JSON.stringify({ type: 'ERROR', object: gone ? makeStatus('Gone', status.message) : status })}\n`);
   lines.flush();

@@ -104,7 +104,8 @@ const SCHEMA_PATTERN = /^[a-z_][a-z0-9_]{0,62}$/;
  */
 export async function openDatabase(options: DatabaseOptions): Promise<OpenDatabase> {
   const schema = options.schema ?? 'public';
-  if (!SCHEMA_PATTERN.test(schema)) throw new InvalidError(`invalid schema name "${schema}"`, [{ field: 'schema', message: 'must match [a-z_][a-z0-9_]*' }]);
+  if (!SCHEMA_PATTERN.test(schema))
+    throw new InvalidError(`invalid schema name "${schema}"`, [{ field: 'schema', message: 'must match [a-z_][a-z0-9_]*' }]);
   const log = options.logger.child({ component: 'database' });
   let raw: Kysely<Database>;
   let opened: Omit<OpenDatabase, 'db' | 'close' | 'schema'>;

@@ -21,7 +21,10 @@ function environment(name: string, labels: Record<string, string> = {}): NewObje
 async function history(test: TestStore, fromResourceVersion: string, count: number): Promise<WatchEvent<Environment>[]> {
   const controller = new AbortController();
   const events: WatchEvent<Environment>[] = [];
-  for await (const event of test.store.watch('Environment', { fromResourceVersion, signal: AbortSignal.any([controller.signal, AbortSignal.timeout(10_000)]) })) {
+  for await (const event of test.store.watch('Environment', {
+    fromResourceVersion,
+    signal: AbortSignal.any([controller.signal, AbortSignal.timeout(10_000)]),
+  })) {
     events.push(event);
     if (events.length === count) break;
   }
@@ -65,7 +68,10 @@ export function groupCommitSuite(engine: 'pglite' | 'postgres'): void {
       const { store } = test;
       const a = await store.create('Environment', environment('a'));
       const b = await store.create('Environment', environment('b'));
-      const label = (value: string) => (current: Environment) => ({ ...current, metadata: { ...current.metadata, labels: { step: value } } });
+      const label = (value: string) => (current: Environment) => ({
+        ...current,
+        metadata: { ...current.metadata, labels: { step: value } },
+      });
       const results = await Promise.allSettled([
         store.create('Environment', environment('c')),
         store.update('Environment', a.metadata.id, label('1')),
@@ -78,7 +84,16 @@ export function groupCommitSuite(engine: 'pglite' | 'postgres'): void {
         store.delete('Environment', b.metadata.id),
         store.create('Environment', environment('b')), // the name just freed in the same batch
       ]);
-      expect(results.map((result) => result.status)).toEqual(['fulfilled', 'fulfilled', 'rejected', 'rejected', 'rejected', 'fulfilled', 'fulfilled', 'fulfilled']);
+      expect(results.map((result) => result.status)).toEqual([
+        'fulfilled',
+        'fulfilled',
+        'rejected',
+        'rejected',
+        'rejected',
+        'fulfilled',
+        'fulfilled',
+        'fulfilled',
+      ]);
       expect((results[2] as PromiseRejectedResult).reason).toEqual(new Error('mutation refused'));
       expect((results[3] as PromiseRejectedResult).reason).toBeInstanceOf(ConflictError);
       expect((results[4] as PromiseRejectedResult).reason).toBeInstanceOf(NotFoundError);
@@ -88,13 +103,9 @@ export function groupCommitSuite(engine: 'pglite' | 'postgres'): void {
       expect(await store.get('Environment', b.metadata.id)).toBeUndefined();
       const events = await history(test, b.metadata.resourceVersion, 5);
       const base = Number(b.metadata.resourceVersion);
-      expect(events.map((event) => `${event.type} ${event.object.metadata.name}@${Number(event.object.metadata.resourceVersion) - base}`)).toEqual([
-        'ADDED c@1',
-        'MODIFIED a@2',
-        'MODIFIED a@3',
-        'DELETED b@4',
-        'ADDED b@5',
-      ]);
+      expect(
+        events.map((event) => `${event.type} ${event.object.metadata.name}@${Number(event.object.metadata.resourceVersion) - base}`),
+      ).toEqual(['ADDED c@1', 'MODIFIED a@2', 'MODIFIED a@3', 'DELETED b@4', 'ADDED b@5']);
       expect((await store.getByName('Environment', 'b')).map((each) => each.metadata.resourceVersion)).toEqual([String(base + 5)]);
     });
 
@@ -110,10 +121,12 @@ export function groupCommitSuite(engine: 'pglite' | 'postgres'): void {
       ]);
       expect(results.map((result) => result.status)).toEqual(['fulfilled', 'rejected', 'fulfilled']);
       const events = await history(test, start.metadata.resourceVersion, 2);
-      expect(events.map((event) => `${event.object.metadata.name}@${Number(event.object.metadata.resourceVersion) - Number(start.metadata.resourceVersion)}`)).toEqual([
-        'good-1@1',
-        'good-2@2',
-      ]);
+      expect(
+        events.map(
+          (event) =>
+            `${event.object.metadata.name}@${Number(event.object.metadata.resourceVersion) - Number(start.metadata.resourceVersion)}`,
+        ),
+      ).toEqual(['good-1@1', 'good-2@2']);
     });
   });
 }

@@ -149,7 +149,8 @@ export class GroupCommitter {
         });
         if (inTransaction || !state.hasDeletes()) await this.storeBatch(db, state);
         else await this.db.transaction().execute((trx) => this.storeBatch(trx, state));
-        if (!inTransaction) this.soleHead = { head: state.records.at(-1)?.resourceVersion ?? state.head, generation: this.pgliteGeneration() };
+        if (!inTransaction)
+          this.soleHead = { head: state.records.at(-1)?.resourceVersion ?? state.head, generation: this.pgliteGeneration() };
         return { outcomes: applied, records: state.records, committed: taken };
       };
       // The sole store of a PGlite database is its only writer, and this committer runs one batch at a time, so
@@ -200,12 +201,20 @@ export class GroupCommitter {
   /** Reads the head resourceVersion and every object the batch's jobs refer to (by id or, for creates, by name). */
   private async readBatchState(trx: Kysely<Database>, jobs: WriteJob[], knownHead: number | undefined): Promise<BatchState> {
     const ids = [...new Set(jobs.map((job) => job.operation.id))];
-    const names = jobs.flatMap(({ operation }) => (operation.type === 'create' ? [[operation.kind, operation.nameScope, operation.object.name] as const] : []));
+    const names = jobs.flatMap(({ operation }) =>
+      operation.type === 'create' ? [[operation.kind, operation.nameScope, operation.object.name] as const] : [],
+    );
     const wanted = (eb: ExpressionBuilder<Database, 'objects'>) =>
       eb.or([
         eb('objects.id', 'in', ids),
         ...(names.length > 0
-          ? [eb(eb.refTuple('objects.kind', 'objects.name_scope', 'objects.name'), 'in', names.map(([kind, scope, name]) => eb.tuple(kind, scope, name)))]
+          ? [
+              eb(
+                eb.refTuple('objects.kind', 'objects.name_scope', 'objects.name'),
+                'in',
+                names.map(([kind, scope, name]) => eb.tuple(kind, scope, name)),
+              ),
+            ]
           : []),
       ]);
     if (knownHead !== undefined) {
@@ -216,7 +225,12 @@ export class GroupCommitter {
       return state;
     }
     const rows = await trx
-      .selectFrom((eb) => eb.selectFrom('events').select((events) => events.fn.max('resource_version').as('head')).as('h'))
+      .selectFrom((eb) =>
+        eb
+          .selectFrom('events')
+          .select((events) => events.fn.max('resource_version').as('head'))
+          .as('h'),
+      )
       .leftJoin('objects', (join) => join.on(wanted))
       .selectAll('objects')
       .select('h.head')

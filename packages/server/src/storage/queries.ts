@@ -20,7 +20,13 @@ export async function currentResourceVersion(db: Kysely<Database>): Promise<numb
 
 /** @returns committed events with resourceVersion > `after`, ascending, at most `limit`. */
 export async function readEvents(db: Kysely<Database>, after: number, limit: number): Promise<EventRecord[]> {
-  const rows = await db.selectFrom('events').selectAll().where('resource_version', '>', after).orderBy('resource_version').limit(limit).execute();
+  const rows = await db
+    .selectFrom('events')
+    .selectAll()
+    .where('resource_version', '>', after)
+    .orderBy('resource_version')
+    .limit(limit)
+    .execute();
   return rows.map(rowToRecord);
 }
 

@@ -121,7 +121,13 @@ export class SqlStore implements ResourceStore {
     if (this.engine === 'pglite') this.unregister = registerPgliteStore(this.database.pglite!, this.database.schema);
     const head = await currentResourceVersion(this.db);
     this.hub = new EventHub((after, limit) => readEvents(this.db, after, limit), head, this.logger);
-    this.committer = new GroupCommitter({ database: this.database, hub: this.hub, writeLockKey: this.writeLockKey, channel: this.channel, now: this.now });
+    this.committer = new GroupCommitter({
+      database: this.database,
+      hub: this.hub,
+      writeLockKey: this.writeLockKey,
+      channel: this.channel,
+      now: this.now,
+    });
     if (this.engine === 'pglite') {
       const cache = new LookupCache();
       this.lookups = cache;
@@ -160,7 +166,8 @@ export class SqlStore implements ResourceStore {
 
   /** See {@link ResourceStore.get}. */
   async get<K extends Kind>(kind: K, id: string): Promise<ResourceByKind[K] | undefined> {
-    if (this.lookups && LookupCache.kinds.has(kind)) return this.lookups.read(`get\u0000${kind}\u0000${id}`, () => this.getUncached(kind, id));
+    if (this.lookups && LookupCache.kinds.has(kind))
+      return this.lookups.read(`get\u0000${kind}\u0000${id}`, () => this.getUncached(kind, id));
     return this.getUncached(kind, id);
   }
 
@@ -226,7 +233,10 @@ export class SqlStore implements ResourceStore {
    * See {@link ResourceStore.watch}; implemented by {@link watchEvents}.
    * @throws {WarrenError} 503 (on the first `next()`) when the store is closed.
    */
-  watch<K extends Kind>(kind: K, options: { fromResourceVersion?: string; filter?: ObjectFilter; signal: AbortSignal }): AsyncIterable<WatchEvent<ResourceByKind[K]>> {
+  watch<K extends Kind>(
+    kind: K,
+    options: { fromResourceVersion?: string; filter?: ObjectFilter; signal: AbortSignal },
+  ): AsyncIterable<WatchEvent<ResourceByKind[K]>> {
     const source = {
       isClosed: () => this.closed,
       hub: this.hub,
@@ -261,7 +271,12 @@ export class SqlStore implements ResourceStore {
   }
 
   private async findTokenUncached(secretHash: string): Promise<ResourceByKind['Token'] | undefined> {
-    const row = await this.db.selectFrom('objects').selectAll().where('kind', '=', 'Token').where('secret_hash', '=', secretHash).executeTakeFirst();
+    const row = await this.db
+      .selectFrom('objects')
+      .selectAll()
+      .where('kind', '=', 'Token')
+      .where('secret_hash', '=', secretHash)
+      .executeTakeFirst();
     return row ? (rowToResource(row) as ResourceByKind['Token']) : undefined;
   }
 
@@ -294,7 +309,10 @@ export class SqlStore implements ResourceStore {
    */
   async pruneEvents(): Promise<number> {
     const head = await currentResourceVersion(this.db);
-    const result = await this.db.deleteFrom('events').where('resource_version', '<=', head - this.historyLimit).executeTakeFirst();
+    const result = await this.db
+      .deleteFrom('events')
+      .where('resource_version', '<=', head - this.historyLimit)
+      .executeTakeFirst();
     return Number(result.numDeletedRows);
   }
 

@@ -13,7 +13,12 @@ import { testDatabaseUrl, type TestStore } from './testing.js';
 export type Factory = (overrides?: Partial<OpenStoreOptions>) => Promise<TestStore>;
 
 /** A new Environment for the store: `Pending`, on `runnerId` when given, with a fixed git source. */
-export function environment(name: string, ownerId = 'usr-alice', runnerId?: string, labels?: Record<string, string>): NewObject<'Environment'> {
+export function environment(
+  name: string,
+  ownerId = 'usr-alice',
+  runnerId?: string,
+  labels?: Record<string, string>,
+): NewObject<'Environment'> {
   return {
     name,
     ownerId,
@@ -70,11 +75,26 @@ export function contractSuite(engine: 'pglite' | 'postgres', factory: Factory): 
       expect(await store.get('Environment', created.metadata.id)).toEqual(created);
       expect(await store.get('Environment', 'env-doesnotexist0000')).toBeUndefined();
       expect(await store.get('Runner', created.metadata.id)).toBeUndefined();
-      const runner = await store.create('Runner', { name: 'host-1', ownerId: '', spec: { unschedulable: false }, status: RunnerStatusSchema.parse({ phase: 'Active' }) });
-      const environmentClass = await store.create('EnvironmentClass', { name: 'small', ownerId: '', spec: { cpuMillicores: 1000, memoryBytes: 1 << 30, swapBytes: 0, pids: 4096 }, status: {} });
+      const runner = await store.create('Runner', {
+        name: 'host-1',
+        ownerId: '',
+        spec: { unschedulable: false },
+        status: RunnerStatusSchema.parse({ phase: 'Active' }),
+      });
+      const environmentClass = await store.create('EnvironmentClass', {
+        name: 'small',
+        ownerId: '',
+        spec: { cpuMillicores: 1000, memoryBytes: 1 << 30, swapBytes: 0, pids: 4096 },
+        status: {},
+      });
       const user = await store.create('User', { name: 'alice', ownerId: '', spec: { admin: true }, status: {} });
       const token = await store.create('Token', { name: 'cli', ownerId: user.metadata.id, spec: { type: 'Personal' }, status: {} });
-      expect([runner, environmentClass, user, token].map((object) => object.metadata.id.slice(0, 4))).toEqual(['run-', 'cls-', 'usr-', 'tok-']);
+      expect([runner, environmentClass, user, token].map((object) => object.metadata.id.slice(0, 4))).toEqual([
+        'run-',
+        'cls-',
+        'usr-',
+        'tok-',
+      ]);
       const chosen = await store.create('Environment', { ...environment('two'), id: 'env-chosen' });
       expect(chosen.metadata.id).toBe('env-chosen');
       expect(Number(token.metadata.resourceVersion)).toBeGreaterThan(Number(created.metadata.resourceVersion));
@@ -90,7 +110,8 @@ export function contractSuite(engine: 'pglite' | 'postgres', factory: Factory): 
       expect(all.items.map((item) => item.metadata.name)).toEqual(['a', 'b', 'c']);
       const users = await store.list('User');
       expect(all.resourceVersion).toBe(users.items[0]!.metadata.resourceVersion);
-      const names = async (filter: Parameters<SqlStore['list']>[1]) => (await store.list('Environment', filter)).items.map((item) => item.metadata.name);
+      const names = async (filter: Parameters<SqlStore['list']>[1]) =>
+        (await store.list('Environment', filter)).items.map((item) => item.metadata.name);
       expect(await names({ ownerId: 'usr-alice' })).toEqual(['a', 'c']);
       expect(await names({ runnerId: 'run-1' })).toEqual(['a', 'b']);
       expect(await names({ labels: { tier: 'gold' } })).toEqual(['a', 'c']);
@@ -109,9 +130,19 @@ export function contractSuite(engine: 'pglite' | 'postgres', factory: Factory): 
       );
       expect((await store.getByName('Environment', 'dev')).length).toBe(2);
       expect(await store.getByName('Environment', 'dev', { ownerId: 'usr-bob' })).toEqual([bobs]);
-      await store.create('Runner', { name: 'host', ownerId: 'usr-alice', spec: { unschedulable: false }, status: RunnerStatusSchema.parse({ phase: 'Active' }) });
+      await store.create('Runner', {
+        name: 'host',
+        ownerId: 'usr-alice',
+        spec: { unschedulable: false },
+        status: RunnerStatusSchema.parse({ phase: 'Active' }),
+      });
       await expect(
-        store.create('Runner', { name: 'host', ownerId: 'usr-bob', spec: { unschedulable: false }, status: RunnerStatusSchema.parse({ phase: 'Active' }) }),
+        store.create('Runner', {
+          name: 'host',
+          ownerId: 'usr-bob',
+          spec: { unschedulable: false },
+          status: RunnerStatusSchema.parse({ phase: 'Active' }),
+        }),
       ).rejects.toBeInstanceOf(ConflictError);
       // Another kind may reuse the name.
       await store.create('User', { name: 'host', ownerId: '', spec: { admin: false }, status: {} });
@@ -162,11 +193,18 @@ export function contractSuite(engine: 'pglite' | 'postgres', factory: Factory): 
       await open();
       const created = await store.create('Environment', environment('occ'));
       const rv = created.metadata.resourceVersion;
-      const updated = await store.update('Environment', created.metadata.id, (current) => ({ ...current, status: { ...current.status, phase: 'Creating' } }), {
-        expectedResourceVersion: rv,
-      });
+      const updated = await store.update(
+        'Environment',
+        created.metadata.id,
+        (current) => ({ ...current, status: { ...current.status, phase: 'Creating' } }),
+        {
+          expectedResourceVersion: rv,
+        },
+      );
       await expect(
-        store.update('Environment', created.metadata.id, (current) => ({ ...current, status: { ...current.status, phase: 'Failed' } }), { expectedResourceVersion: rv }),
+        store.update('Environment', created.metadata.id, (current) => ({ ...current, status: { ...current.status, phase: 'Failed' } }), {
+          expectedResourceVersion: rv,
+        }),
       ).rejects.toSatisfy((error: unknown) => error instanceof ConflictError && error.reason === 'Conflict' && error.code === 409);
       await expect(store.delete('Environment', created.metadata.id, { expectedResourceVersion: rv })).rejects.toBeInstanceOf(ConflictError);
       expect((await store.get('Environment', created.metadata.id))?.status.phase).toBe('Creating');
@@ -187,11 +225,19 @@ export function contractSuite(engine: 'pglite' | 'postgres', factory: Factory): 
     it('watches from now: current objects as ADDED, then live events in order', async () => {
       await open();
       const existing = await store.create('Environment', environment('existing'));
-      await store.create('Runner', { name: 'ignored', ownerId: '', spec: { unschedulable: false }, status: RunnerStatusSchema.parse({ phase: 'Active' }) });
+      await store.create('Runner', {
+        name: 'ignored',
+        ownerId: '',
+        spec: { unschedulable: false },
+        status: RunnerStatusSchema.parse({ phase: 'Active' }),
+      });
       const iterator = store.watch('Environment', { signal: watchSignal() })[Symbol.asyncIterator]();
       expect(summary(await take(iterator, 1))).toEqual(['ADDED existing']);
       const live = await store.create('Environment', environment('live'));
-      await store.update('Environment', existing.metadata.id, (current) => ({ ...current, spec: { ...current.spec, desiredPhase: 'Stopped' } }));
+      await store.update('Environment', existing.metadata.id, (current) => ({
+        ...current,
+        spec: { ...current.spec, desiredPhase: 'Stopped' },
+      }));
       await store.create('User', { name: 'noise', ownerId: '', spec: { admin: false }, status: {} });
       await store.delete('Environment', live.metadata.id);
       const events = await take(iterator, 3);
@@ -207,7 +253,9 @@ export function contractSuite(engine: 'pglite' | 'postgres', factory: Factory): 
       const second = await store.create('Environment', environment('second'));
       await store.update('Environment', first.metadata.id, (current) => ({ ...current, status: { ...current.status, phase: 'Running' } }));
       await store.delete('Environment', second.metadata.id);
-      const iterator = store.watch('Environment', { fromResourceVersion: first.metadata.resourceVersion, signal: watchSignal() })[Symbol.asyncIterator]();
+      const iterator = store
+        .watch('Environment', { fromResourceVersion: first.metadata.resourceVersion, signal: watchSignal() })
+        [Symbol.asyncIterator]();
       expect(summary(await take(iterator, 3))).toEqual(['ADDED second', 'MODIFIED first', 'DELETED second']);
       await store.create('Environment', environment('third'));
       expect(summary(await take(iterator, 1))).toEqual(['ADDED third']);
@@ -225,8 +273,12 @@ export function contractSuite(engine: 'pglite' | 'postgres', factory: Factory): 
       const first = await store.create('Environment', environment('e0'));
       for (let index = 1; index < 12; index++) await store.create('Environment', environment(`e${index}`));
       expect(await store.pruneEvents()).toBeGreaterThan(0);
-      const iterator = store.watch('Environment', { fromResourceVersion: first.metadata.resourceVersion, signal: watchSignal() })[Symbol.asyncIterator]();
-      await expect(iterator.next()).rejects.toSatisfy((error: unknown) => error instanceof GoneError && error.code === 410 && error.reason === 'Gone');
+      const iterator = store
+        .watch('Environment', { fromResourceVersion: first.metadata.resourceVersion, signal: watchSignal() })
+        [Symbol.asyncIterator]();
+      await expect(iterator.next()).rejects.toSatisfy(
+        (error: unknown) => error instanceof GoneError && error.code === 410 && error.reason === 'Gone',
+      );
       // The newest events are kept: resuming from a recent resourceVersion works.
       const recent = String(Number((await store.list('Environment')).resourceVersion) - 2);
       const resumed = store.watch('Environment', { fromResourceVersion: recent, signal: watchSignal() })[Symbol.asyncIterator]();
@@ -237,9 +289,13 @@ export function contractSuite(engine: 'pglite' | 'postgres', factory: Factory): 
     it('sends DELETED to a filtered watch when an environment moves away, and ADDED when it comes back', async () => {
       await open();
       const moving = await store.create('Environment', environment('moving'));
-      const iterator = store.watch('Environment', { filter: { runnerId: 'run-a' }, fromResourceVersion: moving.metadata.resourceVersion, signal: watchSignal() })[
-        Symbol.asyncIterator
-      ]();
+      const iterator = store
+        .watch('Environment', {
+          filter: { runnerId: 'run-a' },
+          fromResourceVersion: moving.metadata.resourceVersion,
+          signal: watchSignal(),
+        })
+        [Symbol.asyncIterator]();
       const assign = (runnerId: string | undefined) =>
         store.update('Environment', moving.metadata.id, (current) => {
           const status = { ...current.status };
@@ -264,10 +320,17 @@ export function contractSuite(engine: 'pglite' | 'postgres', factory: Factory): 
       await iterator.return?.();
       // Labels: an object whose labels stop matching leaves a label-filtered watch.
       const labelled = await store.create('Environment', environment('labelled', 'usr-alice', undefined, { pool: 'x' }));
-      const byLabel = store.watch('Environment', { filter: { labels: { pool: 'x' } }, fromResourceVersion: labelled.metadata.resourceVersion, signal: watchSignal() })[
-        Symbol.asyncIterator
-      ]();
-      await store.update('Environment', labelled.metadata.id, (current) => ({ ...current, metadata: { ...current.metadata, labels: { pool: 'y' } } }));
+      const byLabel = store
+        .watch('Environment', {
+          filter: { labels: { pool: 'x' } },
+          fromResourceVersion: labelled.metadata.resourceVersion,
+          signal: watchSignal(),
+        })
+        [Symbol.asyncIterator]();
+      await store.update('Environment', labelled.metadata.id, (current) => ({
+        ...current,
+        metadata: { ...current.metadata, labels: { pool: 'y' } },
+      }));
       expect(summary(await take(byLabel, 1))).toEqual(['DELETED labelled']);
       await byLabel.return?.();
     });
@@ -276,7 +339,9 @@ export function contractSuite(engine: 'pglite' | 'postgres', factory: Factory): 
       await open();
       const other = await test.openAnother();
       const start = (await store.list('Environment')).resourceVersion;
-      const watchers = [store, other].map((each) => each.watch('Environment', { fromResourceVersion: start, signal: watchSignal() })[Symbol.asyncIterator]());
+      const watchers = [store, other].map((each) =>
+        each.watch('Environment', { fromResourceVersion: start, signal: watchSignal() })[Symbol.asyncIterator](),
+      );
       const writers = 4;
       const perWriter = 25;
       const collected = watchers.map((iterator) => take(iterator, writers * perWriter * 2));
@@ -285,7 +350,10 @@ export function contractSuite(engine: 'pglite' | 'postgres', factory: Factory): 
           const target = writer % 2 === 0 ? store : other;
           for (let index = 0; index < perWriter; index++) {
             const created = await target.create('Environment', environment(`w${writer}-${index}`));
-            await target.update('Environment', created.metadata.id, (current) => ({ ...current, status: { ...current.status, phase: 'Creating' } }));
+            await target.update('Environment', created.metadata.id, (current) => ({
+              ...current,
+              status: { ...current.status, phase: 'Creating' },
+            }));
           }
         }),
       );
@@ -304,7 +372,10 @@ export function contractSuite(engine: 'pglite' | 'postgres', factory: Factory): 
       const seed = await store.create('Environment', environment('seed'));
       expect(summary(await take(iterator, 1))).toEqual(['ADDED seed']);
       for (let index = 0; index < 20; index++) {
-        await store.update('Environment', seed.metadata.id, (current) => ({ ...current, status: { ...current.status, message: `step ${index}` } }));
+        await store.update('Environment', seed.metadata.id, (current) => ({
+          ...current,
+          status: { ...current.status, message: `step ${index}` },
+        }));
       }
       await expect(take(iterator, 20)).rejects.toBeInstanceOf(GoneError);
       expect((await store.get('Environment', seed.metadata.id))?.status.message).toBe('step 19');

@@ -78,7 +78,10 @@ export interface ResourceStore {
    * matching object. For a filtered watch, an object that stops matching arrives as DELETED (Kubernetes semantics).
    * @throws {GoneError} when `fromResourceVersion` is older than the oldest kept event.
    */
-  watch<K extends Kind>(kind: K, options: { fromResourceVersion?: string; filter?: ObjectFilter; signal: AbortSignal }): AsyncIterable<WatchEvent<ResourceByKind[K]>>;
+  watch<K extends Kind>(
+    kind: K,
+    options: { fromResourceVersion?: string; filter?: ObjectFilter; signal: AbortSignal },
+  ): AsyncIterable<WatchEvent<ResourceByKind[K]>>;
   /** Stores a token's secret hash (hex SHA-256) alongside a Token object created with {@link create}. */
   setTokenSecretHash(tokenId: string, secretHash: string): Promise<void>;
   /** @returns the Token whose secret hash matches, or undefined. */

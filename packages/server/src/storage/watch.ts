@@ -41,7 +41,12 @@ export async function* watchEvents<K extends Kind>(
   let from: number | undefined;
   if (options.fromResourceVersion !== undefined) {
     if (!/^\d+$/.test(options.fromResourceVersion)) {
-      throw new InvalidError('resourceVersion must be a decimal number', [{ field: 'resourceVersion', message: 'must be a decimal number' }], 'BadRequest', 400);
+      throw new InvalidError(
+        'resourceVersion must be a decimal number',
+        [{ field: 'resourceVersion', message: 'must be a decimal number' }],
+        'BadRequest',
+        400,
+      );
     }
     from = Number(options.fromResourceVersion);
   }
@@ -172,7 +177,11 @@ function matches(view: FilterView, filter: ObjectFilter | undefined): boolean {
  * as ADDED and one that stops matching as DELETED (Kubernetes "watch" semantics for selectors).
  */
 function toWatchEvent(record: EventRecord, filter: ObjectFilter | undefined): WatchEvent<Resource> | undefined {
-  const now: FilterView = { ownerId: record.object.metadata.ownerId, runnerId: runnerIdOf(record.object), labels: record.object.metadata.labels };
+  const now: FilterView = {
+    ownerId: record.object.metadata.ownerId,
+    runnerId: runnerIdOf(record.object),
+    labels: record.object.metadata.labels,
+  };
   const matchesNow = matches(now, filter);
   if (record.type !== 'MODIFIED') return matchesNow ? { type: record.type, object: record.object } : undefined;
   const before: FilterView = { ...now, runnerId: record.previousRunnerId, labels: record.previousLabels ?? now.labels };

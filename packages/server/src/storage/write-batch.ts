@@ -170,7 +170,9 @@ export class BatchState {
  * @param cause the driver's error when the database found the duplicate (a unique violation).
  */
 export function alreadyExists(kind: Kind, name: string, cause?: unknown): ConflictError {
-  const error = new ConflictError(`${kind} "${name}" already exists`, 'AlreadyExists', [{ field: 'metadata.name', message: 'already exists' }]);
+  const error = new ConflictError(`${kind} "${name}" already exists`, 'AlreadyExists', [
+    { field: 'metadata.name', message: 'already exists' },
+  ]);
   if (cause !== undefined) Object.defineProperty(error, 'cause', { value: cause });
   return error;
 }

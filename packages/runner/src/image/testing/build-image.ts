@@ -70,7 +70,11 @@ export interface TestLayer extends TestBlob {
 }
 
 /** Builds and compresses a layer; the media type matches the compression (OCI, or Docker for `docker`). */
-export async function buildLayer(entries: TestEntry[], compression: 'gzip' | 'zstd' | 'none', flavour: 'oci' | 'docker' = 'oci'): Promise<TestLayer> {
+export async function buildLayer(
+  entries: TestEntry[],
+  compression: 'gzip' | 'zstd' | 'none',
+  flavour: 'oci' | 'docker' = 'oci',
+): Promise<TestLayer> {
   const tar = await buildLayerTar(entries);
   const bytes = await compress(tar, compression);
   const mediaType =
@@ -90,7 +94,14 @@ export interface TestImage {
 /** Builds an image config and manifest over `layers` (base first), OCI or Docker schema 2. */
 export function buildImage(
   layers: TestLayer[],
-  options: { flavour?: 'oci' | 'docker'; architecture?: string; variant?: string; env?: string[]; cmd?: string[]; labels?: Record<string, string> } = {},
+  options: {
+    flavour?: 'oci' | 'docker';
+    architecture?: string;
+    variant?: string;
+    env?: string[];
+    cmd?: string[];
+    labels?: Record<string, string>;
+  } = {},
 ): TestImage {
   const flavour = options.flavour ?? 'oci';
   const configDocument = {
@@ -106,7 +117,8 @@ export function buildImage(
     digest: sha256(configBytes),
     mediaType: flavour === 'docker' ? 'application/vnd.docker.container.image.v1+json' : 'application/vnd.oci.image.config.v1+json',
   };
-  const manifestMediaType = flavour === 'docker' ? 'application/vnd.docker.distribution.manifest.v2+json' : 'application/vnd.oci.image.manifest.v1+json';
+  const manifestMediaType =
+    flavour === 'docker' ? 'application/vnd.docker.distribution.manifest.v2+json' : 'application/vnd.oci.image.manifest.v1+json';
   const manifestBytes = Buffer.from(
     JSON.stringify({
       schemaVersion: 2,

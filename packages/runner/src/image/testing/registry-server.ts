@@ -37,7 +37,19 @@ export async function startDockerRegistry(): Promise<RunningRegistry> {
   const configPath = join(dir, 'config.yml');
   await writeFile(
     configPath,
-    ['version: 0.1', 'log:', '  level: error', 'storage:', '  filesystem:', `    rootdirectory: ${join(dir, 'data')}`, '  delete:', '    enabled: true', 'http:', `  addr: ${host}`, ''].join('\n'),
+    [
+      'version: 0.1',
+      'log:',
+      '  level: error',
+      'storage:',
+      '  filesystem:',
+      `    rootdirectory: ${join(dir, 'data')}`,
+      '  delete:',
+      '    enabled: true',
+      'http:',
+      `  addr: ${host}`,
+      '',
+    ].join('\n'),
   );
   const child = spawnLogged(['docker-registry', 'serve', configPath], { stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
@@ -51,7 +63,10 @@ export async function startDockerRegistry(): Promise<RunningRegistry> {
   };
   for (let attempt = 0; attempt < 150; attempt++) {
     if (child.exitCode !== null) break;
-    const ok = await fetch(`http://${host}/v2/`).then((response) => response.ok, () => false);
+    const ok = await fetch(`http://${host}/v2/`).then(
+      (response) => response.ok,
+      () => false,
+    );
     if (ok) return { host, stop };
     await sleep(100);
   }
@@ -151,7 +166,9 @@ export async function startFakeRegistry(options: FakeRegistryOptions): Promise<F
     if (manifest) {
       const blob = options.manifests.get(`${manifest[1]}/${manifest[2]}`);
       if (!blob) {
-        response.writeHead(404, { 'content-type': 'application/json' }).end(JSON.stringify({ errors: [{ code: 'MANIFEST_UNKNOWN', message: 'manifest unknown' }] }));
+        response
+          .writeHead(404, { 'content-type': 'application/json' })
+          .end(JSON.stringify({ errors: [{ code: 'MANIFEST_UNKNOWN', message: 'manifest unknown' }] }));
         return;
       }
       response.writeHead(200, { 'content-type': blob.mediaType, 'content-length': blob.bytes.length }).end(blob.bytes);
@@ -160,7 +177,9 @@ export async function startFakeRegistry(options: FakeRegistryOptions): Promise<F
     const blob = /^\/v2\/(.+)\/blobs\/([^/]+)$/.exec(path);
     const bytes = blob ? options.blobs.get(blob[2]!) : undefined;
     if (!bytes) {
-      response.writeHead(404, { 'content-type': 'application/json' }).end(JSON.stringify({ errors: [{ code: 'BLOB_UNKNOWN', message: 'blob unknown' }] }));
+      response
+        .writeHead(404, { 'content-type': 'application/json' })
+        .end(JSON.stringify({ errors: [{ code: 'BLOB_UNKNOWN', message: 'blob unknown' }] }));
       return;
     }
     const send = () => response.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': bytes.length }).end(bytes);
@@ -183,7 +202,9 @@ export async function startTokenServer(credentials: { username: string; password
     requests.push(`${request.method} ${request.url ?? ''}`);
     const expected = `Basic ${Buffer.from(`${credentials.username}:${credentials.password}`).toString('base64')}`;
     if (request.headers.authorization !== expected) {
-      response.writeHead(401, { 'content-type': 'application/json' }).end(JSON.stringify({ errors: [{ code: 'UNAUTHORIZED', message: 'bad credentials' }] }));
+      response
+        .writeHead(401, { 'content-type': 'application/json' })
+        .end(JSON.stringify({ errors: [{ code: 'UNAUTHORIZED', message: 'bad credentials' }] }));
       return;
     }
     response.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ token, expires_in: 300 }));

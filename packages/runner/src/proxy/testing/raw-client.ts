@@ -67,7 +67,8 @@ export class RawClient {
 
   /** The next response; throws when the connection closes before it is complete. */
   async response(): Promise<Answer> {
-    if (!(await this.until(() => this.data.includes('\r\n\r\n')))) throw new Error(`connection closed; received ${JSON.stringify(this.data.toString('latin1'))}`);
+    if (!(await this.until(() => this.data.includes('\r\n\r\n'))))
+      throw new Error(`connection closed; received ${JSON.stringify(this.data.toString('latin1'))}`);
     const end = this.data.indexOf('\r\n\r\n');
     const [statusLine, ...lines] = this.data.subarray(0, end).toString('latin1').split('\r\n');
     const headers: Record<string, string> = {};

@@ -1,13 +1,6 @@
 // Environments: create (class and git URL checked, a generated name when none is given), patch rules, the status
 // merge that keeps the scheduler's runnerId, the two-step DELETE, and the keepalive and access actions.
-import {
-  EnvironmentStatusSchema,
-  KINDS,
-  repositoryBasename,
-  validateGitUrl,
-  type AccessGrant,
-  type Environment,
-} from '@warren/api';
+import { EnvironmentStatusSchema, KINDS, repositoryBasename, validateGitUrl, type AccessGrant, type Environment } from '@warren/api';
 import { ConflictError, InvalidError, NotFoundError } from '@warren/base';
 import type { FastifyInstance } from 'fastify';
 import { ForbiddenError, type Principal, authorize, randomSuffix, signAccessToken } from '../../auth/index.js';
@@ -55,7 +48,9 @@ function checkEnvironmentUpdate(current: Environment, spec: Environment['spec'])
     throw new ConflictError(`environment "${current.metadata.name}" is being deleted`);
   }
   if (spec.desiredPhase === 'Deleted') {
-    throw new InvalidError('use DELETE to delete an environment', [{ field: 'spec.desiredPhase', message: 'must be Running or Stopped; use DELETE' }]);
+    throw new InvalidError('use DELETE to delete an environment', [
+      { field: 'spec.desiredPhase', message: 'must be Running or Stopped; use DELETE' },
+    ]);
   }
   if (spec.source.git.url !== current.spec.source.git.url) checkGitUrl(spec.source.git.url);
 }
@@ -130,15 +125,15 @@ export function environmentStrategy(context: RouteContext): KindStrategy<'Enviro
       };
       checkGitUrl(input.spec.source.git.url);
       if (input.spec.desiredPhase === 'Deleted') {
-        throw new InvalidError('an environment cannot be created as Deleted', [{ field: 'spec.desiredPhase', message: 'must be Running or Stopped' }]);
+        throw new InvalidError('an environment cannot be created as Deleted', [
+          { field: 'spec.desiredPhase', message: 'must be Running or Stopped' },
+        ]);
       }
       await requireClass(store, input.spec.className);
       const status = EnvironmentStatusSchema.parse({ phase: 'Pending', conditions: [] });
       const ownerId = ownerIdOf(principal);
-      return createNamed(
-        'Environment',
-        input.metadata.name ?? (() => generateEnvironmentName(input.spec.source.git.url)),
-        (name) => store.create('Environment', { name, ownerId, labels: input.metadata.labels ?? {}, spec: input.spec, status }),
+      return createNamed('Environment', input.metadata.name ?? (() => generateEnvironmentName(input.spec.source.git.url)), (name) =>
+        store.create('Environment', { name, ownerId, labels: input.metadata.labels ?? {}, spec: input.spec, status }),
       );
     },
 
@@ -188,7 +183,12 @@ export function environmentStrategy(context: RouteContext): KindStrategy<'Enviro
           { runnerId, userId: ownerIdOf(principal), environmentId: environment.metadata.id },
           { ttlSeconds: context.options.accessTokenTtlSeconds, now: now() },
         );
-        const grant: AccessGrant = { token: signed.token, expiresTime: signed.expiresTime, endpoint, environmentId: environment.metadata.id };
+        const grant: AccessGrant = {
+          token: signed.token,
+          expiresTime: signed.expiresTime,
+          endpoint,
+          environmentId: environment.metadata.id,
+        };
         return grant;
       });
     },

@@ -110,10 +110,16 @@ export function registerKindRoutes<K extends Kind>(app: FastifyInstance, context
         authorize(principal, 'update', kind, current);
         let labels = current.metadata.labels;
         if ('labels' in rawMetadata) {
-          labels = parseOrThrow(LabelsSchema, applyMergePatch(current.metadata.labels, rawMetadata.labels) ?? {}, 'labels', 'metadata.labels');
+          labels = parseOrThrow(
+            LabelsSchema,
+            applyMergePatch(current.metadata.labels, rawMetadata.labels) ?? {},
+            'labels',
+            'metadata.labels',
+          );
         }
         let spec = current.spec;
-        if ('spec' in body) spec = parseOrThrow(schemas.spec, applyMergePatch(current.spec, body.spec), `${kind} spec`, 'spec') as KindObject['spec'];
+        if ('spec' in body)
+          spec = parseOrThrow(schemas.spec, applyMergePatch(current.spec, body.spec), `${kind} spec`, 'spec') as KindObject['spec'];
         strategy.validateUpdate?.(current, spec);
         return { ...current, metadata: { ...current.metadata, labels }, spec };
       },
