@@ -81,6 +81,8 @@ export { AccessGrantSchema, ExecStartSchema, ExecChannel } from './access.js';
 export type { AccessGrant, ExecStart, ExecControl } from './access.js';
 export { TERMINAL_TAKEN_OVER_CLOSE_CODE } from './access.js';
 export type { TerminalControl } from './access.js';
+export { EnvironmentStatsSchema } from './stats.js';
+export type { EnvironmentStats } from './stats.js';
 export { WarrenClient } from './client.js';
 export type { ClientOptions, ListOptions, WatchOptions } from './client.js';
 export { SshKeySchema, SshKeyCreateSchema, SshAuthorizeRequestSchema, SshGrantSchema, SSH_HOST_KEY_INFO } from './ssh.js';

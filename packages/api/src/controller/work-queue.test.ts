@@ -210,6 +210,32 @@ describe('WorkQueue', () => {
     await run;
   });
 
+  it('reports each run to onProcessed with its duration on the queue clock and its outcome', async () => {
+    const { queue, time } = newQueue();
+    const stop = new AbortController();
+    const gate = deferred();
+    const processed: Array<[string, number, string]> = [];
+    const run = queue.run(
+      async (key) => {
+        await gate.promise;
+        if (key === 'bad') throw new Error('transient');
+      },
+      { signal: stop.signal, concurrency: 2, onProcessed: (key, durationMs, outcome) => processed.push([key, durationMs, outcome]) },
+    );
+    queue.add('good');
+    queue.add('bad');
+    await until(() => queue.length === 0, 'both handed out');
+    time.advance(250);
+    gate.resolve();
+    await until(() => processed.length === 2, 'both reported');
+    expect(processed.sort()).toEqual([
+      ['bad', 250, 'error'],
+      ['good', 250, 'success'],
+    ]);
+    stop.abort();
+    await run;
+  });
+
   it('stops on abort: the handler sees the signal, a cancelled key is not retried, nothing runs afterwards', async () => {
     const { queue, time } = newQueue();
     const stop = new AbortController();

@@ -20,6 +20,12 @@ export interface WorkQueueRunOptions {
   concurrency?: number;
   /** Where failed reconciles are logged (warn `reconcile failed; retrying {key, failures, retryInMs, error}`). */
   logger?: Logger;
+  /**
+   * Called after each handler run with its duration in milliseconds (from the queue's {@link TimeSource}) and
+   * whether it resolved (`success`) or threw (`error`; a cancellation after the signal aborted counts as
+   * `error` too). For metrics (the runner's reconcile histogram); must not throw.
+   */
+  onProcessed?: (key: string, durationMs: number, outcome: 'success' | 'error') => void;
 }
 
 /**
@@ -173,10 +179,13 @@ export class WorkQueue {
     signal.addEventListener('abort', onAbort, { once: true });
     const worker = async () => {
       for (let key = await this.get(); key !== undefined; key = await this.get()) {
+        const started = this.time.now();
         try {
           await handler(key, signal);
           this.forget(key);
+          options.onProcessed?.(key, this.time.now() - started, 'success');
         } catch (error) {
+          options.onProcessed?.(key, this.time.now() - started, 'error');
           if (!(signal.aborted && isAbortError(error)) && !this.shuttingDown) {
             const retryInMs = this.addRateLimited(key);
             logger.warn({ key, failures: this.numRequeues(key), retryInMs, error: errorMessage(error) }, 'reconcile failed; retrying');
