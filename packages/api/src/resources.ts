@@ -278,21 +278,98 @@ export const RunnerPatchSchema = z.strictObject({
 
 // ---------------------------------------------------------------- EnvironmentClass
 
-/** A named size for environments. cgroup limits are derived from it on the runner. */
-export const EnvironmentClassSpecSchema = z.strictObject({
+/**
+ * What an environment is guaranteed (its requests). Each field defaults to the matching limit of the class, so a
+ * class without `requests` reserves its limits (what Warren did before requests existed). The scheduler places
+ * environments by requests, never by limits (docs/design/0010-requests-and-limits.md).
+ */
+export const EnvironmentClassRequestsSchema = z.strictObject({
+  /** Guaranteed CPU in millicores (1000 = one core); at most `cpuMillicores`. 0 = no guarantee (lowest weight). */
+  cpuMillicores: z.number().int().min(0).max(1_000_000).optional(),
+  /** Guaranteed (protected) memory in bytes; at most `memoryBytes`. 0 = no protection. */
+  memoryBytes: z.number().int().min(0).optional(),
+});
+export type EnvironmentClassRequests = z.infer<typeof EnvironmentClassRequestsSchema>;
+
+/**
+ * IO limits of an environment on the device that holds the runner's data directory. Every field is optional;
+ * absent or 0 means no limit (as cgroup v1 `blkio.throttle.*` reads 0).
+ */
+export const EnvironmentClassIoSchema = z.strictObject({
+  /** Read bandwidth limit in bytes per second. */
+  readBytesPerSecond: z.number().int().min(0).optional(),
+  /** Write bandwidth limit in bytes per second. */
+  writeBytesPerSecond: z.number().int().min(0).optional(),
+  /** Read operations per second. */
+  readIops: z.number().int().min(0).optional(),
+  /** Write operations per second. */
+  writeIops: z.number().int().min(0).optional(),
+});
+export type EnvironmentClassIo = z.infer<typeof EnvironmentClassIoSchema>;
+
+/** The fields of an EnvironmentClass spec, without the cross-field checks (merge patches use its `.partial()`). */
+const EnvironmentClassSpecFieldsSchema = z.strictObject({
   displayName: z.string().max(128).optional(),
-  /** CPU limit in millicores (1000 = one core). */
+  /** CPU limit (the burst ceiling) in millicores (1000 = one core). */
   cpuMillicores: z.number().int().min(10).max(1_000_000),
+  /** Memory limit in bytes (hard: past it the environment's own processes are reclaimed, then OOM-killed). */
   memoryBytes: z
     .number()
     .int()
     .min(16 * 1024 * 1024),
-  /** Swap on top of memory; 0 = no swap. */
+  /** Guarantees; each defaults to its limit. */
+  requests: EnvironmentClassRequestsSchema.optional(),
+  /** Swap on top of memory in bytes; 0 = no swap. */
   swapBytes: z.number().int().min(0).default(0),
+  /** Limit on the environment's writable state (upper dir + workspace) in bytes; absent = no quota. */
   diskBytes: z.number().int().min(0).optional(),
+  /** Maximum number of processes (cgroup `pids.max`). */
   pids: z.number().int().min(16).max(4_194_304).default(4096),
+  /** IO limits; absent = none. */
+  io: EnvironmentClassIoSchema.optional(),
+});
+
+/**
+ * A named size for environments. cgroup limits are derived from it on the runner. Each request must be at most
+ * its limit (a field error on `requests.cpuMillicores` / `requests.memoryBytes` otherwise).
+ */
+export const EnvironmentClassSpecSchema = EnvironmentClassSpecFieldsSchema.superRefine((spec, ctx) => {
+  const requests = spec.requests;
+  if (requests?.cpuMillicores !== undefined && requests.cpuMillicores > spec.cpuMillicores) {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['requests', 'cpuMillicores'],
+      message: `the CPU request (${requests.cpuMillicores}m) must be at most the CPU limit cpuMillicores (${spec.cpuMillicores}m)`,
+    });
+  }
+  if (requests?.memoryBytes !== undefined && requests.memoryBytes > spec.memoryBytes) {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['requests', 'memoryBytes'],
+      message: `the memory request (${requests.memoryBytes} bytes) must be at most the memory limit memoryBytes (${spec.memoryBytes} bytes)`,
+    });
+  }
 });
 export type EnvironmentClassSpec = z.infer<typeof EnvironmentClassSpecSchema>;
+
+/** Effective requests of a class: what the scheduler reserves and the runner protects. */
+export interface EffectiveRequests {
+  /** Guaranteed CPU in millicores. */
+  cpuMillicores: number;
+  /** Guaranteed memory in bytes. */
+  memoryBytes: number;
+}
+
+/**
+ * The effective requests of a class spec: each request, or its limit when the request is absent.
+ * @returns millicores and bytes, each at most the matching limit for a validated spec.
+ */
+export function classRequests(spec: Pick<EnvironmentClassSpec, 'cpuMillicores' | 'memoryBytes' | 'requests'>): EffectiveRequests {
+  return {
+    cpuMillicores: spec.requests?.cpuMillicores ?? spec.cpuMillicores,
+    memoryBytes: spec.requests?.memoryBytes ?? spec.memoryBytes,
+  };
+}
 
 /** An EnvironmentClass resource. */
 export const EnvironmentClassSchema = z.object({
@@ -316,7 +393,7 @@ export type EnvironmentClassCreate = z.input<typeof EnvironmentClassCreateSchema
 /** Body of `PATCH /api/v1/environmentclasses/{id}`. */
 export const EnvironmentClassPatchSchema = z.strictObject({
   metadata: PatchMetaSchema.optional(),
-  spec: EnvironmentClassSpecSchema.partial().optional(),
+  spec: EnvironmentClassSpecFieldsSchema.partial().optional(),
 });
 
 // ---------------------------------------------------------------- User
