@@ -1,8 +1,19 @@
 // Per-environment cgroups (cgroupfs driver; there is no systemd here): creation, limits, stats and
 // removal under one `warren` parent, on cgroup v1 (incl. the "hybrid" layout) and cgroup v2 hosts.
-import { access, mkdir, readFile, readdir, realpath, rmdir, stat, writeFile } from 'node:fs/promises';
+// The CgroupManager facade; the drivers are cgroup-v1.ts and cgroup-v2.ts, the limit types cgroup-limits.ts.
+import { readdir, rmdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { InvalidError, type Logger, type Reason, WarrenError, errorMessage, silentLogger } from '@warren/base';
+import { type CgroupLayout, errnoCode, exists } from './cgroup-fs.js';
+import { type CgroupLimits, type CgroupStats, validateLimits } from './cgroup-limits.js';
+import { V1_CONTROLLERS, createV1, statsV1, updateV1, v1ControllerRoots, v1Hierarchies } from './cgroup-v1.js';
+import { createV2, statsV2, updateV2 } from './cgroup-v2.js';
+
+// The names this module exported before the v1/v2 split, so importers of './cgroups.js' keep working.
+export { CPU_PERIOD_MICROSECONDS, MIN_CPU_MILLICORES, cpuQuotaMicroseconds, ociLinuxResources, validateLimits } from './cgroup-limits.js';
+export type { CgroupLimits, CgroupStats, OciLinuxResources } from './cgroup-limits.js';
+export { V1_CONTROLLERS } from './cgroup-v1.js';
+export { V2_CONTROLLERS } from './cgroup-v2.js';
 
 /** cgroup v1 (separate hierarchies per controller) or v2 (one unified hierarchy). */
 export type CgroupVersion = 'v1' | 'v2';
@@ -11,17 +22,6 @@ export type CgroupVersion = 'v1' | 'v2';
 export const CGROUP_ROOT = '/sys/fs/cgroup';
 /** Parent of every Warren cgroup: groups live at `/warren/<name>` in each hierarchy. */
 export const CGROUP_PARENT = 'warren';
-/**
- * CFS period in microseconds. Quota = millicores * 100 so that 1000 millicores = one CPU
- * (Documentation/scheduler/sched-bwc.rst; the same rule Kubernetes and runc use).
- */
-export const CPU_PERIOD_MICROSECONDS = 100_000;
-/** Lowest CPU limit: the kernel rejects a quota below 1 ms (sched-bwc.rst), i.e. 10 millicores. */
-export const MIN_CPU_MILLICORES = 10;
-/** v1 controllers a Warren group is created in (Documentation/admin-guide/cgroup-v1/*.rst). */
-export const V1_CONTROLLERS = ['cpu', 'cpuacct', 'memory', 'pids', 'freezer', 'devices', 'blkio', 'cpuset'] as const;
-/** v2 controllers enabled in `cgroup.subtree_control` of the parents (Documentation/admin-guide/cgroup-v2.rst). */
-export const V2_CONTROLLERS = ['cpu', 'memory', 'pids'] as const;
 
 /** A cgroup filesystem operation failed. HTTP 500; the reconciler retries. */
 export class CgroupError extends WarrenError {
@@ -39,92 +39,6 @@ export class CgroupBusyError extends CgroupError {
   constructor(path: string, options?: { cause?: unknown }) {
     super(`cgroup ${path} still has processes`, path, { ...options, reason: 'CgroupBusy', code: 409 });
   }
-}
-
-/**
- * Resource limits of one group; an absent field means "unlimited".
- * - `cpuMillicores`: CPU time, 1000 = one CPU (CFS bandwidth), at least 10.
- * - `memoryBytes`: memory (RAM + page cache) limit in bytes; the kernel rounds it down to whole pages.
- * - `swapBytes`: swap allowed on top of `memoryBytes`; only with `memoryBytes`; absent = no swap.
- * - `pids`: maximum number of tasks (processes + threads).
- */
-export interface CgroupLimits {
-  cpuMillicores?: number;
-  memoryBytes?: number;
-  swapBytes?: number;
-  pids?: number;
-}
-
-/** Usage read from a group; a field is absent when the host does not expose it. */
-export interface CgroupStats {
-  /** Total CPU time consumed, nanoseconds (v1 cpuacct.usage; v2 cpu.stat usage_usec * 1000). */
-  cpuUsageNanoseconds?: number;
-  /** CFS periods in which the group was throttled (cpu.stat nr_throttled). */
-  cpuThrottledPeriods?: number;
-  /** Time spent throttled, nanoseconds (v1 cpu.stat throttled_time; v2 throttled_usec * 1000). */
-  cpuThrottledNanoseconds?: number;
-  /** Current memory usage, bytes (v1 memory.usage_in_bytes; v2 memory.current). */
-  memoryUsageBytes?: number;
-  /** Highest memory usage seen, bytes (v1 memory.max_usage_in_bytes; v2 memory.peak). */
-  memoryPeakBytes?: number;
-  /** Processes killed by the OOM killer in this group (v1 memory.oom_control / v2 memory.events `oom_kill`). */
-  oomKills?: number;
-  /** Current number of tasks (pids.current). */
-  pids?: number;
-}
-
-/** The subset of OCI runtime-spec `linux.resources` (config-linux.md) that carries {@link CgroupLimits}. */
-export interface OciLinuxResources {
-  cpu?: { quota: number; period: number };
-  /** `swap` is memory + swap, as in the spec ("limit of memory+Swap usage"). */
-  memory?: { limit: number; swap: number };
-  pids?: { limit: number };
-}
-
-/**
- * Checks limit values: non-negative safe integers, cpu at least {@link MIN_CPU_MILLICORES}, pids at
- * least 1, and `swapBytes` only together with `memoryBytes`.
- * @throws {InvalidError} naming each bad field.
- */
-export function validateLimits(limits: CgroupLimits): void {
-  const causes: { field: string; message: string }[] = [];
-  const check = (field: keyof CgroupLimits, min: number): void => {
-    const value = limits[field];
-    if (value !== undefined && (!Number.isSafeInteger(value) || value < min)) {
-      causes.push({ field, message: `must be an integer >= ${min}` });
-    }
-  };
-  check('cpuMillicores', MIN_CPU_MILLICORES);
-  check('memoryBytes', 1);
-  check('swapBytes', 0);
-  check('pids', 1);
-  if (limits.swapBytes !== undefined && limits.memoryBytes === undefined) {
-    causes.push({ field: 'swapBytes', message: 'needs memoryBytes (swap is limited as memory + swap)' });
-  }
-  if (causes.length > 0) throw new InvalidError('invalid cgroup limits', causes);
-}
-
-/**
- * The same limits as OCI `linux.resources`, for when the runtime (runc) should apply them instead of
- * {@link CgroupManager}: cpu quota/period in microseconds, memory limit and memory+swap in bytes, pids.
- * @throws {InvalidError} see {@link validateLimits}.
- */
-export function ociLinuxResources(limits: CgroupLimits): OciLinuxResources {
-  validateLimits(limits);
-  const resources: OciLinuxResources = {};
-  if (limits.cpuMillicores !== undefined) {
-    resources.cpu = { quota: cpuQuotaMicroseconds(limits.cpuMillicores), period: CPU_PERIOD_MICROSECONDS };
-  }
-  if (limits.memoryBytes !== undefined) {
-    resources.memory = { limit: limits.memoryBytes, swap: limits.memoryBytes + (limits.swapBytes ?? 0) };
-  }
-  if (limits.pids !== undefined) resources.pids = { limit: limits.pids };
-  return resources;
-}
-
-/** CFS quota in microseconds per {@link CPU_PERIOD_MICROSECONDS} for `millicores`. */
-export function cpuQuotaMicroseconds(millicores: number): number {
-  return Math.round((millicores * CPU_PERIOD_MICROSECONDS) / 1000);
 }
 
 /**
@@ -146,47 +60,6 @@ function assertName(name: string): void {
   }
 }
 
-async function exists(path: string): Promise<boolean> {
-  try {
-    await access(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-function errnoCode(error: unknown): string | undefined {
-  return error instanceof Error ? (error as NodeJS.ErrnoException).code : undefined;
-}
-
-async function readOptional(path: string): Promise<string | undefined> {
-  try {
-    return await readFile(path, 'utf8');
-  } catch (error) {
-    if (errnoCode(error) === 'ENOENT') return undefined;
-    throw error;
-  }
-}
-
-function keyedValues(text: string | undefined): Map<string, number> {
-  const values = new Map<string, number>();
-  for (const line of (text ?? '').split('\n')) {
-    const [key, value] = line.trim().split(/\s+/);
-    if (key && value !== undefined && /^-?\d+$/.test(value)) values.set(key, Number(value));
-  }
-  return values;
-}
-
-function singleValue(text: string | undefined): number | undefined {
-  const trimmed = text?.trim();
-  return trimmed !== undefined && /^\d+$/.test(trimmed) ? Number(trimmed) : undefined;
-}
-
-/** The kernel prints "no limit" on v1 memory files as PAGE_COUNTER_MAX pages (~2^63); anything >= 2^62 is unlimited. */
-function isUnlimited(value: number | undefined): boolean {
-  return value === undefined || value < 0 || value >= 2 ** 62;
-}
-
 /**
  * Detects the cgroup version of a host.
  * A pure v2 host has `cgroup.controllers` at the root. Anything else with v1 hierarchies is `v1`, which
@@ -201,7 +74,6 @@ export async function detectCgroupVersion(root: string = CGROUP_ROOT): Promise<C
   }
   throw new CgroupError(`no cgroup v1 hierarchy or cgroup v2 root found under ${root}`, root);
 }
-
 /** Options for {@link CgroupManager}. */
 export interface CgroupManagerOptions {
   version: CgroupVersion;
@@ -283,22 +155,8 @@ export class CgroupManager {
     assertName(name);
     validateLimits(limits);
     try {
-      if (this.version === 'v2') {
-        const atRoot = await this.enableV2Controllers(this.root);
-        await mkdir(join(this.root, this.parent), { recursive: true });
-        await this.enableV2Controllers(join(this.root, this.parent), atRoot);
-        await mkdir(join(this.root, this.parent, name), { recursive: true });
-      } else {
-        for (const hierarchy of await this.controllerRoots()) {
-          const parentDir = join(hierarchy, this.parent);
-          const dir = join(parentDir, name);
-          await mkdir(dir, { recursive: true });
-          if (await exists(join(hierarchy, 'cpuset.cpus'))) {
-            await this.inheritCpuset(hierarchy, parentDir);
-            await this.inheritCpuset(parentDir, dir);
-          }
-        }
-      }
+      if (this.version === 'v2') await createV2(this.layout(), name);
+      else await createV1(this.layout(), name);
     } catch (error) {
       throw this.wrap(`creating cgroup ${name}`, join(this.root, this.parent, name), error);
     }
@@ -316,8 +174,8 @@ export class CgroupManager {
     assertName(name);
     validateLimits(limits);
     try {
-      if (this.version === 'v2') await this.updateV2(join(this.root, this.parent, name), limits);
-      else await this.updateV1(name, limits);
+      if (this.version === 'v2') await updateV2(this.layout(), join(this.root, this.parent, name), limits);
+      else await updateV1(this.layout(), name, limits);
     } catch (error) {
       throw this.wrap(`setting limits of cgroup ${name}`, join(this.root, this.parent, name), error);
     }
@@ -399,173 +257,27 @@ export class CgroupManager {
   async stats(name: string): Promise<CgroupStats> {
     assertName(name);
     try {
-      return this.version === 'v2' ? await this.statsV2(name) : await this.statsV1(name);
+      return this.version === 'v2' ? await statsV2(join(this.root, this.parent, name)) : await statsV1(this.layout(), name);
     } catch (error) {
       throw this.wrap(`reading stats of cgroup ${name}`, join(this.root, this.parent, name), error);
     }
   }
 
-  // ---- v1 ----
-
-  private async updateV1(name: string, limits: CgroupLimits): Promise<void> {
-    const cpu = join(this.root, 'cpu', this.parent, name);
-    const memory = join(this.root, 'memory', this.parent, name);
-    const pids = join(this.root, 'pids', this.parent, name);
-    if (limits.cpuMillicores !== undefined || (await exists(cpu))) {
-      await writeFile(join(cpu, 'cpu.cfs_period_us'), `${CPU_PERIOD_MICROSECONDS}\n`);
-      const quota = limits.cpuMillicores === undefined ? -1 : cpuQuotaMicroseconds(limits.cpuMillicores);
-      await writeFile(join(cpu, 'cpu.cfs_quota_us'), `${quota}\n`);
-    }
-    if (limits.memoryBytes !== undefined || (await exists(memory))) {
-      const limit = limits.memoryBytes ?? -1;
-      const memsw = await this.v1SwapAccounting();
-      if (!memsw) {
-        if (limits.swapBytes) this.logger.warn({ name }, 'swap accounting is off; swapBytes ignored');
-        await writeFile(join(memory, 'memory.limit_in_bytes'), `${limit}\n`);
-      } else {
-        const total = limits.memoryBytes === undefined ? -1 : limits.memoryBytes + (limits.swapBytes ?? 0);
-        const currentTotal = singleValue(await readOptional(join(memory, 'memory.memsw.limit_in_bytes')));
-        // memory.rst §5: memsw must stay >= memory at every step.
-        const raising = limit === -1 || (!isUnlimited(currentTotal) && limit > (currentTotal ?? 0));
-        if (raising) {
-          await writeFile(join(memory, 'memory.memsw.limit_in_bytes'), `${total}\n`);
-          await writeFile(join(memory, 'memory.limit_in_bytes'), `${limit}\n`);
-        } else {
-          await writeFile(join(memory, 'memory.limit_in_bytes'), `${limit}\n`);
-          await writeFile(join(memory, 'memory.memsw.limit_in_bytes'), `${total}\n`);
-        }
-      }
-    }
-    if (limits.pids !== undefined || (await exists(pids))) {
-      await writeFile(join(pids, 'pids.max'), `${limits.pids ?? 'max'}\n`);
-    }
-  }
-
-  private async v1SwapAccounting(): Promise<boolean> {
-    return this.swapAccounting ?? (await exists(join(this.root, 'memory', 'memory.memsw.limit_in_bytes')));
-  }
-
-  private async inheritCpuset(from: string, to: string): Promise<void> {
-    for (const file of ['cpuset.cpus', 'cpuset.mems']) {
-      if ((await readOptional(join(to, file)))?.trim()) continue;
-      const value = (await readFile(join(from, file), 'utf8')).trim();
-      await writeFile(join(to, file), `${value}\n`);
-    }
-  }
-
-  private async statsV1(name: string): Promise<CgroupStats> {
-    const file = (controller: string, leaf: string): Promise<string | undefined> =>
-      readOptional(join(this.root, controller, this.parent, name, leaf));
-    if (!(await exists(join(this.root, 'memory', this.parent, name))) && !(await exists(join(this.root, 'cpu', this.parent, name)))) {
-      throw Object.assign(new Error(`no such cgroup ${name}`), { code: 'ENOENT' });
-    }
-    const cpuStat = keyedValues(await file('cpu', 'cpu.stat'));
-    const oom = keyedValues(await file('memory', 'memory.oom_control'));
-    const stats: CgroupStats = {};
-    assign(stats, 'cpuUsageNanoseconds', singleValue(await file('cpuacct', 'cpuacct.usage')));
-    assign(stats, 'cpuThrottledPeriods', cpuStat.get('nr_throttled'));
-    assign(stats, 'cpuThrottledNanoseconds', cpuStat.get('throttled_time'));
-    assign(stats, 'memoryUsageBytes', singleValue(await file('memory', 'memory.usage_in_bytes')));
-    assign(stats, 'memoryPeakBytes', singleValue(await file('memory', 'memory.max_usage_in_bytes')));
-    assign(stats, 'oomKills', oom.get('oom_kill'));
-    assign(stats, 'pids', singleValue(await file('pids', 'pids.current')));
-    return stats;
-  }
-
-  // ---- v2 ----
-
-  /**
-   * Enables the wanted controllers in `dir`'s subtree_control.
-   * @param inherited what the parent's subtree_control holds, used when `dir/cgroup.controllers` cannot be
-   *   read (a child's cgroup.controllers is its parent's subtree_control).
-   * @returns the controllers enabled in `dir`'s subtree_control afterwards.
-   */
-  private async enableV2Controllers(dir: string, inherited: readonly string[] = []): Promise<string[]> {
-    const tokens = (text: string | undefined): string[] =>
-      (text ?? '').split(/\s+/).flatMap((token) => (token ? [token.replace(/^\+/, '')] : []));
-    const listed = await readOptional(join(dir, 'cgroup.controllers'));
-    const allowed = listed === undefined ? inherited : tokens(listed);
-    const enabled = tokens(await readOptional(join(dir, 'cgroup.subtree_control')));
-    const wanted = V2_CONTROLLERS.filter((controller) => allowed.includes(controller) && !enabled.includes(controller));
-    if (wanted.length > 0) {
-      await writeFile(join(dir, 'cgroup.subtree_control'), `${wanted.map((controller) => `+${controller}`).join(' ')}\n`);
-    }
-    return [...enabled, ...wanted];
-  }
-
-  private async updateV2(dir: string, limits: CgroupLimits): Promise<void> {
-    await stat(dir); // fail with ENOENT rather than create stray files on a fake root
-    const quota = limits.cpuMillicores === undefined ? 'max' : String(cpuQuotaMicroseconds(limits.cpuMillicores));
-    await writeFile(join(dir, 'cpu.max'), `${quota} ${CPU_PERIOD_MICROSECONDS}\n`);
-    await writeFile(join(dir, 'memory.max'), `${limits.memoryBytes ?? 'max'}\n`);
-    const swapAccounting = this.swapAccounting ?? (await exists(join(dir, 'memory.swap.max')));
-    if (swapAccounting) {
-      const swap = limits.memoryBytes === undefined ? 'max' : String(limits.swapBytes ?? 0);
-      await writeFile(join(dir, 'memory.swap.max'), `${swap}\n`);
-    } else if (limits.swapBytes) {
-      this.logger.warn({ dir }, 'swap accounting is off; swapBytes ignored');
-    }
-    await writeFile(join(dir, 'pids.max'), `${limits.pids ?? 'max'}\n`);
-  }
-
-  private async statsV2(name: string): Promise<CgroupStats> {
-    const dir = join(this.root, this.parent, name);
-    await stat(dir);
-    const cpuStat = keyedValues(await readOptional(join(dir, 'cpu.stat')));
-    const events = keyedValues(await readOptional(join(dir, 'memory.events')));
-    const micro = (value: number | undefined): number | undefined => (value === undefined ? undefined : value * 1000);
-    const stats: CgroupStats = {};
-    assign(stats, 'cpuUsageNanoseconds', micro(cpuStat.get('usage_usec')));
-    assign(stats, 'cpuThrottledPeriods', cpuStat.get('nr_throttled'));
-    assign(stats, 'cpuThrottledNanoseconds', micro(cpuStat.get('throttled_usec')));
-    assign(stats, 'memoryUsageBytes', singleValue(await readOptional(join(dir, 'memory.current'))));
-    assign(stats, 'memoryPeakBytes', singleValue(await readOptional(join(dir, 'memory.peak'))));
-    assign(stats, 'oomKills', events.get('oom_kill'));
-    assign(stats, 'pids', singleValue(await readOptional(join(dir, 'pids.current'))));
-    return stats;
-  }
-
   // ---- shared ----
+
+  /** What the v1/v2 drivers need: root, parent, swap accounting override, logger. */
+  private layout(): CgroupLayout {
+    return { root: this.root, parent: this.parent, swapAccounting: this.swapAccounting, logger: this.logger };
+  }
 
   /** v1: the controller hierarchies Warren writes limits in (present ones, deduplicated); v2: the root. */
   private async controllerRoots(): Promise<string[]> {
-    if (this.version === 'v2') return [this.root];
-    const seen = new Set<string>();
-    const roots: string[] = [];
-    for (const controller of V1_CONTROLLERS) {
-      const path = join(this.root, controller);
-      let real: string;
-      try {
-        real = await realpath(path);
-      } catch (error) {
-        if (errnoCode(error) === 'ENOENT') continue; // controller not mounted on this host
-        throw error;
-      }
-      if (seen.has(real)) continue;
-      seen.add(real);
-      roots.push(path);
-    }
-    return roots;
+    return this.version === 'v2' ? [this.root] : await v1ControllerRoots(this.root);
   }
 
   /** v1: every directory under the root (each a mounted hierarchy, deduplicated); v2: the root. */
   private async allHierarchies(): Promise<string[]> {
-    if (this.version === 'v2') return [this.root];
-    const seen = new Set<string>();
-    const roots: string[] = [];
-    for (const entry of (await readdir(this.root)).sort()) {
-      const path = join(this.root, entry);
-      try {
-        if (!(await stat(path)).isDirectory()) continue;
-        const real = await realpath(path);
-        if (seen.has(real)) continue;
-        seen.add(real);
-        roots.push(path);
-      } catch (error) {
-        if (errnoCode(error) !== 'ENOENT') throw error;
-      }
-    }
-    return roots;
+    return this.version === 'v2' ? [this.root] : await v1Hierarchies(this.root);
   }
 
   private async removeDir(dir: string): Promise<boolean> {
@@ -584,8 +296,4 @@ export class CgroupManager {
     if (error instanceof WarrenError) return error;
     return new CgroupError(`${what} failed: ${errorMessage(error)}`, path, { cause: error });
   }
-}
-
-function assign<K extends keyof CgroupStats>(stats: CgroupStats, key: K, value: CgroupStats[K] | undefined): void {
-  if (value !== undefined) stats[key] = value;
 }

@@ -1,8 +1,10 @@
 // Public API of the runner's host-tool adapters (runc/crun, cgroups, idmapped mounts, namespaces, network,
 // nftables, git, the exec agent, ptys) for the rest of the runner; each module spawns through exec().
 export { compileCached, locateCSource } from './c-program.js';
-export { CgroupBusyError, CgroupError, CgroupManager, ociLinuxResources } from './cgroups.js';
-export type { CgroupLimits, CgroupManagerOptions, CgroupStats, CgroupVersion } from './cgroups.js';
+export { ociLinuxResources } from './cgroup-limits.js';
+export type { CgroupLimits, CgroupStats } from './cgroup-limits.js';
+export { CgroupBusyError, CgroupError, CgroupManager } from './cgroups.js';
+export type { CgroupManagerOptions, CgroupVersion } from './cgroups.js';
 export {
   AGENT_DIR_IN_CONTAINER,
   AGENT_SOCKET_NAME,

@@ -1,0 +1,97 @@
+// Resource limits and usage figures of a Warren cgroup: their types, validation, CFS arithmetic, and
+// their mapping to OCI runtime-spec `linux.resources`.
+import { InvalidError } from '@warren/base';
+
+/**
+ * CFS period in microseconds. Quota = millicores * 100 so that 1000 millicores = one CPU
+ * (Documentation/scheduler/sched-bwc.rst; the same rule Kubernetes and runc use).
+ */
+export const CPU_PERIOD_MICROSECONDS = 100_000;
+/** Lowest CPU limit: the kernel rejects a quota below 1 ms (sched-bwc.rst), i.e. 10 millicores. */
+export const MIN_CPU_MILLICORES = 10;
+
+/**
+ * Resource limits of one group; an absent field means "unlimited".
+ * - `cpuMillicores`: CPU time, 1000 = one CPU (CFS bandwidth), at least 10.
+ * - `memoryBytes`: memory (RAM + page cache) limit in bytes; the kernel rounds it down to whole pages.
+ * - `swapBytes`: swap allowed on top of `memoryBytes`; only with `memoryBytes`; absent = no swap.
+ * - `pids`: maximum number of tasks (processes + threads).
+ */
+export interface CgroupLimits {
+  cpuMillicores?: number;
+  memoryBytes?: number;
+  swapBytes?: number;
+  pids?: number;
+}
+
+/** Usage read from a group; a field is absent when the host does not expose it. */
+export interface CgroupStats {
+  /** Total CPU time consumed, nanoseconds (v1 cpuacct.usage; v2 cpu.stat usage_usec * 1000). */
+  cpuUsageNanoseconds?: number;
+  /** CFS periods in which the group was throttled (cpu.stat nr_throttled). */
+  cpuThrottledPeriods?: number;
+  /** Time spent throttled, nanoseconds (v1 cpu.stat throttled_time; v2 throttled_usec * 1000). */
+  cpuThrottledNanoseconds?: number;
+  /** Current memory usage, bytes (v1 memory.usage_in_bytes; v2 memory.current). */
+  memoryUsageBytes?: number;
+  /** Highest memory usage seen, bytes (v1 memory.max_usage_in_bytes; v2 memory.peak). */
+  memoryPeakBytes?: number;
+  /** Processes killed by the OOM killer in this group (v1 memory.oom_control / v2 memory.events `oom_kill`). */
+  oomKills?: number;
+  /** Current number of tasks (pids.current). */
+  pids?: number;
+}
+
+/** The subset of OCI runtime-spec `linux.resources` (config-linux.md) that carries {@link CgroupLimits}. */
+export interface OciLinuxResources {
+  cpu?: { quota: number; period: number };
+  /** `swap` is memory + swap, as in the spec ("limit of memory+Swap usage"). */
+  memory?: { limit: number; swap: number };
+  pids?: { limit: number };
+}
+
+/**
+ * Checks limit values: non-negative safe integers, cpu at least {@link MIN_CPU_MILLICORES}, pids at
+ * least 1, and `swapBytes` only together with `memoryBytes`.
+ * @throws {InvalidError} naming each bad field.
+ */
+export function validateLimits(limits: CgroupLimits): void {
+  const causes: { field: string; message: string }[] = [];
+  const check = (field: keyof CgroupLimits, min: number): void => {
+    const value = limits[field];
+    if (value !== undefined && (!Number.isSafeInteger(value) || value < min)) {
+      causes.push({ field, message: `must be an integer >= ${min}` });
+    }
+  };
+  check('cpuMillicores', MIN_CPU_MILLICORES);
+  check('memoryBytes', 1);
+  check('swapBytes', 0);
+  check('pids', 1);
+  if (limits.swapBytes !== undefined && limits.memoryBytes === undefined) {
+    causes.push({ field: 'swapBytes', message: 'needs memoryBytes (swap is limited as memory + swap)' });
+  }
+  if (causes.length > 0) throw new InvalidError('invalid cgroup limits', causes);
+}
+
+/**
+ * The same limits as OCI `linux.resources`, for when the runtime (runc) should apply them instead of
+ * the cgroup manager: cpu quota/period in microseconds, memory limit and memory+swap in bytes, pids.
+ * @throws {InvalidError} see {@link validateLimits}.
+ */
+export function ociLinuxResources(limits: CgroupLimits): OciLinuxResources {
+  validateLimits(limits);
+  const resources: OciLinuxResources = {};
+  if (limits.cpuMillicores !== undefined) {
+    resources.cpu = { quota: cpuQuotaMicroseconds(limits.cpuMillicores), period: CPU_PERIOD_MICROSECONDS };
+  }
+  if (limits.memoryBytes !== undefined) {
+    resources.memory = { limit: limits.memoryBytes, swap: limits.memoryBytes + (limits.swapBytes ?? 0) };
+  }
+  if (limits.pids !== undefined) resources.pids = { limit: limits.pids };
+  return resources;
+}
+
+/** CFS quota in microseconds per {@link CPU_PERIOD_MICROSECONDS} for `millicores`. */
+export function cpuQuotaMicroseconds(millicores: number): number {
+  return Math.round((millicores * CPU_PERIOD_MICROSECONDS) / 1000);
+}
