@@ -10,7 +10,7 @@ import { exec } from './exec.js';
 import { createEnvironmentNamespaces, deleteEnvironmentNamespaces, ensureIdmapHelper, unmountRecursive } from './idmap.js';
 import { buildOciConfig } from './oci-spec.js';
 import { mountRootfs, unmountRootfs, type RootfsLayout } from './overlay.js';
-import { RuncRuntime } from './runtime.js';
+import { RuncRuntime } from './runc-runtime.js';
 
 const repoRoot = fileURLToPath(new URL('../../../../', import.meta.url));
 const hostId = 3_000_000 + (process.pid % 500) * 65_536;

@@ -17,7 +17,10 @@ import {
 } from './idmap.js';
 import { buildOciConfig } from './oci-spec.js';
 import { mountRootfs, unmountRootfs, type RootfsLayout } from './overlay.js';
-import { CliOciRuntime, CrunRuntime, RoutedOciRuntime, RuncRuntime, hybridUnifiedMount, selectOciRuntime } from './runtime.js';
+import { CliOciRuntime } from './cli-runtime.js';
+import { CrunRuntime, hybridUnifiedMount } from './crun-runtime.js';
+import { RuncRuntime } from './runc-runtime.js';
+import { RoutedOciRuntime, selectOciRuntime } from './runtime-selection.js';
 
 interface Output {
   code: number | null;

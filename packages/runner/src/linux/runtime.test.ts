@@ -2,7 +2,9 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { CrunRuntime, DEFAULT_CRUN_STATE_ROOT, RoutedOciRuntime, RuncRuntime, hybridUnifiedMount } from './runtime.js';
+import { CrunRuntime, DEFAULT_CRUN_STATE_ROOT, hybridUnifiedMount } from './crun-runtime.js';
+import { RuncRuntime } from './runc-runtime.js';
+import { RoutedOciRuntime } from './runtime-selection.js';
 
 describe('hybridUnifiedMount', () => {
   let root = '';
