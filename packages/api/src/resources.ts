@@ -222,6 +222,18 @@ export const RunnerResourcesSchema = z.object({
 });
 export type RunnerResources = z.infer<typeof RunnerResourcesSchema>;
 
+/**
+ * A runner's overbooking policy (from its runner.json): the requests of the environments placed on it may add
+ * up to `allocatable × ratio` per dimension. 1 = no overbooking. Absent (older runners) = 1.
+ */
+export const RunnerOverbookingSchema = z.object({
+  /** Ratio for CPU requests (millicores). */
+  cpu: z.number().min(0.1).max(100),
+  /** Ratio for memory requests (bytes). */
+  memory: z.number().min(0.1).max(100),
+});
+export type RunnerOverbooking = z.infer<typeof RunnerOverbookingSchema>;
+
 /** Runner spec: admins may cordon a runner. */
 export const RunnerSpecSchema = z.strictObject({
   unschedulable: z.boolean().default(false),
@@ -235,8 +247,12 @@ export const RunnerSpecSchema = z.strictObject({
 export const RunnerStatusSchema = z.object({
   phase: z.enum(['Active', 'Inactive']),
   lastHeartbeatTime: TimeSchema.optional(),
+  /** The host: its cores × 1000, its memory, and `maxEnvironments`. */
   capacity: RunnerResourcesSchema.optional(),
+  /** What environments may be guaranteed: capacity minus what the runner reserves for Warren itself. */
   allocatable: RunnerResourcesSchema.optional(),
+  /** The ratios the scheduler multiplies `allocatable` by (docs/design/0010-requests-and-limits.md). */
+  overbooking: RunnerOverbookingSchema.optional(),
   version: z.string().optional(),
   endpoints: z
     .object({

@@ -85,6 +85,35 @@ describe('controllers', () => {
     expect(getCondition(placed.status.conditions, 'Scheduled')?.status).toBe('True');
   });
 
+  it('places by requests against allocatable × overbooking, never by limits', async () => {
+    const GiB = 1024 ** 3;
+    // A 2-core host that reserves 250m and 1 GiB for Warren and overbooks CPU requests 4 times.
+    await createRunner(store, 'overbooked', {
+      capacity: { cpuMillicores: 2000, memoryBytes: 24 * GiB, environments: 50 },
+      allocatable: { cpuMillicores: 1750, memoryBytes: 23 * GiB, environments: 50 },
+      overbooking: { cpu: 4, memory: 1 },
+    });
+    // Each may burst to both cores and 4 GiB, and is guaranteed 500m and 1 GiB: 1750 × 4 / 500 = 14 fit.
+    await createClass(store, 'bursty', 2000, 4 * GiB, { cpuMillicores: 500, memoryBytes: GiB });
+    start();
+    const created: Environment[] = [];
+    for (let index = 0; index < 15; index++) created.push(await createEnvironment(store, `bursty-${index}`, { className: 'bursty' }));
+    const settled = async () =>
+      eventually(async () => {
+        const all = await Promise.all(created.map((each) => store.get('Environment', each.metadata.id)));
+        const decided = all.filter((each) => each && (each.status.runnerId || getCondition(each.status.conditions, 'Scheduled')));
+        return decided.length === created.length ? (all as Environment[]) : undefined;
+      }, 'every environment scheduled or refused');
+    const all = await settled();
+    const placed = all.filter((each) => each.status.runnerId);
+    const waiting = all.filter((each) => !each.status.runnerId);
+    expect(placed).toHaveLength(14);
+    expect(waiting).toHaveLength(1);
+    const condition = getCondition(waiting[0]!.status.conditions, 'Scheduled');
+    expect(condition).toMatchObject({ status: 'False', reason: 'NoRunnerAvailable' });
+    expect(condition?.message).toContain('cpuMillicores 7000+500>7000 (1750 allocatable × 4)');
+  });
+
   it('reports an unknown class and schedules once the class exists', async () => {
     await createRunner(store, 'host');
     start();
@@ -238,6 +267,34 @@ describe('chooseRunner', () => {
       expect(refused.message).toContain('cpuMillicores 1000+1000>1500');
     }
     expect(chooseRunner(environment('env-new'), [tight], [placed[1]!], [small]).runner?.metadata.id).toBe('run-tight');
+  });
+
+  it('counts requests (defaulting to limits) and multiplies allocatable by the overbooking ratios', () => {
+    const bursty = {
+      ...small,
+      metadata: meta('cls-2', 'bursty'),
+      spec: { ...small.spec, requests: { cpuMillicores: 250, memoryBytes: 400 } },
+    };
+    const host = {
+      ...runner('run-host', { cpuMillicores: 1000, memoryBytes: 1000, environments: 10 }),
+    };
+    const overbooked = { ...host, status: { ...host.status, overbooking: { cpu: 2, memory: 1.5 } } };
+    const withClass = (id: string, className: string, runnerId?: string) => {
+      const each = environment(id, runnerId);
+      return { ...each, spec: { ...each.spec, className } };
+    };
+    // Without overbooking, 1000m holds four 250m requests; two 400-byte requests fill memory before that.
+    const two = [withClass('env-1', 'bursty', 'run-host'), withClass('env-2', 'bursty', 'run-host')];
+    const refused = chooseRunner(withClass('env-new', 'bursty'), [host], two, [small, bursty]);
+    expect(refused.runner).toBeUndefined();
+    if (!refused.runner) expect(refused.message).toContain('memoryBytes 800+400>1000');
+    // A class without requests takes its limits (1000m): nothing else fits beside it, with ratio 1.
+    const full = chooseRunner(withClass('env-new', 'bursty'), [host], [withClass('env-1', 'small', 'run-host')], [small, bursty]);
+    expect(full.runner).toBeUndefined();
+    if (!full.runner) expect(full.message).toContain('cpuMillicores 1000+250>1000');
+    // Overbooked (CPU × 2, memory × 1.5): 1250m and 1400 bytes of requests fit on 1000m and 1000 bytes.
+    const placed = chooseRunner(withClass('env-new', 'bursty'), [overbooked], [withClass('env-1', 'small', 'run-host')], [small, bursty]);
+    expect(placed.runner?.metadata.id).toBe('run-host');
   });
 
   it('prefers the runner with the lowest utilisation', () => {

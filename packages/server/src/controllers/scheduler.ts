@@ -1,5 +1,6 @@
 // The scheduler: places each unscheduled environment on an Active runner with room for its class.
 import {
+  classRequests,
   setCondition,
   type Environment,
   type EnvironmentClass,
@@ -17,21 +18,47 @@ export const SCHEDULED = 'Scheduled';
 /** The outcome of {@link chooseRunner}: a runner, or the reason and message of `Scheduled=False`. */
 export type Placement = { runner: Runner } | { runner?: undefined; reason: 'NoRunnerAvailable' | 'ClassNotFound'; message: string };
 
-/** Resources an environment of `environmentClass` takes from a runner (its limits; `environments` = 1). */
+/**
+ * Resources an environment of `environmentClass` takes from a runner: its requests (the guarantee, each
+ * defaulting to its limit), never its limits; `environments` = 1. A missing class takes nothing but the slot.
+ */
 function demandOf(environmentClass: EnvironmentClass | undefined): RunnerResources {
-  return {
-    cpuMillicores: environmentClass?.spec.cpuMillicores ?? 0,
-    memoryBytes: environmentClass?.spec.memoryBytes ?? 0,
+  const requests = environmentClass ? classRequests(environmentClass.spec) : { cpuMillicores: 0, memoryBytes: 0 };
+  return { ...requests, environments: 1 };
+}
+
+const DIMENSIONS = ['cpuMillicores', 'memoryBytes', 'environments'] as const;
+
+/**
+ * What may be placed on `runner` per dimension: `allocatable` (or `capacity` from a runner that reports no
+ * allocatable) times the runner's overbooking ratio for CPU and memory (1 when it reports none); the
+ * environment count is never overbooked.
+ * @returns the room and the ratio of each dimension, or undefined when the runner reports neither amount.
+ */
+function roomOf(runner: Runner): { room: RunnerResources; base: RunnerResources; ratio: RunnerResources } | undefined {
+  const base = runner.status.allocatable ?? runner.status.capacity;
+  if (!base) return undefined;
+  const ratio = {
+    cpuMillicores: runner.status.overbooking?.cpu ?? 1,
+    memoryBytes: runner.status.overbooking?.memory ?? 1,
     environments: 1,
   };
+  const room = {
+    cpuMillicores: Math.floor(base.cpuMillicores * ratio.cpuMillicores),
+    memoryBytes: Math.floor(base.memoryBytes * ratio.memoryBytes),
+    environments: base.environments,
+  };
+  return { room, base, ratio };
 }
 
 /**
  * Chooses a runner for `environment`. Pure: reads only its arguments.
- * Eligible runners are `status.phase: Active` and not `spec.unschedulable`. A runner's usage is the sum of
- * the classes of the environments on it whose `spec.desiredPhase` is Running (stopped ones keep their disk
- * there but no CPU or memory); it has room when usage + demand stays within `status.allocatable ?? capacity`
- * in every dimension (cpuMillicores, memoryBytes, environments). A runner that reports neither is not limited.
+ * Eligible runners are `status.phase: Active` and not `spec.unschedulable`. A runner's usage is the sum of the
+ * requests (docs/design/0010-requests-and-limits.md) of the classes of the environments on it whose
+ * `spec.desiredPhase` is Running (stopped ones keep their disk there but no CPU or memory); it has room when
+ * usage + demand stays within `(status.allocatable ?? capacity) × status.overbooking` in every dimension
+ * (cpuMillicores, memoryBytes; environments is not overbooked). Limits are never counted: they are burst
+ * ceilings. A runner that reports neither amount is not limited.
  * The least loaded runner wins: lowest highest-utilisation fraction, then fewest environments, then name.
  * @returns the runner, or `ClassNotFound` / `NoRunnerAvailable` with a message saying why.
  */
@@ -71,24 +98,29 @@ export function chooseRunner(
   const full: string[] = [];
   for (const runner of eligible) {
     const used = usage.get(runner.metadata.id) ?? { cpuMillicores: 0, memoryBytes: 0, environments: 0 };
-    const limit = runner.status.allocatable ?? runner.status.capacity;
-    if (!limit) {
+    const limits = roomOf(runner);
+    if (!limits) {
       candidates.push({ runner, load: 0, count: used.environments });
       continue;
     }
-    const dimensions = ['cpuMillicores', 'memoryBytes', 'environments'] as const;
-    const short = dimensions.filter((dimension) => used[dimension] + demand[dimension] > limit[dimension]);
+    const { room, base, ratio } = limits;
+    const short = DIMENSIONS.filter((dimension) => used[dimension] + demand[dimension] > room[dimension]);
     if (short.length > 0) {
-      full.push(
-        `${runner.metadata.name} (${short.map((dimension) => `${dimension} ${used[dimension]}+${demand[dimension]}>${limit[dimension]}`).join(', ')})`,
-      );
+      const shortages = short.map((dimension) => {
+        const overbooked = ratio[dimension] === 1 ? '' : ` (${base[dimension]} allocatable × ${ratio[dimension]})`;
+        return `${dimension} ${used[dimension]}+${demand[dimension]}>${room[dimension]}${overbooked}`;
+      });
+      full.push(`${runner.metadata.name} (${shortages.join(', ')})`);
       continue;
     }
-    const load = Math.max(...dimensions.map((dimension) => (limit[dimension] === 0 ? 0 : used[dimension] / limit[dimension])));
+    const load = Math.max(...DIMENSIONS.map((dimension) => (room[dimension] === 0 ? 0 : used[dimension] / room[dimension])));
     candidates.push({ runner, load, count: used.environments });
   }
   if (candidates.length === 0) {
-    return { reason: 'NoRunnerAvailable', message: `no runner has room for class "${environmentClass.metadata.name}": ${full.join('; ')}` };
+    return {
+      reason: 'NoRunnerAvailable',
+      message: `no runner has room for the requests of class "${environmentClass.metadata.name}": ${full.join('; ')}`,
+    };
   }
   candidates.sort((a, b) => a.load - b.load || a.count - b.count || a.runner.metadata.name.localeCompare(b.runner.metadata.name));
   return { runner: candidates[0]!.runner };

@@ -4,8 +4,10 @@ import {
   EnvironmentStatusSchema,
   RunnerStatusSchema,
   type Environment,
+  type EnvironmentClassRequests,
   type EnvironmentSpecInput,
   type Runner,
+  type RunnerOverbooking,
   type RunnerResources,
 } from '@warren/api';
 import type { ResourceStore } from '../storage/index.js';
@@ -39,11 +41,17 @@ export async function eventually<T>(
 }
 
 /** Creates an EnvironmentClass. */
-export function createClass(store: ResourceStore, name: string, cpuMillicores = 1000, memoryBytes = 2 ** 30) {
+export function createClass(
+  store: ResourceStore,
+  name: string,
+  cpuMillicores = 1000,
+  memoryBytes = 2 ** 30,
+  requests?: EnvironmentClassRequests,
+) {
   return store.create('EnvironmentClass', {
     name,
     ownerId: '',
-    spec: { cpuMillicores, memoryBytes, swapBytes: 0, pids: 4096 },
+    spec: { cpuMillicores, memoryBytes, swapBytes: 0, pids: 4096, ...(requests ? { requests } : {}) },
     status: {},
   });
 }
@@ -52,7 +60,14 @@ export function createClass(store: ResourceStore, name: string, cpuMillicores = 
 export function createRunner(
   store: ResourceStore,
   name: string,
-  options: { phase?: 'Active' | 'Inactive'; capacity?: RunnerResources; heartbeat?: Date; unschedulable?: boolean } = {},
+  options: {
+    phase?: 'Active' | 'Inactive';
+    capacity?: RunnerResources;
+    allocatable?: RunnerResources;
+    overbooking?: RunnerOverbooking;
+    heartbeat?: Date;
+    unschedulable?: boolean;
+  } = {},
 ): Promise<Runner> {
   return store.create('Runner', {
     name,
@@ -62,6 +77,8 @@ export function createRunner(
       phase: options.phase ?? 'Active',
       lastHeartbeatTime: (options.heartbeat ?? new Date()).toISOString(),
       ...(options.capacity ? { capacity: options.capacity } : {}),
+      ...(options.allocatable ? { allocatable: options.allocatable } : {}),
+      ...(options.overbooking ? { overbooking: options.overbooking } : {}),
     }),
   });
 }
