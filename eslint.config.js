@@ -30,6 +30,8 @@ const LAYERS = {
       'linux-backend': ['linux', 'image', 'devcontainer', 'builder', 'environment', 'config.js'],
       ports: ['environment', 'linux'],
       activity: ['environment', 'linux'],
+      // the CPU burst controller (docs/design/0015): reads and writes cgroups through linux/.
+      resources: ['environment', 'linux'],
       access: ['environment', 'linux'],
       proxy: ['access', 'environment', 'ports', 'linux'],
       ssh: ['access', 'environment', 'ports', 'linux'],

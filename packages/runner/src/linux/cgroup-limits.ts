@@ -40,6 +40,25 @@ export interface CgroupStats {
   oomKills?: number;
   /** Current number of tasks (pids.current). */
   pids?: number;
+  /** Most tasks allowed (pids.max); absent when unlimited. */
+  pidsLimit?: number;
+  /** CPU limit in millicores from the CFS quota and period (v1 cpu.cfs_quota_us / cfs_period_us; v2 cpu.max); absent when unlimited. */
+  cpuLimitMillicores?: number;
+  /** Hard memory limit, bytes (v1 memory.limit_in_bytes; v2 memory.max); absent when unlimited. */
+  memoryLimitBytes?: number;
+  /** Swap in use, bytes (v1 memory.memsw.usage_in_bytes - memory.usage_in_bytes; v2 memory.swap.current). */
+  swapUsageBytes?: number;
+  /** Swap allowed, bytes (v1 memsw limit - memory limit; v2 memory.swap.max); absent when unlimited or not accounted. */
+  swapLimitBytes?: number;
+  /**
+   * Bytes and operations of block IO, summed over devices (v1 blkio.throttle.io_service_bytes / io_serviced `Read`
+   * and `Write`; v2 io.stat rbytes, wbytes, rios, wios). On v1, buffered writes are written back by the kernel's
+   * flusher and charged to the root group, so only direct and synchronous IO shows (blkio-controller.rst).
+   */
+  ioReadBytes?: number;
+  ioWriteBytes?: number;
+  ioReadOperations?: number;
+  ioWriteOperations?: number;
 }
 
 /** The subset of OCI runtime-spec `linux.resources` (config-linux.md) that carries {@link CgroupLimits}. */

@@ -4,6 +4,7 @@ import { mkdir, readFile, readdir, realpath, stat, writeFile } from 'node:fs/pro
 import { join } from 'node:path';
 import { type CgroupLayout, assignStat, errnoCode, exists, keyedValues, readOptional, singleValue } from './cgroup-fs.js';
 import { CPU_PERIOD_MICROSECONDS, type CgroupLimits, type CgroupStats, cpuQuotaMicroseconds } from './cgroup-limits.js';
+import { millicoresOfQuota, v1BlkioTotals } from './cgroup-stats.js';
 
 /** v1 controllers a Warren group is created in (Documentation/admin-guide/cgroup-v1/*.rst). */
 export const V1_CONTROLLERS = ['cpu', 'cpuacct', 'memory', 'pids', 'freezer', 'devices', 'blkio', 'cpuset'] as const;
@@ -127,7 +128,7 @@ export async function updateV1(layout: CgroupLayout, name: string, limits: Cgrou
 }
 
 /**
- * Reads the usage counters of group `name` from the cpu, cpuacct, memory and pids hierarchies.
+ * Reads the usage counters and limits of group `name` from the cpu, cpuacct, memory, pids and blkio hierarchies.
  * @throws an ENOENT error when the group exists in neither the memory nor the cpu hierarchy.
  */
 export async function statsV1(layout: CgroupLayout, name: string): Promise<CgroupStats> {
@@ -146,5 +147,24 @@ export async function statsV1(layout: CgroupLayout, name: string): Promise<Cgrou
   assignStat(stats, 'memoryPeakBytes', singleValue(await file('memory', 'memory.max_usage_in_bytes')));
   assignStat(stats, 'oomKills', oom.get('oom_kill'));
   assignStat(stats, 'pids', singleValue(await file('pids', 'pids.current')));
+  assignStat(stats, 'pidsLimit', singleValue(await file('pids', 'pids.max')));
+  const quota = await file('cpu', 'cpu.cfs_quota_us');
+  assignStat(stats, 'cpuLimitMillicores', millicoresOfQuota(quota?.trim(), singleValue(await file('cpu', 'cpu.cfs_period_us'))));
+  const memoryLimit = singleValue(await file('memory', 'memory.limit_in_bytes'));
+  if (!isUnlimited(memoryLimit)) stats.memoryLimitBytes = memoryLimit;
+  const memswUsage = singleValue(await file('memory', 'memory.memsw.usage_in_bytes'));
+  if (memswUsage !== undefined && stats.memoryUsageBytes !== undefined) {
+    stats.swapUsageBytes = Math.max(0, memswUsage - stats.memoryUsageBytes);
+  }
+  const memswLimit = singleValue(await file('memory', 'memory.memsw.limit_in_bytes'));
+  if (memswLimit !== undefined && memoryLimit !== undefined && !isUnlimited(memswLimit) && !isUnlimited(memoryLimit)) {
+    stats.swapLimitBytes = Math.max(0, memswLimit - memoryLimit);
+  }
+  const bytes = v1BlkioTotals(await file('blkio', 'blkio.throttle.io_service_bytes'));
+  const operations = v1BlkioTotals(await file('blkio', 'blkio.throttle.io_serviced'));
+  assignStat(stats, 'ioReadBytes', bytes?.read);
+  assignStat(stats, 'ioWriteBytes', bytes?.write);
+  assignStat(stats, 'ioReadOperations', operations?.read);
+  assignStat(stats, 'ioWriteOperations', operations?.write);
   return stats;
 }

@@ -4,6 +4,7 @@ import { mkdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { type CgroupLayout, assignStat, exists, keyedValues, readOptional, singleValue } from './cgroup-fs.js';
 import { CPU_PERIOD_MICROSECONDS, type CgroupLimits, type CgroupStats, cpuQuotaMicroseconds } from './cgroup-limits.js';
+import { millicoresOfQuota, v2IoStatTotals } from './cgroup-stats.js';
 
 /** v2 controllers enabled in `cgroup.subtree_control` of the parents (Documentation/admin-guide/cgroup-v2.rst). */
 export const V2_CONTROLLERS = ['cpu', 'memory', 'pids'] as const;
@@ -61,7 +62,8 @@ export async function updateV2(layout: CgroupLayout, dir: string, limits: Cgroup
 }
 
 /**
- * Reads the usage counters of the group at `dir` (cpu.stat, memory.current/peak/events, pids.current).
+ * Reads the usage counters and limits of the group at `dir` (cpu.stat, cpu.max, memory.current/peak/events/max,
+ * memory.swap.current/max, io.stat, pids.current/max).
  * @throws an ENOENT error when `dir` does not exist.
  */
 export async function statsV2(dir: string): Promise<CgroupStats> {
@@ -77,5 +79,16 @@ export async function statsV2(dir: string): Promise<CgroupStats> {
   assignStat(stats, 'memoryPeakBytes', singleValue(await readOptional(join(dir, 'memory.peak'))));
   assignStat(stats, 'oomKills', events.get('oom_kill'));
   assignStat(stats, 'pids', singleValue(await readOptional(join(dir, 'pids.current'))));
+  assignStat(stats, 'pidsLimit', singleValue(await readOptional(join(dir, 'pids.max'))));
+  const [quota, period] = ((await readOptional(join(dir, 'cpu.max'))) ?? '').trim().split(/\s+/);
+  assignStat(stats, 'cpuLimitMillicores', millicoresOfQuota(quota, singleValue(period)));
+  assignStat(stats, 'memoryLimitBytes', singleValue(await readOptional(join(dir, 'memory.max'))));
+  assignStat(stats, 'swapUsageBytes', singleValue(await readOptional(join(dir, 'memory.swap.current'))));
+  assignStat(stats, 'swapLimitBytes', singleValue(await readOptional(join(dir, 'memory.swap.max'))));
+  const io = v2IoStatTotals(await readOptional(join(dir, 'io.stat')));
+  assignStat(stats, 'ioReadBytes', io.readBytes);
+  assignStat(stats, 'ioWriteBytes', io.writeBytes);
+  assignStat(stats, 'ioReadOperations', io.readOperations);
+  assignStat(stats, 'ioWriteOperations', io.writeOperations);
   return stats;
 }

@@ -136,6 +136,7 @@ describe('CgroupManager on cgroup v1', () => {
       memoryUsageBytes: 4096,
       oomKills: 2,
       pids: 3,
+      pidsLimit: 5,
     });
 
     await mkdir(join(root, 'pids', 'warren', 'env-1', 'child'));
@@ -190,6 +191,7 @@ describe('CgroupManager on cgroup v2', () => {
       memoryPeakBytes: 16384,
       oomKills: 1,
       pids: 2,
+      pidsLimit: 8,
     });
     await forgetFiles(join(root, 'warren', 'env-1'));
     expect(await manager.remove('env-1')).toBe(true);

@@ -6,6 +6,15 @@ import { join } from 'node:path';
 import { InvalidError, type Logger, type Reason, WarrenError, errorMessage, silentLogger } from '@warren/base';
 import { type CgroupLayout, errnoCode, exists } from './cgroup-fs.js';
 import { type CgroupLimits, type CgroupStats, validateLimits } from './cgroup-limits.js';
+import {
+  type CgroupCpuSample,
+  type InteractiveGroup,
+  addInteractiveProcess,
+  ensureInteractiveGroup,
+  readCpuSample,
+  removeInteractiveGroup,
+  writeCpuQuota,
+} from './cgroup-cpu.js';
 import { V1_CONTROLLERS, createV1, statsV1, updateV1, v1ControllerRoots, v1Hierarchies } from './cgroup-v1.js';
 import { createV2, statsV2, updateV2 } from './cgroup-v2.js';
 
@@ -206,7 +215,12 @@ export class CgroupManager {
   async remove(name: string): Promise<boolean> {
     assertName(name);
     let removed = false;
-    for (const hierarchy of await this.allHierarchies()) {
+    const hierarchies = await this.allHierarchies();
+    // The interactive sub-group (cgroup-cpu.ts) goes first: rmdir(2) of a group with a child fails.
+    await removeInteractiveGroup(this.layout(), hierarchies, name).catch((error: unknown) => {
+      throw this.wrap(`removing the interactive sub-group of cgroup ${name}`, join(this.root, this.parent, name), error);
+    });
+    for (const hierarchy of hierarchies) {
       removed = (await this.removeDir(join(hierarchy, this.parent, name))) || removed;
     }
     if (removed) this.logger.info({ name }, 'cgroup removed');
@@ -260,6 +274,64 @@ export class CgroupManager {
       return this.version === 'v2' ? await statsV2(join(this.root, this.parent, name)) : await statsV1(this.layout(), name);
     } catch (error) {
       throw this.wrap(`reading stats of cgroup ${name}`, join(this.root, this.parent, name), error);
+    }
+  }
+
+  /**
+   * Reads the CPU counters and the CFS quota of group `name` (the burst controller's sample; cgroup-cpu.ts).
+   * @returns undefined when the group does not exist.
+   * @throws {CgroupError} when a file cannot be read.
+   */
+  async cpuSample(name: string): Promise<CgroupCpuSample | undefined> {
+    assertName(name);
+    try {
+      return await readCpuSample(this.layout(), this.version, name);
+    } catch (error) {
+      throw this.wrap(`reading the CPU counters of cgroup ${name}`, join(this.root, this.parent, name), error);
+    }
+  }
+
+  /**
+   * Sets the CFS quota of group `name` to `millicores` (v1 `cpu.cfs_quota_us`, v2 `cpu.max`), keeping its period.
+   * @throws {CgroupError} when the group does not exist or the kernel refuses the value.
+   */
+  async setCpuQuota(name: string, millicores: number): Promise<void> {
+    assertName(name);
+    try {
+      await writeCpuQuota(this.layout(), this.version, name, millicores);
+    } catch (error) {
+      throw this.wrap(`setting the CPU quota of cgroup ${name}`, join(this.root, this.parent, name), error);
+    }
+  }
+
+  /**
+   * Makes the `interactive` sub-group of group `name` (idempotent), weighted above the group's other processes
+   * (cgroup-cpu.ts {@link ensureInteractiveGroup}: v1 always; v2 only when the group has no processes itself).
+   * @returns the sub-group, or undefined with the reason the host cannot have one.
+   * @throws {CgroupError} when the group does not exist or a file cannot be written.
+   */
+  async ensureInteractiveGroup(name: string): Promise<{ group: InteractiveGroup } | { group: undefined; reason: string }> {
+    assertName(name);
+    try {
+      return await ensureInteractiveGroup(this.layout(), this.version, name);
+    } catch (error) {
+      throw this.wrap(`creating the interactive sub-group of cgroup ${name}`, join(this.root, this.parent, name), error);
+    }
+  }
+
+  /**
+   * Moves host process `pid` into group `name`'s interactive sub-group, making the sub-group when missing.
+   * @returns false (nothing moved) when the host cannot have the sub-group ({@link ensureInteractiveGroup}).
+   * @throws {CgroupError} when the group does not exist or the process is gone.
+   */
+  async addInteractiveProcess(name: string, pid: number): Promise<boolean> {
+    const made = await this.ensureInteractiveGroup(name);
+    if (!made.group) return false;
+    try {
+      await addInteractiveProcess(made.group, pid);
+      return true;
+    } catch (error) {
+      throw this.wrap(`moving process ${pid} into the interactive sub-group of cgroup ${name}`, made.group.procsFiles[0] ?? '', error);
     }
   }
 
