@@ -1,6 +1,7 @@
 // Resource limits and usage figures of a Warren cgroup: their types, validation, CFS arithmetic, and
 // their mapping to OCI runtime-spec `linux.resources`.
 import { InvalidError } from '@warren/base';
+import { type DeviceIoLimits, type OciBlockIo, ociBlockIo, validateIoLimits } from './cgroup-io.js';
 
 /**
  * CFS period in microseconds. Quota = millicores * 100 so that 1000 millicores = one CPU
@@ -16,12 +17,14 @@ export const MIN_CPU_MILLICORES = 10;
  * - `memoryBytes`: memory (RAM + page cache) limit in bytes; the kernel rounds it down to whole pages.
  * - `swapBytes`: swap allowed on top of `memoryBytes`; only with `memoryBytes`; absent = no swap.
  * - `pids`: maximum number of tasks (processes + threads).
+ * - `io`: bandwidth and IOPS limits per block device (cgroup-io.ts); absent or empty = none.
  */
 export interface CgroupLimits {
   cpuMillicores?: number;
   memoryBytes?: number;
   swapBytes?: number;
   pids?: number;
+  io?: DeviceIoLimits[];
 }
 
 /** Usage read from a group; a field is absent when the host does not expose it. */
@@ -67,6 +70,7 @@ export interface OciLinuxResources {
   /** `swap` is memory + swap, as in the spec ("limit of memory+Swap usage"). */
   memory?: { limit: number; swap: number };
   pids?: { limit: number };
+  blockIO?: OciBlockIo;
 }
 
 /**
@@ -76,7 +80,7 @@ export interface OciLinuxResources {
  */
 export function validateLimits(limits: CgroupLimits): void {
   const causes: { field: string; message: string }[] = [];
-  const check = (field: keyof CgroupLimits, min: number): void => {
+  const check = (field: Exclude<keyof CgroupLimits, 'io'>, min: number): void => {
     const value = limits[field];
     if (value !== undefined && (!Number.isSafeInteger(value) || value < min)) {
       causes.push({ field, message: `must be an integer >= ${min}` });
@@ -90,11 +94,13 @@ export function validateLimits(limits: CgroupLimits): void {
     causes.push({ field: 'swapBytes', message: 'needs memoryBytes (swap is limited as memory + swap)' });
   }
   if (causes.length > 0) throw new InvalidError('invalid cgroup limits', causes);
+  validateIoLimits(limits.io ?? []);
 }
 
 /**
  * The same limits as OCI `linux.resources`, for when the runtime (runc) should apply them instead of
- * the cgroup manager: cpu quota/period in microseconds, memory limit and memory+swap in bytes, pids.
+ * the cgroup manager: cpu quota/period in microseconds, memory limit and memory+swap in bytes, pids, and
+ * `blockIO` throttle entries per device.
  * @throws {InvalidError} see {@link validateLimits}.
  */
 export function ociLinuxResources(limits: CgroupLimits): OciLinuxResources {
@@ -107,6 +113,8 @@ export function ociLinuxResources(limits: CgroupLimits): OciLinuxResources {
     resources.memory = { limit: limits.memoryBytes, swap: limits.memoryBytes + (limits.swapBytes ?? 0) };
   }
   if (limits.pids !== undefined) resources.pids = { limit: limits.pids };
+  const blockIO = ociBlockIo(limits.io ?? []);
+  if (blockIO) resources.blockIO = blockIO;
   return resources;
 }
 

@@ -3,6 +3,7 @@
 import { mkdir, readFile, readdir, realpath, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { type CgroupLayout, assignStat, errnoCode, exists, keyedValues, readOptional, singleValue } from './cgroup-fs.js';
+import { applyV1IoLimits } from './cgroup-io.js';
 import { CPU_PERIOD_MICROSECONDS, type CgroupLimits, type CgroupStats, cpuQuotaMicroseconds } from './cgroup-limits.js';
 import { millicoresOfQuota, v1BlkioTotals } from './cgroup-stats.js';
 
@@ -90,7 +91,8 @@ async function inheritCpuset(from: string, to: string): Promise<void> {
  * Writes all limits of group `name`; absent fields become unlimited. `cpu.cfs_period_us` = 100000,
  * `cpu.cfs_quota_us` = millicores * 100 or -1 (sched-bwc.rst); `memory.limit_in_bytes` and
  * `memory.memsw.limit_in_bytes` = memory + swap, in the order that keeps memsw >= memory (memory.rst
- * §2.4, §5); `pids.max` (pids.rst). A controller is skipped when neither limited nor present.
+ * §2.4, §5); `pids.max` (pids.rst); `blkio.throttle.*` per device (cgroup-io.ts; without a blkio hierarchy
+ * that is logged and skipped). A controller is skipped when neither limited nor present.
  * @throws the filesystem error (e.g. the group does not exist, or the kernel cannot reclaim down to a new limit).
  */
 export async function updateV1(layout: CgroupLayout, name: string, limits: CgroupLimits): Promise<void> {
@@ -125,6 +127,7 @@ export async function updateV1(layout: CgroupLayout, name: string, limits: Cgrou
   if (limits.pids !== undefined || (await exists(pids))) {
     await writeFile(join(pids, 'pids.max'), `${limits.pids ?? 'max'}\n`);
   }
+  await applyV1IoLimits(join(layout.root, 'blkio', layout.parent, name), limits.io ?? [], layout.logger);
 }
 
 /**

@@ -3,11 +3,12 @@
 import { mkdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { type CgroupLayout, assignStat, exists, keyedValues, readOptional, singleValue } from './cgroup-fs.js';
+import { applyV2IoLimits } from './cgroup-io.js';
 import { CPU_PERIOD_MICROSECONDS, type CgroupLimits, type CgroupStats, cpuQuotaMicroseconds } from './cgroup-limits.js';
 import { millicoresOfQuota, v2IoStatTotals } from './cgroup-stats.js';
 
 /** v2 controllers enabled in `cgroup.subtree_control` of the parents (Documentation/admin-guide/cgroup-v2.rst). */
-export const V2_CONTROLLERS = ['cpu', 'memory', 'pids'] as const;
+export const V2_CONTROLLERS = ['cpu', 'memory', 'pids', 'io'] as const;
 
 /**
  * Enables the wanted controllers in `dir`'s subtree_control.
@@ -29,7 +30,7 @@ async function enableV2Controllers(dir: string, inherited: readonly string[] = [
 }
 
 /**
- * Creates `<root>/<parent>/<name>` (idempotent) after enabling `+cpu +memory +pids` in
+ * Creates `<root>/<parent>/<name>` (idempotent) after enabling `+cpu +memory +pids +io` in
  * `cgroup.subtree_control` of the root and of `/<parent>` ("Enabling and Disabling").
  * @throws the filesystem error.
  */
@@ -43,7 +44,8 @@ export async function createV2(layout: CgroupLayout, name: string): Promise<void
 /**
  * Writes all limits of the group at `dir`; absent fields become unlimited: `cpu.max` =
  * "<quota|max> 100000", `memory.max`, `memory.swap.max` = swap (v2 limits swap alone, not memory +
- * swap; written only with swap accounting), `pids.max`.
+ * swap; written only with swap accounting), `pids.max`, `io.max` per device (cgroup-io.ts; without the io
+ * controller that is logged and skipped).
  * @throws the filesystem error (ENOENT when `dir` does not exist).
  */
 export async function updateV2(layout: CgroupLayout, dir: string, limits: CgroupLimits): Promise<void> {
@@ -59,6 +61,7 @@ export async function updateV2(layout: CgroupLayout, dir: string, limits: Cgroup
     layout.logger.warn({ dir }, 'swap accounting is off; swapBytes ignored');
   }
   await writeFile(join(dir, 'pids.max'), `${limits.pids ?? 'max'}\n`);
+  await applyV2IoLimits(dir, limits.io ?? [], layout.logger);
 }
 
 /**

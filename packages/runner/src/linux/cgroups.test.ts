@@ -159,8 +159,8 @@ describe('CgroupManager on cgroup v2', () => {
     const manager = await CgroupManager.detect({ root, swapAccounting: true });
     expect(manager.version).toBe('v2');
     await manager.create('env-1', { cpuMillicores: 2000, memoryBytes: 1 << 30, swapBytes: 1 << 20, pids: 100 });
-    expect(await read('cgroup.subtree_control')).toBe('+cpu +pids');
-    expect(await read('warren/cgroup.subtree_control')).toBe('+cpu +memory +pids');
+    expect(await read('cgroup.subtree_control')).toBe('+cpu +pids +io');
+    expect(await read('warren/cgroup.subtree_control')).toBe('+cpu +memory +pids +io');
     expect(await read('warren/env-1/cpu.max')).toBe('200000 100000');
     expect(await read('warren/env-1/memory.max')).toBe(String(1 << 30));
     expect(await read('warren/env-1/memory.swap.max')).toBe(String(1 << 20));

@@ -5,6 +5,8 @@ export { INTERACTIVE_CGROUP } from './cgroup-cpu.js';
 export type { CgroupCpuSample, InteractiveGroup } from './cgroup-cpu.js';
 export { ociLinuxResources } from './cgroup-limits.js';
 export type { CgroupLimits, CgroupStats } from './cgroup-limits.js';
+export { blockDevicesOf, deviceIoLimits } from './cgroup-io.js';
+export type { BlockDevice, DeviceIoLimits, IoLimits } from './cgroup-io.js';
 export { CgroupBusyError, CgroupError, CgroupManager } from './cgroups.js';
 export type { CgroupManagerOptions, CgroupVersion } from './cgroups.js';
 export {
