@@ -19,7 +19,7 @@ import { type Logger, sleep } from '@warren/base';
 import { type RunningRunner, exec, execInEnvironment, startRunner } from '@warren/runner';
 import type * as Builder from '../../packages/runner/dist/builder/index.js';
 import type * as Cgroups from '../../packages/runner/dist/linux/cgroups.js';
-import type * as Runtime from '../../packages/runner/dist/linux/runtime.js';
+import type * as RuntimeSelection from '../../packages/runner/dist/linux/runtime-selection.js';
 import { ensureTestImages } from '../../e2e/fixtures/images.js';
 import type { GitHostInput } from './git-host.js';
 import { startServerProcess } from '../shared/server-process.js';
@@ -262,7 +262,7 @@ async function main(): Promise<Figures> {
     const runnerDir = await mkdtemp(join(tmpdir(), 'warren-bench-env-runner-'));
     cleanups.push(() => rm(runnerDir, { recursive: true, force: true }));
     await chmod(runnerDir, 0o711); // environments' unprivileged roots must traverse it to their mounts
-    const { selectOciRuntime } = await load<typeof Runtime>('packages/runner/dist/linux/runtime.js');
+    const { selectOciRuntime } = await load<typeof RuntimeSelection>('packages/runner/dist/linux/runtime-selection.js');
     const { CgroupManager } = await load<typeof Cgroups>('packages/runner/dist/linux/cgroups.js');
     // The runner's own selection (config `runtime`, default auto: crun when its self-test passes, else runc),
     // with private state roots; BENCH_RUNTIME=runc|crun forces one.
