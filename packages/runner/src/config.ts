@@ -10,6 +10,16 @@ export const DEFAULT_IMAGE = 'mcr.microsoft.com/devcontainers/base:bookworm';
 /** Basic credentials for one registry host. */
 const CredentialSchema = z.strictObject({ username: z.string(), password: z.string() });
 
+/**
+ * Default overbooking ratios: CPU requests may add up to 4× the allocatable cores (development environments idle
+ * most of the time, and cpu.shares / cpu.weight still divide a busy host by request); memory requests are not
+ * overbooked, since a request is protected memory and a host cannot protect more than it has (raise it on hosts
+ * with swap). docs/design/0010-requests-and-limits.md.
+ */
+export const DEFAULT_OVERBOOKING = { cpu: 4, memory: 1 } as const;
+/** Default CPU and memory kept back for Warren itself (runner, server, database, image unpacking). */
+export const DEFAULT_RESERVED = { cpuMillicores: 250, memoryBytes: 1024 ** 3 } as const;
+
 /** Schema of `<dataDir>/runner.json`; every field optional, defaults applied by {@link resolveRunnerConfig}. */
 export const RunnerConfigSchema = z.strictObject({
   /** Image for repositories without devcontainer.json. */
@@ -26,6 +36,26 @@ export const RunnerConfigSchema = z.strictObject({
   insecureRegistries: z.array(z.string().min(1)).default([]),
   /** Seconds between SIGTERM and SIGKILL when stopping an environment (Docker's `docker stop -t` is 10). */
   stopGraceSeconds: z.number().int().min(0).max(3600).default(10),
+  /**
+   * How many times its allocatable CPU and memory the requests of the environments placed on this runner may add
+   * up to (reported as status.overbooking; the scheduler multiplies). 1 = no overbooking.
+   */
+  overbooking: z
+    .strictObject({
+      cpu: z.number().min(0.1).max(100).default(DEFAULT_OVERBOOKING.cpu),
+      memory: z.number().min(0.1).max(100).default(DEFAULT_OVERBOOKING.memory),
+    })
+    .default({ ...DEFAULT_OVERBOOKING }),
+  /**
+   * CPU (millicores) and memory (bytes) kept back for Warren itself: status.allocatable = capacity - reserved
+   * (never below 0).
+   */
+  reserved: z
+    .strictObject({
+      cpuMillicores: z.number().int().min(0).default(DEFAULT_RESERVED.cpuMillicores),
+      memoryBytes: z.number().int().min(0).default(DEFAULT_RESERVED.memoryBytes),
+    })
+    .default({ ...DEFAULT_RESERVED }),
   /** Most environments this runner accepts (reported as capacity.environments). */
   maxEnvironments: z.number().int().min(1).max(16_383).default(50),
   /**
@@ -47,6 +77,12 @@ export const RunnerConfigSchema = z.strictObject({
   runtime: z.enum(['auto', 'runc', 'crun']).default('auto'),
   /** Seconds between heartbeats (`PUT /runners/{id}/status`); the server marks a runner Inactive after 30 s. */
   heartbeatSeconds: z.number().int().min(1).max(300).default(10),
+  /**
+   * The Prometheus endpoint `GET /metrics` on the access API (docs/design/0014-telemetry.md). With `token`
+   * (at least 16 characters), scrapers send `Authorization: Bearer <token>`; without, only clients connecting from
+   * loopback may scrape, since the series name environments and classes.
+   */
+  metrics: z.strictObject({ token: z.string().min(16).optional() }).default({}),
 });
 
 /** The runner's effective configuration (defaults applied). */

@@ -5,6 +5,7 @@
 import { cpus, totalmem } from 'node:os';
 import {
   ApiError,
+  type Condition,
   Informer,
   WorkQueue,
   defaultControllerRateLimiter,
@@ -19,6 +20,7 @@ import type { RunnerConfig } from '../config.js';
 import { type EnvironmentBackend, EnvironmentReconciler } from '../environment/index.js';
 import { environmentListerWatcher } from './environment-lister-watcher.js';
 import { runnerMustAct } from './environment-predicates.js';
+import { runnerResources } from './runner-resources.js';
 
 /** Version reported in the runner's status. */
 export const RUNNER_VERSION = '0.1.0';
@@ -36,8 +38,10 @@ export interface RunnerControllerOptions {
    * More endpoints and facts to publish with every heartbeat (SSH gateway address, port proxy URL, SSH host
    * key ...): read at each heartbeat so services started later appear on the next one.
    */
-  publish?: () => { endpoints?: { ssh?: string; proxy?: string }; info?: Record<string, string> };
+  publish?: () => { endpoints?: { ssh?: string; proxy?: string }; info?: Record<string, string>; conditions?: Condition[] };
   logger?: Logger;
+  /** Called after each reconcile with its duration in ms and outcome (the runner's metrics). */
+  onReconcile?: (durationMs: number, outcome: 'success' | 'error') => void;
 }
 
 /**
@@ -110,6 +114,7 @@ export class RunnerController {
         signal: this.signal,
         concurrency: this.config.concurrentReconciles,
         logger: this.options.logger ?? silentLogger,
+        onProcessed: (_key, durationMs, outcome) => this.options.onReconcile?.(durationMs, outcome),
       }),
     );
   }
@@ -123,6 +128,11 @@ export class RunnerController {
   /** Resolves when no reconcile is queued or running. For tests. */
   idle(): Promise<void> {
     return this.queue.whenIdle();
+  }
+
+  /** Environments waiting in the reconcile queue (not counting those being reconciled or delayed for a retry). */
+  queueDepth(): number {
+    return this.queue.length;
   }
 
   /** The freshest known object of each environment this runner reconciles (watch events or our own writes). */
@@ -187,20 +197,17 @@ export class RunnerController {
   }
 
   private runnerStatus(): RunnerStatus {
-    const capacity = {
-      cpuMillicores: cpus().length * 1000,
-      memoryBytes: totalmem(),
-      environments: this.config.maxEnvironments,
-    };
+    const { capacity, allocatable } = runnerResources(cpus().length, totalmem(), this.config);
     const published = this.options.publish?.() ?? {};
     return {
       phase: 'Active',
       lastHeartbeatTime: new Date().toISOString(),
       capacity,
-      allocatable: capacity,
+      allocatable,
+      overbooking: { ...this.config.overbooking },
       version: RUNNER_VERSION,
       endpoints: { ...published.endpoints, access: this.options.accessUrl },
-      conditions: [],
+      conditions: published.conditions ?? [],
       ...(published.info ? { info: published.info } : {}),
     };
   }
