@@ -32,6 +32,8 @@ const LAYERS = {
       activity: ['environment', 'linux'],
       // the CPU burst controller (docs/design/0015): reads and writes cgroups through linux/.
       resources: ['environment', 'linux'],
+      // Prometheus registry (docs/design/0014): per-environment usage from the backend contract at scrape time.
+      metrics: ['environment'],
       access: ['environment', 'linux'],
       proxy: ['access', 'environment', 'ports', 'linux'],
       ssh: ['access', 'environment', 'ports', 'linux'],

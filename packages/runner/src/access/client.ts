@@ -1,7 +1,16 @@
 // Client side of the runner's access API, for the CLI (and tests): run a command in an environment,
-// follow its lifecycle log. The caller first gets an AccessGrant from the server.
+// follow its lifecycle log, read its usage. The caller first gets an AccessGrant from the server.
 import type { Readable, Writable } from 'node:stream';
-import { type AccessGrant, ApiError, ExecChannel, type ExecStart, type Reason, makeStatus } from '@warren/api';
+import {
+  type AccessGrant,
+  ApiError,
+  ExecChannel,
+  type ExecStart,
+  type EnvironmentStats,
+  EnvironmentStatsSchema,
+  type Reason,
+  makeStatus,
+} from '@warren/api';
 import { WebSocket as NodeWebSocket } from 'ws';
 import { errorFromBody } from './error-body.js';
 
@@ -23,7 +32,7 @@ export interface ExecInEnvironmentOptions {
   signal?: AbortSignal;
 }
 
-function accessUrl(grant: AccessGrant, what: 'exec' | 'logs', query: Record<string, string> = {}): URL {
+function accessUrl(grant: AccessGrant, what: 'exec' | 'logs' | 'stats', query: Record<string, string> = {}): URL {
   const url = new URL(`${grant.endpoint.replace(/\/+$/, '')}/v1/environments/${encodeURIComponent(grant.environmentId)}/${what}`);
   for (const [key, value] of Object.entries(query)) url.searchParams.set(key, value);
   return url;
@@ -161,4 +170,31 @@ export async function followLogs(grant: AccessGrant, options: FollowLogsOptions)
   } finally {
     await reader.cancel().catch(() => {});
   }
+}
+
+/** Options of {@link fetchStats}. */
+export interface FetchStatsOptions {
+  signal?: AbortSignal;
+  fetch?: typeof fetch;
+}
+
+/**
+ * Reads the environment's usage now (`GET {endpoint}/v1/environments/{id}/stats`, api stats.ts).
+ * @throws {ApiError} with the runner's Status for a refused token (401/403) or an environment that is not
+ *   running (409 `EnvironmentNotRunning`); `ServiceUnavailable` when the runner is unreachable.
+ */
+export async function fetchStats(grant: AccessGrant, options: FetchStatsOptions = {}): Promise<EnvironmentStats> {
+  const fetchImpl = options.fetch ?? fetch;
+  let response: Response;
+  try {
+    response = await fetchImpl(accessUrl(grant, 'stats'), {
+      headers: { authorization: `Bearer ${grant.token}` },
+      ...(options.signal ? { signal: options.signal } : {}),
+    });
+  } catch (error) {
+    throw new ApiError(makeStatus('ServiceUnavailable', `cannot reach the runner at ${grant.endpoint}: ${(error as Error).message}`));
+  }
+  const body = await response.text().catch(() => '');
+  if (!response.ok) throw errorFromBody(response.status, body);
+  return EnvironmentStatsSchema.parse(JSON.parse(body));
 }

@@ -1,5 +1,7 @@
-// The runner's access API (node:http + ws): exec over a WebSocket and lifecycle logs over HTTP, both
-// authorised by a server-issued access token (packages/api/src/access.ts describes the protocol).
+// The runner's access API (node:http + ws): exec over a WebSocket, lifecycle logs and usage stats over HTTP, all
+// authorised by a server-issued access token (packages/api/src/access.ts describes the protocol); and the
+// runner's Prometheus /metrics (metrics token or loopback; docs/design/0014-telemetry.md).
+import { timingSafeEqual } from 'node:crypto';
 import { open, stat } from 'node:fs/promises';
 import { type IncomingMessage, type ServerResponse, createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -7,7 +9,7 @@ import type { Duplex } from 'node:stream';
 import { ExecChannel, ExecStartSchema, type ExecControl, makeStatus } from '@warren/api';
 import { type Logger, WarrenError, errorMessage, silentLogger, sleep } from '@warren/base';
 import { type RawData, WebSocket, WebSocketServer } from 'ws';
-import type { EnvironmentBackend, ExecSession } from '../environment/index.js';
+import { type EnvironmentBackend, EnvironmentNotRunningError, type ExecSession } from '../environment/index.js';
 import type { AccessVerifier } from './auth.js';
 import { TerminalSessions, type TerminalSessionsOptions, parseTerminalSize } from './terminal.js';
 
@@ -25,6 +27,20 @@ export interface AccessServerOptions {
   onActivity?: (environmentId: string) => void;
   /** Terminal sessions: grace period after a dropped socket and scrollback size (terminal.ts). */
   terminal?: Pick<TerminalSessionsOptions, 'graceMs' | 'scrollbackBytes'>;
+  /** Serves `GET /metrics` (Prometheus); absent: 404. Who may scrape: {@link metricsAllowed}. */
+  metrics?: AccessMetricsOptions;
+}
+
+/** The `/metrics` route of the access API (docs/design/0014-telemetry.md). */
+export interface AccessMetricsOptions {
+  /** Renders one scrape (the runner's RunnerMetrics). */
+  render(): Promise<{ contentType: string; body: string }>;
+  /**
+   * Bearer token scrapers must present (`metrics.token` in runner.json). Without one, only clients connecting
+   * from a loopback address may scrape: the series name environments and their classes, tenant data that the
+   * access API's other clients (users with a grant for one environment) must not read.
+   */
+  token?: string;
 }
 
 /** A listening access server. */
@@ -36,7 +52,7 @@ export interface AccessServer {
   close(): Promise<void>;
 }
 
-const PATH = /^\/v1\/environments\/([A-Za-z0-9._-]{1,128})\/(exec|logs|terminal)$/;
+const PATH = /^\/v1\/environments\/([A-Za-z0-9._-]{1,128})\/(exec|logs|terminal|stats)$/;
 /** Frames sent but not yet flushed before stdout/stderr are paused (backpressure). */
 const MAX_PENDING_FRAMES = 32;
 
@@ -61,6 +77,32 @@ function sendStatus(response: ServerResponse, error: unknown): void {
   response.end(JSON.stringify(status));
 }
 
+/**
+ * Whether a request may read `/metrics`: with a configured `token`, its bearer token must equal it (compared in
+ * constant time); without, the peer must be on loopback (127.0.0.0/8, ::1, or their IPv4-mapped form).
+ * @throws {WarrenError} `Unauthorized` (401) for a missing or wrong token; `Forbidden` (403) for a remote peer
+ *   when no token is configured.
+ */
+export function metricsAllowed(request: IncomingMessage, token: string | undefined): void {
+  if (token !== undefined) {
+    const header = request.headers.authorization;
+    const given = Buffer.from(header?.startsWith('Bearer ') ? header.slice('Bearer '.length).trim() : '');
+    const wanted = Buffer.from(token);
+    if (given.length !== wanted.length || !timingSafeEqual(given, wanted)) {
+      throw new WarrenError('Unauthorized', 401, '/metrics needs the metrics token of runner.json (Authorization: Bearer <token>)');
+    }
+    return;
+  }
+  const peer = request.socket.remoteAddress ?? '';
+  if (!/^(?:127\.|::1$|::ffff:127\.)/.test(peer)) {
+    throw new WarrenError(
+      'Forbidden',
+      403,
+      `/metrics is served to loopback clients only; set metrics.token in runner.json to scrape from ${peer}`,
+    );
+  }
+}
+
 /** Rejects an upgrade with a Status envelope as a plain HTTP response on the raw socket. */
 function rejectUpgrade(socket: Duplex, error: unknown): void {
   const status = statusOf(error);
@@ -75,7 +117,10 @@ function rejectUpgrade(socket: Duplex, error: unknown): void {
  * - `GET /v1/environments/{id}/exec` (WebSocket upgrade): the exec protocol of `@warren/api` access.ts;
  * - `GET /v1/environments/{id}/terminal` (WebSocket upgrade): the terminal protocol (TerminalControl), terminal.ts;
  * - `GET /v1/environments/{id}/logs[?follow=true]`: `text/plain` of the lifecycle log; with follow, appended
- *   data is streamed until the client disconnects.
+ *   data is streamed until the client disconnects;
+ * - `GET /v1/environments/{id}/stats`: the environment's usage now, `EnvironmentStats` of `@warren/api` (409 when
+ *   it has no container here);
+ * - `GET /metrics` when `options.metrics` is given: the Prometheus text format ({@link AccessMetricsOptions}).
  * Every error is a Status envelope (401 bad/expired token, 403 other environment, 404 unknown path,
  * 409 environment not running).
  * @throws {Error} (errno, e.g. EADDRINUSE) when the port cannot be bound.
@@ -96,11 +141,28 @@ export async function startAccessServer(options: AccessServerOptions): Promise<A
 
   async function handleHttp(request: IncomingMessage, response: ServerResponse): Promise<void> {
     const url = new URL(request.url ?? '/', 'http://runner');
+    if (url.pathname === '/metrics' && options.metrics) {
+      if (request.method !== 'GET') throw new WarrenError('MethodNotAllowed', 405, `${request.method} is not allowed on /metrics`);
+      metricsAllowed(request, options.metrics.token);
+      const page = await options.metrics.render();
+      response.writeHead(200, { 'content-type': page.contentType, 'cache-control': 'no-store' });
+      response.end(page.body);
+      return;
+    }
     const match = PATH.exec(url.pathname);
-    if (!match || match[2] !== 'logs') throw new WarrenError('NotFound', 404, `no route for ${request.method} ${url.pathname}`);
+    if (!match || (match[2] !== 'logs' && match[2] !== 'stats')) {
+      throw new WarrenError('NotFound', 404, `no route for ${request.method} ${url.pathname}`);
+    }
     if (request.method !== 'GET') throw new WarrenError('MethodNotAllowed', 405, `${request.method} is not allowed on ${url.pathname}`);
     const environmentId = match[1]!;
     await verify(tokenOf(request, url), environmentId);
+    if (match[2] === 'stats') {
+      const stats = await backend.stats?.(environmentId);
+      if (!stats) throw new EnvironmentNotRunningError(environmentId);
+      response.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' });
+      response.end(JSON.stringify(stats));
+      return;
+    }
     const follow = url.searchParams.get('follow') === 'true';
     const path = backend.lifecycleLogPath(environmentId);
     const stop = new AbortController();

@@ -1,6 +1,6 @@
 // The interface between the EnvironmentReconciler and the host: every step is idempotent and every
 // observation is derived from what exists on the host, never from the runner's memory.
-import type { Environment, Progress } from '@warren/api';
+import type { Environment, EnvironmentStats, Progress } from '@warren/api';
 import { type Logger, type Reason, WarrenError } from '@warren/base';
 import type { ExecSession } from '../linux/index.js';
 
@@ -47,6 +47,8 @@ export interface ObservedEnvironment {
     /** When the current container was started (RFC 3339). */
     startedTime?: string;
   };
+  /** The environment's disk (quota) usage, when it has a disk (docs/design/0011-disk-quota.md). */
+  disk?: { usedBytes: number; limitBytes: number };
   lifecycle: {
     /** onCreate/updateContent/postCreate have run (successfully or not) for this environment. */
     createDone: boolean;
@@ -132,6 +134,13 @@ export interface EnvironmentBackend {
    * @returns undefined when its container is not running. Optional: backends without a network omit it.
    */
   network?(environmentId: string): Promise<EnvironmentNetwork | undefined>;
+  /**
+   * Reads the environment's usage now (cgroup counters and limits, disk), for the runner's `/metrics` and the
+   * access API's stats endpoint (`warren env top`). Cheap enough to call at every scrape: no directory walks.
+   * @returns undefined when the environment has no container on this host (stopped, unknown). Optional:
+   *   backends without cgroups omit it.
+   */
+  stats?(environmentId: string): Promise<EnvironmentStats | undefined>;
 }
 
 /** The host's way into a running environment. */

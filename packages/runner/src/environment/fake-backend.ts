@@ -1,7 +1,7 @@
 // An in-memory EnvironmentBackend for unit tests of the reconciler, the work queue and the access API.
 /* eslint-disable @typescript-eslint/require-await -- it implements an async interface without doing I/O */
 import { PassThrough } from 'node:stream';
-import type { Environment } from '@warren/api';
+import type { Environment, EnvironmentStats } from '@warren/api';
 import type { Logger } from '@warren/base';
 import {
   type EnvironmentBackend,
@@ -182,5 +182,19 @@ export class FakeBackend implements EnvironmentBackend {
 
   lifecycleLogPath(): string {
     return this.logPath;
+  }
+
+  /** Usage reported by {@link stats} for running environments (tests change it); counters in seconds and bytes. */
+  statsSample: Omit<EnvironmentStats, 'environmentId' | 'sampleTime'> = {
+    cpuUsageSeconds: 1.5,
+    cpuLimitMillicores: 500,
+    memoryUsageBytes: 64 * 1024 * 1024,
+    memoryLimitBytes: 512 * 1024 * 1024,
+    pids: 3,
+  };
+
+  async stats(environmentId: string): Promise<EnvironmentStats | undefined> {
+    if (this.host.get(environmentId)?.container !== 'running') return undefined;
+    return { environmentId, sampleTime: new Date().toISOString(), ...this.statsSample };
   }
 }

@@ -1,0 +1,48 @@
+// An environment's usage for metrics and `warren env top`: its cgroup's counters and limits (CgroupManager.stats)
+// in the units of the API's EnvironmentStats.
+import type { EnvironmentStats } from '@warren/api';
+import { CgroupError, type CgroupStats } from '../linux/index.js';
+import type { BackendContext } from './context.js';
+
+/**
+ * Reads environment `environmentId`'s usage now from its cgroup (named after the environment).
+ * @returns undefined when it has no cgroup (stopped, removed, never started here).
+ * @throws {CgroupError} when a cgroup file exists but cannot be read.
+ */
+export async function environmentStats(
+  backend: Pick<BackendContext, 'cgroups'>,
+  environmentId: string,
+): Promise<EnvironmentStats | undefined> {
+  let cgroup: CgroupStats;
+  try {
+    cgroup = await backend.cgroups.stats(environmentId);
+  } catch (error) {
+    if (error instanceof CgroupError && (error.cause as NodeJS.ErrnoException | undefined)?.code === 'ENOENT') return undefined;
+    throw error;
+  }
+  return statsFromCgroup(environmentId, cgroup, new Date());
+}
+
+/** Maps cgroup figures (nanoseconds) to the API's {@link EnvironmentStats} (seconds); absent stays absent. */
+export function statsFromCgroup(environmentId: string, cgroup: CgroupStats, sampleTime: Date): EnvironmentStats {
+  const seconds = (nanoseconds: number | undefined) => (nanoseconds === undefined ? undefined : nanoseconds / 1e9);
+  const fields: Omit<EnvironmentStats, 'environmentId' | 'sampleTime'> = {
+    cpuUsageSeconds: seconds(cgroup.cpuUsageNanoseconds),
+    cpuLimitMillicores: cgroup.cpuLimitMillicores,
+    cpuThrottledPeriods: cgroup.cpuThrottledPeriods,
+    cpuThrottledSeconds: seconds(cgroup.cpuThrottledNanoseconds),
+    memoryUsageBytes: cgroup.memoryUsageBytes,
+    memoryLimitBytes: cgroup.memoryLimitBytes,
+    swapUsageBytes: cgroup.swapUsageBytes,
+    swapLimitBytes: cgroup.swapLimitBytes,
+    oomKills: cgroup.oomKills,
+    ioReadBytes: cgroup.ioReadBytes,
+    ioWriteBytes: cgroup.ioWriteBytes,
+    ioReadOperations: cgroup.ioReadOperations,
+    ioWriteOperations: cgroup.ioWriteOperations,
+    pids: cgroup.pids,
+    pidsLimit: cgroup.pidsLimit,
+  };
+  const defined = Object.fromEntries(Object.entries(fields).filter(([, value]) => value !== undefined));
+  return { environmentId, sampleTime: sampleTime.toISOString(), ...defined };
+}
