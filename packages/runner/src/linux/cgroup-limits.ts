@@ -18,10 +18,17 @@ export const MIN_CPU_MILLICORES = 10;
  * - `swapBytes`: swap allowed on top of `memoryBytes`; only with `memoryBytes`; absent = no swap.
  * - `pids`: maximum number of tasks (processes + threads).
  * - `io`: bandwidth and IOPS limits per block device (cgroup-io.ts); absent or empty = none.
+ * - `cpuRequestMillicores`: the CPU guarantee, as a relative weight ({@link cpuSharesOf} for v1 `cpu.shares`,
+ *   {@link cpuWeightOf} for v2 `cpu.weight`); absent = the kernel default (1024 / 100, i.e. one core's worth).
+ * - `memoryRequestBytes`: memory protected from reclaim while the group is under it (v1
+ *   `memory.soft_limit_in_bytes`, best effort; v2 `memory.low`); absent = no protection.
+ * docs/design/0010-requests-and-limits.md.
  */
 export interface CgroupLimits {
   cpuMillicores?: number;
   memoryBytes?: number;
+  cpuRequestMillicores?: number;
+  memoryRequestBytes?: number;
   swapBytes?: number;
   pids?: number;
   io?: DeviceIoLimits[];
@@ -66,9 +73,10 @@ export interface CgroupStats {
 
 /** The subset of OCI runtime-spec `linux.resources` (config-linux.md) that carries {@link CgroupLimits}. */
 export interface OciLinuxResources {
-  cpu?: { quota: number; period: number };
-  /** `swap` is memory + swap, as in the spec ("limit of memory+Swap usage"). */
-  memory?: { limit: number; swap: number };
+  /** `shares` is the v1 weight; on v2 runc converts it to `cpu.weight` by its own formula, not {@link cpuWeightOf}. */
+  cpu?: { quota?: number; period?: number; shares?: number };
+  /** `swap` is memory + swap, as in the spec ("limit of memory+Swap usage"); `reservation` is the soft limit (v2 `memory.low`). */
+  memory?: { limit?: number; swap?: number; reservation?: number };
   pids?: { limit: number };
   blockIO?: OciBlockIo;
 }
@@ -90,17 +98,28 @@ export function validateLimits(limits: CgroupLimits): void {
   check('memoryBytes', 1);
   check('swapBytes', 0);
   check('pids', 1);
+  check('cpuRequestMillicores', 0);
+  check('memoryRequestBytes', 0);
   if (limits.swapBytes !== undefined && limits.memoryBytes === undefined) {
     causes.push({ field: 'swapBytes', message: 'needs memoryBytes (swap is limited as memory + swap)' });
   }
+  const above = (request: 'cpuRequestMillicores' | 'memoryRequestBytes', limit: 'cpuMillicores' | 'memoryBytes'): void => {
+    const requested = limits[request];
+    const limited = limits[limit];
+    if (requested !== undefined && limited !== undefined && requested > limited) {
+      causes.push({ field: request, message: `must be at most ${limit} (${limited})` });
+    }
+  };
+  above('cpuRequestMillicores', 'cpuMillicores');
+  above('memoryRequestBytes', 'memoryBytes');
   if (causes.length > 0) throw new InvalidError('invalid cgroup limits', causes);
   validateIoLimits(limits.io ?? []);
 }
 
 /**
  * The same limits as OCI `linux.resources`, for when the runtime (runc) should apply them instead of
- * the cgroup manager: cpu quota/period in microseconds, memory limit and memory+swap in bytes, pids, and
- * `blockIO` throttle entries per device.
+ * the cgroup manager: cpu quota/period in microseconds and `shares` from the CPU request, memory limit,
+ * memory+swap and `reservation` (the memory request) in bytes, pids, and `blockIO` throttle entries per device.
  * @throws {InvalidError} see {@link validateLimits}.
  */
 export function ociLinuxResources(limits: CgroupLimits): OciLinuxResources {
@@ -109,8 +128,14 @@ export function ociLinuxResources(limits: CgroupLimits): OciLinuxResources {
   if (limits.cpuMillicores !== undefined) {
     resources.cpu = { quota: cpuQuotaMicroseconds(limits.cpuMillicores), period: CPU_PERIOD_MICROSECONDS };
   }
+  if (limits.cpuRequestMillicores !== undefined) {
+    resources.cpu = { ...resources.cpu, shares: cpuSharesOf(limits.cpuRequestMillicores) };
+  }
   if (limits.memoryBytes !== undefined) {
     resources.memory = { limit: limits.memoryBytes, swap: limits.memoryBytes + (limits.swapBytes ?? 0) };
+  }
+  if (limits.memoryRequestBytes !== undefined) {
+    resources.memory = { ...resources.memory, reservation: limits.memoryRequestBytes };
   }
   if (limits.pids !== undefined) resources.pids = { limit: limits.pids };
   const blockIO = ociBlockIo(limits.io ?? []);
@@ -121,4 +146,25 @@ export function ociLinuxResources(limits: CgroupLimits): OciLinuxResources {
 /** CFS quota in microseconds per {@link CPU_PERIOD_MICROSECONDS} for `millicores`. */
 export function cpuQuotaMicroseconds(millicores: number): number {
   return Math.round((millicores * CPU_PERIOD_MICROSECONDS) / 1000);
+}
+
+/** v1 `cpu.shares` range (kernel MIN_SHARES / MAX_SHARES). */
+const MIN_CPU_SHARES = 2;
+const MAX_CPU_SHARES = 262_144;
+
+/**
+ * v1 `cpu.shares` for a CPU request: `millicores × 1024 / 1000`, rounded, within [2, 262144]; 1000m = 1024, the
+ * kernel's default weight of a group (and of a nice-0 task). Kubernetes' MilliCPUToShares is the same rule.
+ */
+export function cpuSharesOf(millicores: number): number {
+  return Math.min(MAX_CPU_SHARES, Math.max(MIN_CPU_SHARES, Math.round((millicores * 1024) / 1000)));
+}
+
+/**
+ * v2 `cpu.weight` for a CPU request: `millicores / 10`, rounded, within [1, 10000] (cgroup-v2.rst "Weights"), so
+ * 1000m = 100, the default weight, as 1000m = 1024 shares on v1; weights stay proportional to requests between
+ * 10m and 100 cores. (runc's conversion of OCI `shares` maps 1024 to 39 instead: Warren writes the file itself.)
+ */
+export function cpuWeightOf(millicores: number): number {
+  return Math.min(10_000, Math.max(1, Math.round(millicores / 10)));
 }

@@ -4,7 +4,7 @@ import { mkdir, readFile, readdir, realpath, stat, writeFile } from 'node:fs/pro
 import { join } from 'node:path';
 import { type CgroupLayout, assignStat, errnoCode, exists, keyedValues, readOptional, singleValue } from './cgroup-fs.js';
 import { applyV1IoLimits } from './cgroup-io.js';
-import { CPU_PERIOD_MICROSECONDS, type CgroupLimits, type CgroupStats, cpuQuotaMicroseconds } from './cgroup-limits.js';
+import { CPU_PERIOD_MICROSECONDS, type CgroupLimits, type CgroupStats, cpuQuotaMicroseconds, cpuSharesOf } from './cgroup-limits.js';
 import { millicoresOfQuota, v1BlkioTotals } from './cgroup-stats.js';
 
 /** v1 controllers a Warren group is created in (Documentation/admin-guide/cgroup-v1/*.rst). */
@@ -89,7 +89,8 @@ async function inheritCpuset(from: string, to: string): Promise<void> {
 
 /**
  * Writes all limits of group `name`; absent fields become unlimited. `cpu.cfs_period_us` = 100000,
- * `cpu.cfs_quota_us` = millicores * 100 or -1 (sched-bwc.rst); `memory.limit_in_bytes` and
+ * `cpu.cfs_quota_us` = millicores * 100 or -1 (sched-bwc.rst); `cpu.shares` from the CPU request (default 1024);
+ * `memory.soft_limit_in_bytes` = the memory request or -1 (memory.rst §7); `memory.limit_in_bytes` and
  * `memory.memsw.limit_in_bytes` = memory + swap, in the order that keeps memsw >= memory (memory.rst
  * §2.4, §5); `pids.max` (pids.rst); `blkio.throttle.*` per device (cgroup-io.ts; without a blkio hierarchy
  * that is logged and skipped). A controller is skipped when neither limited nor present.
@@ -103,8 +104,12 @@ export async function updateV1(layout: CgroupLayout, name: string, limits: Cgrou
     await writeFile(join(cpu, 'cpu.cfs_period_us'), `${CPU_PERIOD_MICROSECONDS}\n`);
     const quota = limits.cpuMillicores === undefined ? -1 : cpuQuotaMicroseconds(limits.cpuMillicores);
     await writeFile(join(cpu, 'cpu.cfs_quota_us'), `${quota}\n`);
+    const shares = limits.cpuRequestMillicores === undefined ? 1024 : cpuSharesOf(limits.cpuRequestMillicores);
+    await writeFile(join(cpu, 'cpu.shares'), `${shares}\n`);
   }
   if (limits.memoryBytes !== undefined || (await exists(memory))) {
+    // memory.rst §7: under global memory pressure, groups above their soft limit are reclaimed first.
+    await writeFile(join(memory, 'memory.soft_limit_in_bytes'), `${limits.memoryRequestBytes ?? -1}\n`);
     const limit = limits.memoryBytes ?? -1;
     const memsw = layout.swapAccounting ?? (await exists(join(layout.root, 'memory', 'memory.memsw.limit_in_bytes')));
     if (!memsw) {

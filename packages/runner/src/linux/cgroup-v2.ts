@@ -1,10 +1,10 @@
 // The cgroup v2 driver of CgroupManager (Documentation/admin-guide/cgroup-v2.rst): one unified
 // directory per group, controllers enabled down the tree, cpu.max, memory.max/swap.max, pids.max, usage.
-import { mkdir, stat, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { mkdir, readdir, stat, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { type CgroupLayout, assignStat, exists, keyedValues, readOptional, singleValue } from './cgroup-fs.js';
 import { applyV2IoLimits } from './cgroup-io.js';
-import { CPU_PERIOD_MICROSECONDS, type CgroupLimits, type CgroupStats, cpuQuotaMicroseconds } from './cgroup-limits.js';
+import { CPU_PERIOD_MICROSECONDS, type CgroupLimits, type CgroupStats, cpuQuotaMicroseconds, cpuWeightOf } from './cgroup-limits.js';
 import { millicoresOfQuota, v2IoStatTotals } from './cgroup-stats.js';
 
 /** v2 controllers enabled in `cgroup.subtree_control` of the parents (Documentation/admin-guide/cgroup-v2.rst). */
@@ -43,7 +43,8 @@ export async function createV2(layout: CgroupLayout, name: string): Promise<void
 
 /**
  * Writes all limits of the group at `dir`; absent fields become unlimited: `cpu.max` =
- * "<quota|max> 100000", `memory.max`, `memory.swap.max` = swap (v2 limits swap alone, not memory +
+ * "<quota|max> 100000", `cpu.weight` from the CPU request (default 100), `memory.max`, `memory.low` = the memory
+ * request (default 0; the parent's becomes the sum of its children's), `memory.swap.max` = swap (v2 limits swap alone, not memory +
  * swap; written only with swap accounting), `pids.max`, `io.max` per device (cgroup-io.ts; without the io
  * controller that is logged and skipped).
  * @throws the filesystem error (ENOENT when `dir` does not exist).
@@ -52,7 +53,12 @@ export async function updateV2(layout: CgroupLayout, dir: string, limits: Cgroup
   await stat(dir); // fail with ENOENT rather than create stray files on a fake root
   const quota = limits.cpuMillicores === undefined ? 'max' : String(cpuQuotaMicroseconds(limits.cpuMillicores));
   await writeFile(join(dir, 'cpu.max'), `${quota} ${CPU_PERIOD_MICROSECONDS}\n`);
+  await writeFile(
+    join(dir, 'cpu.weight'),
+    `${limits.cpuRequestMillicores === undefined ? 100 : cpuWeightOf(limits.cpuRequestMillicores)}\n`,
+  );
   await writeFile(join(dir, 'memory.max'), `${limits.memoryBytes ?? 'max'}\n`);
+  await writeFile(join(dir, 'memory.low'), `${limits.memoryRequestBytes ?? 0}\n`);
   const swapAccounting = layout.swapAccounting ?? (await exists(join(dir, 'memory.swap.max')));
   if (swapAccounting) {
     const swap = limits.memoryBytes === undefined ? 'max' : String(limits.swapBytes ?? 0);
@@ -62,6 +68,36 @@ export async function updateV2(layout: CgroupLayout, dir: string, limits: Cgroup
   }
   await writeFile(join(dir, 'pids.max'), `${limits.pids ?? 'max'}\n`);
   await applyV2IoLimits(dir, limits.io ?? [], layout.logger);
+  await syncParentMemoryLow(dirname(dir));
+}
+
+/** Per parent directory, the last {@link syncParentMemoryLow} in flight, so sums are written in order. */
+const parentLowWrites = new Map<string, Promise<void>>();
+
+/**
+ * Sets the parent's `memory.low` to the sum of its children's. A child's protection is bounded by its
+ * ancestors' (cgroup-v2.rst "memory.low": "the effective low limit is limited by low limits of all ancestor
+ * cgroups"), so without this a `memory.low` under `/<parent>` protects nothing; "max" would instead hand the
+ * unclaimed protection to every child on hosts mounted with `memory_recursiveprot`. Recomputed at every update
+ * (a removed group's share goes at the next one); serialized per parent so a stale sum never lands last.
+ * Skipped where the parent has no `memory.low` (no memory controller).
+ */
+function syncParentMemoryLow(parentDir: string): Promise<void> {
+  const previous = parentLowWrites.get(parentDir) ?? Promise.resolve();
+  const next = previous.then(async () => {
+    if (!(await exists(join(parentDir, 'memory.low')))) return;
+    let sum = 0;
+    for (const entry of await readdir(parentDir, { withFileTypes: true })) {
+      if (entry.isDirectory()) sum += singleValue(await readOptional(join(parentDir, entry.name, 'memory.low'))) ?? 0;
+    }
+    await writeFile(join(parentDir, 'memory.low'), `${sum}\n`);
+  });
+  const settled = next.catch(() => undefined);
+  parentLowWrites.set(parentDir, settled);
+  void settled.then(() => {
+    if (parentLowWrites.get(parentDir) === settled) parentLowWrites.delete(parentDir);
+  });
+  return next;
 }
 
 /**
