@@ -2,7 +2,7 @@
 // filesystem, the users, the bind-mounted files, cgroup limits, the OCI config and the runtime's `run`.
 import { chmod, chown, mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { Environment } from '@warren/api';
+import { type Environment, classRequests } from '@warren/api';
 import { type Logger, WarrenError } from '@warren/base';
 import { type StepContext, TerminalEnvironmentError } from '../environment/index.js';
 import {
@@ -53,9 +53,12 @@ async function limitsOf(backend: BackendContext, environment: Environment, logge
     logger.warn({ className: environment.spec.className }, 'environment class not found; no resource limits');
     return {};
   }
+  const requests = classRequests(spec);
   return {
     cpuMillicores: spec.cpuMillicores,
     memoryBytes: spec.memoryBytes,
+    cpuRequestMillicores: requests.cpuMillicores,
+    memoryRequestBytes: requests.memoryBytes,
     ...(spec.swapBytes ? { swapBytes: spec.swapBytes } : { swapBytes: 0 }),
     pids: spec.pids,
   };
