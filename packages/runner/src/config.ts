@@ -78,11 +78,11 @@ export const RunnerConfigSchema = z.strictObject({
   /** Seconds between heartbeats (`PUT /runners/{id}/status`); the server marks a runner Inactive after 30 s. */
   heartbeatSeconds: z.number().int().min(1).max(300).default(10),
   /**
-   * The Prometheus endpoint `GET /metrics` on the access API (docs/design/0014-telemetry.md). With `token`
-   * (at least 16 characters), scrapers send `Authorization: Bearer <token>`; without, only clients connecting from
-   * loopback may scrape, since the series name environments and classes.
+   * The CPU burst controller (docs/design/0015-cpu-burst-controller.md): every 500 ms it moves each environment's
+   * CFS quota between its class's CPU request and limit, by the host's idle CPU and who is short of it. false: the
+   * quota stays at the limit set at start (static limits, as before issue 9).
    */
-  metrics: z.strictObject({ token: z.string().min(16).optional() }).default({}),
+  cpuController: z.boolean().default(true),
   /**
    * The Prometheus endpoint `GET /metrics` on the access API (docs/design/0014-telemetry.md). With `token`
    * (at least 16 characters), scrapers send `Authorization: Bearer <token>`; without, only clients connecting from

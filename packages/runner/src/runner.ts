@@ -11,7 +11,7 @@ import { type RunnerConfig, type RunnerConfigInput, loadRunnerConfig } from './c
 import type { EnvironmentBackend } from './environment/index.js';
 import { LinuxBackend, type LinuxBackendOptions } from './linux-backend/index.js';
 import { type PortService, startPortService } from './proxy/index.js';
-import { RunnerMetrics } from './metrics/index.js';
+import { CpuBurstController, classCpuTargets } from './resources/index.js';
 import { stat } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 
@@ -78,6 +78,11 @@ export interface RunningRunner {
    * SSH gateway and the port proxy take it as their `onActivity` option.
    */
   recordActivity(environmentId: string): void;
+  /**
+   * The CPU burst controller (docs/design/0015): `latestDecisions()` and `quotaChanges()` for metrics and tests.
+   * Undefined when `cpuController: false` in runner.json or with a backend other than the Linux one.
+   */
+  cpuController: CpuBurstController | undefined;
   /** Resolves when no reconcile is queued or running (tests). */
   idle(): Promise<void>;
   /** Stops the controller and the access API. Environments keep running; a restarted runner adopts them. */
@@ -117,6 +122,7 @@ export async function startRunner(options: StartRunnerOptions): Promise<RunningR
   let access: AccessServer | undefined;
   let ssh: SshGateway | undefined;
   let ports: PortService | undefined;
+  let cpu: CpuBurstController | undefined;
   // Activity from exec, terminals (access API), SSH sessions and proxied requests; sent as keepalives.
   const activity = new ActivityReporter({
     send: (environmentId) => client.keepalive(environmentId),
@@ -125,13 +131,6 @@ export async function startRunner(options: StartRunnerOptions): Promise<RunningR
   });
   // Hook for the SSH gateway and the port proxy: pass `onActivity` as their `onActivity` option.
   const onActivity = activity.record;
-  // Prometheus metrics, read at scrape time from the backend and the controller (created below).
-  const metrics = new RunnerMetrics({
-    backend,
-    environments: () => controller?.environments() ?? [],
-    queueDepth: () => controller?.queueDepth() ?? 0,
-    logger: options.logger ?? silentLogger,
-  });
   try {
     access = await startAccessServer({
       host: options.accessListen.host,
@@ -141,7 +140,6 @@ export async function startRunner(options: StartRunnerOptions): Promise<RunningR
       verify: createAccessVerifier({ server: options.server, runnerId: () => controller?.runnerId ?? '' }),
       onActivity,
       ...(options.terminal ? { terminal: options.terminal } : {}),
-      metrics: { render: () => metrics.render(), ...(config.metrics.token ? { token: config.metrics.token } : {}) },
     });
     const accessUrl = options.advertiseUrl ?? access.url;
     let published: { endpoints: { ssh: string }; info: Record<string, string> } | undefined;
@@ -186,10 +184,32 @@ export async function startRunner(options: StartRunnerOptions): Promise<RunningR
       accessUrl,
       publish,
       logger: options.logger ?? silentLogger,
-      onReconcile: (durationMs, outcome) => metrics.observeReconcile(durationMs, outcome),
     });
     await controller.start();
     ports.startWatcher();
+    // CPU burst controller (docs/design/0015): each environment's CFS quota between its class's request and limit.
+    if (backend instanceof LinuxBackend && config.cpuController) {
+      const running = controller;
+      cpu = new CpuBurstController({
+        cgroups: backend.cgroups,
+        targets: classCpuTargets({
+          environments: () => running.environments(),
+          environmentClass: async (name) => {
+            try {
+              return (await client.get('EnvironmentClass', name)).spec;
+            } catch (error) {
+              if (error instanceof ApiError && error.code === 404) return undefined;
+              throw error;
+            }
+          },
+          logger: options.logger ?? silentLogger,
+        }),
+        reservedMillicores: config.reserved.cpuMillicores,
+        logger: options.logger ?? silentLogger,
+      });
+      cpu.start();
+    }
+    const cpuController = cpu;
     logger.info({ runnerId: controller.runnerId, accessUrl }, 'runner started');
     const started = controller;
     const server = access;
@@ -203,8 +223,9 @@ export async function startRunner(options: StartRunnerOptions): Promise<RunningR
       proxyFront: portService.proxy.front,
       recordActivity: onActivity,
       idle: () => started.idle(),
+      cpuController,
       async close() {
-        await started.close();
+        await Promise.all([started.close(), cpuController?.close()]);
         await server.close();
         await gateway?.close();
         await portService.close();
@@ -213,6 +234,7 @@ export async function startRunner(options: StartRunnerOptions): Promise<RunningR
       },
     };
   } catch (error) {
+    await cpu?.close().catch(() => {});
     await controller?.close().catch(() => {});
     await access?.close().catch(() => {});
     await ssh?.close().catch(() => {});
