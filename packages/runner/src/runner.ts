@@ -12,6 +12,7 @@ import type { EnvironmentBackend } from './environment/index.js';
 import { LinuxBackend, type LinuxBackendOptions } from './linux-backend/index.js';
 import { type PortService, startPortService } from './proxy/index.js';
 import { CpuBurstController, classCpuTargets } from './resources/index.js';
+import { RunnerMetrics } from './metrics/index.js';
 import { stat } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 
@@ -131,6 +132,13 @@ export async function startRunner(options: StartRunnerOptions): Promise<RunningR
   });
   // Hook for the SSH gateway and the port proxy: pass `onActivity` as their `onActivity` option.
   const onActivity = activity.record;
+  // Prometheus metrics, read at scrape time from the backend and the controller (created below).
+  const metrics = new RunnerMetrics({
+    backend,
+    environments: () => controller?.environments() ?? [],
+    queueDepth: () => controller?.queueDepth() ?? 0,
+    logger: options.logger ?? silentLogger,
+  });
   try {
     access = await startAccessServer({
       host: options.accessListen.host,
@@ -140,6 +148,7 @@ export async function startRunner(options: StartRunnerOptions): Promise<RunningR
       verify: createAccessVerifier({ server: options.server, runnerId: () => controller?.runnerId ?? '' }),
       onActivity,
       ...(options.terminal ? { terminal: options.terminal } : {}),
+      metrics: { render: () => metrics.render(), ...(config.metrics.token ? { token: config.metrics.token } : {}) },
     });
     const accessUrl = options.advertiseUrl ?? access.url;
     let published: { endpoints: { ssh: string }; info: Record<string, string> } | undefined;
@@ -184,6 +193,7 @@ export async function startRunner(options: StartRunnerOptions): Promise<RunningR
       accessUrl,
       publish,
       logger: options.logger ?? silentLogger,
+      onReconcile: (durationMs, outcome) => metrics.observeReconcile(durationMs, outcome),
     });
     await controller.start();
     ports.startWatcher();

@@ -5,7 +5,7 @@
 // folder (paths and state file, content, resolve, start, exec, lifecycle, teardown), taking a BackendContext.
 import { chmod, mkdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { Environment } from '@warren/api';
+import type { Environment, EnvironmentStats } from '@warren/api';
 import { type Logger, errorMessage, silentLogger } from '@warren/base';
 import type {
   EnvironmentBackend,
@@ -38,6 +38,7 @@ import { environmentPaths } from './paths.js';
 import { EnvironmentResolver } from './resolve.js';
 import { prepareHost, startEnvironment } from './start.js';
 import { cleanupOrphans, removeEnvironment, stopEnvironment } from './teardown.js';
+import { environmentStats } from './stats.js';
 
 /** The Linux host backend (runc, overlayfs with idmapped layers, user + network namespaces, cgroups). */
 export class LinuxBackend implements EnvironmentBackend {
@@ -45,6 +46,11 @@ export class LinuxBackend implements EnvironmentBackend {
   readonly images: ImageStore;
   /** What every module of this folder is handed. */
   private readonly context: BackendContext;
+
+  /** The environments' cgroups (the CPU burst controller of resources/ reads and writes them). */
+  get cgroups(): CgroupManager {
+    return this.context.cgroups;
+  }
 
   /** The environments' cgroups (the CPU burst controller of resources/ reads and writes them). */
   get cgroups(): CgroupManager {
@@ -132,6 +138,11 @@ export class LinuxBackend implements EnvironmentBackend {
   /** The veth address of the environment's slot and its container's init pid; undefined unless running. */
   network(environmentId: string): Promise<EnvironmentNetwork | undefined> {
     return environmentNetwork(this.context, environmentId);
+  }
+
+  /** {@inheritDoc EnvironmentBackend.stats} */
+  stats(environmentId: string): Promise<EnvironmentStats | undefined> {
+    return environmentStats(this.context, environmentId);
   }
 
   /** Claims the slot and makes its user + network namespaces and network (all idempotent; start repeats the checks). */
