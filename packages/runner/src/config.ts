@@ -1,6 +1,7 @@
 // Runner configuration: `<dataDir>/runner.json` merged with options given in code (CLI flags win).
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { EnvironmentClassIoSchema } from '@warren/api';
 import { type ErrorCause, InvalidError } from '@warren/base';
 import { z } from 'zod';
 
@@ -19,6 +20,11 @@ const CredentialSchema = z.strictObject({ username: z.string(), password: z.stri
 export const DEFAULT_OVERBOOKING = { cpu: 4, memory: 1 } as const;
 /** Default CPU and memory kept back for Warren itself (runner, server, database, image unpacking). */
 export const DEFAULT_RESERVED = { cpuMillicores: 250, memoryBytes: 1024 ** 3 } as const;
+/**
+ * Default IO limits of Warren's own heavy IO (layer unpack, clone): enough for a pull to finish in reasonable time,
+ * low enough that a typical SSD keeps most of its bandwidth for the environments. docs/design/0012-io-limits.md.
+ */
+export const DEFAULT_BACKGROUND_IO = { readBytesPerSecond: 200 * 1024 ** 2, writeBytesPerSecond: 100 * 1024 ** 2 } as const;
 
 /** Schema of `<dataDir>/runner.json`; every field optional, defaults applied by {@link resolveRunnerConfig}. */
 export const RunnerConfigSchema = z.strictObject({
@@ -56,6 +62,17 @@ export const RunnerConfigSchema = z.strictObject({
       memoryBytes: z.number().int().min(0).default(DEFAULT_RESERVED.memoryBytes),
     })
     .default({ ...DEFAULT_RESERVED }),
+  /**
+   * IO limits on the device that holds the data directory (docs/design/0012-io-limits.md), each field in bytes or
+   * operations per second, absent or 0 = none: `environments` for environments whose class sets no `io`;
+   * `background` for Warren's own heavy IO (image layer unpack, git clone) in its `background` cgroup.
+   */
+  io: z
+    .strictObject({
+      environments: EnvironmentClassIoSchema.optional(),
+      background: EnvironmentClassIoSchema.default({ ...DEFAULT_BACKGROUND_IO }),
+    })
+    .default({ background: { ...DEFAULT_BACKGROUND_IO } }),
   /** Most environments this runner accepts (reported as capacity.environments). */
   maxEnvironments: z.number().int().min(1).max(16_383).default(50),
   /**

@@ -12,7 +12,7 @@ import { createReadStream } from 'node:fs';
 import { chmod, mkdir, mkdtemp, readFile, readdir, realpath, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join, sep } from 'node:path';
 import { type Logger, errorMessage, isAbortError } from '@warren/base';
-import { exec } from '../linux/index.js';
+import { type ExecCgroup, exec } from '../linux/index.js';
 import { DigestMismatchError, InvalidImageError } from './errors.js';
 import { unpackLayer } from './layer-unpack.js';
 import { type ImageRecord, imageRecord, parseRecord } from './image-record.js';
@@ -94,13 +94,14 @@ export class ImageStore {
 
   /**
    * @param root the store directory, e.g. `/var/lib/warren/images`; created on first use.
-   * @param options.fetch replaces the global fetch (tests); options.platform overrides the host platform.
+   * @param options.fetch replaces the global fetch (tests); options.platform overrides the host platform;
+   *   options.cgroup is where layer unpacking (tar, zstd) runs: Warren's background group (docs/design/0012-io-limits.md).
    */
   constructor(
     readonly root: string,
     private readonly config: ImageStoreConfig,
     private readonly logger: Logger,
-    private readonly options: { fetch?: typeof fetch; platform?: Platform } = {},
+    private readonly options: { fetch?: typeof fetch; platform?: Platform; cgroup?: ExecCgroup } = {},
   ) {
     this.client = new RegistryClient(config, logger, options.fetch ? { fetch: options.fetch } : {});
   }
@@ -411,7 +412,7 @@ export class ImageStore {
       // mkdtemp makes 0700; a layer root is 0755 like containerd's unless the tar has a `./` entry.
       await chmod(scratch, 0o755);
       const started = performance.now();
-      const result = await unpackLayer(file, scratch, { logger: this.logger, signal });
+      const result = await unpackLayer(file, scratch, { logger: this.logger, signal, cgroup: this.options.cgroup });
       if (result.diffId !== diffId) throw new DigestMismatchError(text, diffId, result.diffId, 'layer DiffID');
       const meta: LayerMeta = { diffId, tarBytes: result.tarBytes, unpackedTime: new Date().toISOString() };
       await writeFileAtomic(join(this.root, 'layers', `${id}.json`), JSON.stringify(meta));

@@ -11,7 +11,7 @@ import { PassThrough, type Readable, Writable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import { type Logger, silentLogger } from '@warren/base';
 import tarStream from 'tar-stream';
-import { ExecError, spawnLogged } from '../linux/index.js';
+import { type ExecCgroup, ExecError, spawnLogged } from '../linux/index.js';
 
 /** Compression of a layer blob, detected from its first bytes (RFC 1952 gzip, RFC 8878 zstd magic). */
 export type LayerCompression = 'gzip' | 'zstd' | 'none';
@@ -58,7 +58,8 @@ export async function detectCompression(path: string): Promise<LayerCompression>
  * is dropped (layer.md: whiteouts only apply to lower layers). Other `.wh..wh.` entries (AUFS
  * metadata) are removed. trusted.* and security.selinux xattrs in the layer are not restored, so an
  * image cannot forge overlay metadata.
- * gzip is decompressed with zlib in Node, zstd with `zstd -dc`, both through the exec seam.
+ * gzip is decompressed with zlib in Node, zstd with `zstd -dc`, both through the exec seam; tar and zstd run in
+ * `options.cgroup` when given (Warren's background group, docs/design/0012-io-limits.md).
  * Must run as root (ownership, device nodes, trusted xattrs).
  * @returns the layer's DiffID, uncompressed size and converted whiteouts.
  * @throws {ExecError} when tar or zstd fail (corrupt data, disk full); the abort reason when `signal` fires.
@@ -66,7 +67,7 @@ export async function detectCompression(path: string): Promise<LayerCompression>
 export async function unpackLayer(
   blobPath: string,
   target: string,
-  options: { logger?: Logger; signal?: AbortSignal } = {},
+  options: { logger?: Logger; signal?: AbortSignal; cgroup?: ExecCgroup } = {},
 ): Promise<UnpackedLayer> {
   const logger = options.logger ?? silentLogger;
   const compression = await detectCompression(blobPath);
@@ -79,7 +80,7 @@ export async function unpackLayer(
   let source: Readable;
   if (compression === 'zstd') {
     const argv = ['zstd', '-dc', '-q', '--', blobPath];
-    const child = spawnLogged(argv, { stdio: ['ignore', 'pipe', 'pipe'], logger, signal: options.signal });
+    const child = spawnLogged(argv, { stdio: ['ignore', 'pipe', 'pipe'], logger, signal: options.signal, cgroup: options.cgroup });
     processes.push(child);
     children.push(waitChild(argv, child, options.signal));
     source = child.stdout!;
@@ -102,7 +103,7 @@ export async function unpackLayer(
     '--xattrs-exclude=trusted.*',
     '--xattrs-exclude=security.selinux',
   ];
-  const tar = spawnLogged(tarArgv, { stdio: ['pipe', 'ignore', 'pipe'], logger, signal: options.signal });
+  const tar = spawnLogged(tarArgv, { stdio: ['pipe', 'ignore', 'pipe'], logger, signal: options.signal, cgroup: options.cgroup });
   processes.push(tar);
   children.push(waitChild(tarArgv, tar, options.signal));
 

@@ -28,6 +28,7 @@ export async function prepareContent(
       targetDir: paths.workspace,
       allowFileUrls: backend.options.allowFileUrls ?? false,
       signal: context.signal,
+      ...(backend.backgroundCgroup ? { cgroup: backend.backgroundCgroup } : {}),
       logger: context.logger,
       onProgress: (progress) => context.onProgress({ step: 'clone', message: progress.line }),
     });

@@ -2,6 +2,7 @@
 import type { EnvironmentClassSpec } from '@warren/api';
 import type { Logger } from '@warren/base';
 import type { DevcontainerBuilder } from '../builder/index.js';
+import type { ExecCgroup } from '../linux/index.js';
 import type { RunnerConfig } from '../config.js';
 import type { ImageStore } from '../image/index.js';
 import type { CgroupManager, EnvironmentDns, OciRuntime, SlotAllocator } from '../linux/index.js';
@@ -63,4 +64,6 @@ export interface BackendContext {
   readonly dns: EnvironmentDns;
   /** The compiled exec agent (host path), or undefined when disabled or unavailable. */
   readonly agentPath: string | undefined;
+  /** Warren's background cgroup for its heavy IO (git clone; docs/design/0012-io-limits.md), when it could be made. */
+  readonly backgroundCgroup?: ExecCgroup | undefined;
 }

@@ -21,9 +21,11 @@ import { ImageStore } from '../image/index.js';
 import {
   CgroupManager,
   type EnvironmentDns,
+  type ExecCgroup,
   type OciRuntime,
   SlotAllocator,
   applyFirewall,
+  ensureBackgroundCgroup,
   ensureExecAgent,
   ensureIdmapHelper,
   environmentDns,
@@ -66,6 +68,8 @@ export class LinuxBackend implements EnvironmentBackend {
     dns: EnvironmentDns,
     /** The compiled exec agent (host path), or undefined when disabled or unavailable. */
     agentPath: string | undefined,
+    /** Warren's background cgroup for layer unpack and clone (docs/design/0012-io-limits.md). */
+    backgroundCgroup: ExecCgroup | undefined,
   ) {
     this.dataDir = options.dataDir;
     const logger = (options.logger ?? silentLogger).child({ component: 'linux-backend' });
@@ -77,9 +81,22 @@ export class LinuxBackend implements EnvironmentBackend {
         insecureRegistries: options.config.insecureRegistries,
       },
       logger,
+      backgroundCgroup ? { cgroup: backgroundCgroup } : {},
     );
     const slots = new SlotAllocator(this.dataDir, { logger });
-    this.context = { dataDir: this.dataDir, options, logger, images: this.images, slots, runtime, cgroups, helperPath, dns, agentPath };
+    this.context = {
+      dataDir: this.dataDir,
+      options,
+      logger,
+      images: this.images,
+      slots,
+      runtime,
+      cgroups,
+      helperPath,
+      dns,
+      agentPath,
+      backgroundCgroup,
+    };
     this.resolver = new EnvironmentResolver(this.context, options.builder);
   }
 
@@ -113,11 +130,13 @@ export class LinuxBackend implements EnvironmentBackend {
       });
     }
     const cgroups = options.cgroups ?? (await CgroupManager.detect({}));
+    // Warren's own heavy IO (layer unpack, clone) runs in a group of its own with its own IO limit (0012).
+    const backgroundCgroup = await ensureBackgroundCgroup(cgroups, { paths: [options.dataDir], io: options.config.io.background, logger });
     const runtime = options.runtime ?? (await selectOciRuntime({ prefer: options.config.runtime, logger }));
     const dns = await environmentDns({ logger });
     if (dns.warning) logger.warn({ warning: dns.warning }, 'environments get no DNS resolver');
     if (options.firewall !== false) await applyFirewall({ hostDnsAddresses: dns.hostDnsAddresses, logger });
-    return new LinuxBackend(options, runtime, cgroups, helperPath, dns, agentPath);
+    return new LinuxBackend(options, runtime, cgroups, helperPath, dns, agentPath, backgroundCgroup);
   }
 
   /** {@inheritDoc EnvironmentBackend.observe} */

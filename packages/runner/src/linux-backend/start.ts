@@ -21,6 +21,7 @@ import {
 import { classifyStepError } from './classify-error.js';
 import type { BackendContext } from './context.js';
 import { mergeEnv } from './environment-variables.js';
+import { environmentIoLimits } from './io-limits.js';
 import { type EnvironmentPaths, containerId as containerIdOf, environmentPaths, exists, hostSlot, namespacePaths } from './paths.js';
 import { readState, startIdOf, updateState } from './state-file.js';
 import { type ContainerUser, type UserCache, resolveUsersCached } from './users.js';
@@ -45,8 +46,11 @@ export async function prepareHost(backend: BackendContext, environment: Environm
   await setupNetwork(slot.slot, { logger: context.logger, freshNamespace });
 }
 
-/** The cgroup limits of the environment's class; none without a class lookup or for an unknown class. */
-async function limitsOf(backend: BackendContext, environment: Environment, logger: Logger): Promise<CgroupLimits> {
+/**
+ * The cgroup limits of the environment's class; none without a class lookup or for an unknown class. IO limits go
+ * on the devices holding `workspace` and the data directory (io-limits.ts).
+ */
+async function limitsOf(backend: BackendContext, environment: Environment, workspace: string, logger: Logger): Promise<CgroupLimits> {
   if (!backend.options.environmentClass) return {};
   const spec = await backend.options.environmentClass(environment.spec.className);
   if (!spec) {
@@ -61,6 +65,7 @@ async function limitsOf(backend: BackendContext, environment: Environment, logge
     memoryRequestBytes: requests.memoryBytes,
     ...(spec.swapBytes ? { swapBytes: spec.swapBytes } : { swapBytes: 0 }),
     pids: spec.pids,
+    io: await environmentIoLimits(backend, spec.io, workspace, logger),
   };
 }
 
@@ -131,7 +136,7 @@ export async function startEnvironment(backend: BackendContext, environment: Env
     mkdir(paths.logs, { recursive: true }),
     prepareAgentDir(backend, paths, slot),
   ]);
-  const limitsLookup = limitsOf(backend, environment, context.logger);
+  const limitsLookup = limitsOf(backend, environment, paths.workspace, context.logger);
   // Every branch settles before anything is thrown, so no step of this start outlives it.
   const settled = await Promise.allSettled([network, filesystem, files, limitsLookup]);
   for (const outcome of settled) if (outcome.status === 'rejected') throw outcome.reason;

@@ -237,3 +237,12 @@ export function ociBlockIo(limits: readonly DeviceIoLimits[]): OciBlockIo | unde
   }
   return Object.keys(blockIO).length > 0 ? blockIO : undefined;
 }
+
+/**
+ * Whether the host can throttle IO in cgroups: v1 `blkio.throttle.*` files at the blkio hierarchy's root, v2 `io`
+ * among the root's `cgroup.controllers`.
+ */
+export async function ioControllerAvailable(root: string, version: 'v1' | 'v2'): Promise<boolean> {
+  if (version === 'v1') return exists(join(root, 'blkio', V1_THROTTLE_FILES.writeBytesPerSecond));
+  return (await readOptional(join(root, 'cgroup.controllers')))?.split(/\s+/).includes('io') ?? false;
+}

@@ -4,6 +4,7 @@
 import { readdir, rmdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { InvalidError, type Logger, type Reason, WarrenError, errorMessage, silentLogger } from '@warren/base';
+import { BACKGROUND_CGROUP } from './background-cgroup.js';
 import { type CgroupLayout, errnoCode, exists } from './cgroup-fs.js';
 import { type CgroupLimits, type CgroupStats, validateLimits } from './cgroup-limits.js';
 import {
@@ -228,12 +229,17 @@ export class CgroupManager {
   }
 
   /**
-   * Removes the `/<parent>` directory itself in every hierarchy when it is empty (uninstall, tests).
+   * Removes the `/<parent>` directory itself in every hierarchy when it is empty (uninstall, tests), after the idle
+   * background group (background-cgroup.ts).
    * @returns whether it is gone everywhere.
    * @throws {CgroupError} for failures other than "still in use".
    */
   async removeParent(): Promise<boolean> {
     let gone = true;
+    // Warren's own group for its heavy IO (background-cgroup.ts) goes with the parent once it is idle.
+    await this.remove(BACKGROUND_CGROUP).catch((error: unknown) => {
+      if (!(error instanceof CgroupBusyError)) throw error;
+    });
     for (const hierarchy of await this.allHierarchies()) {
       try {
         await this.removeDir(join(hierarchy, this.parent));

@@ -1,7 +1,31 @@
 // The one seam through which the runner spawns system tools (runc, ip, nft, git, mount ...).
-// Every call is logged with argv, exit code, duration and, on failure, the stderr tail.
+// Every call is logged with argv, exit code, duration and, on failure, the stderr tail. A child can be started
+// inside a given cgroup (Warren's own heavy IO: docs/design/0012-io-limits.md).
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import { type Logger, WarrenError, silentLogger } from '@warren/base';
+
+/**
+ * A cgroup a child joins before its program starts: the `cgroup.procs` file of the group in each hierarchy
+ * (v1: one per controller; v2: one). The child and everything it forks run in the group.
+ */
+export interface ExecCgroup {
+  procsFiles: readonly string[];
+}
+
+/**
+ * The shell script that joins the cgroup: it writes its own pid (`$$`, which `exec` keeps) to each file named
+ * before `--`, then replaces itself with the program after `--`. Joining before exec means no byte of the
+ * program's IO and none of its children escape the group (moving the pid after spawn would race with both).
+ * A file that cannot be written (the group was removed meanwhile) is reported on stderr and the program still runs.
+ */
+const JOIN_CGROUP_SCRIPT =
+  'for f do [ "$f" = -- ] && break; echo $$ 2>/dev/null >"$f" || echo "warren: could not join cgroup $f" >&2; shift; done; shift; exec "$@"';
+
+/** The argv that runs `argv` inside `cgroup` ({@link JOIN_CGROUP_SCRIPT}); `argv` itself without one. */
+export function argvInCgroup(argv: readonly string[], cgroup: ExecCgroup | undefined): readonly string[] {
+  if (!cgroup || cgroup.procsFiles.length === 0) return argv;
+  return ['/bin/sh', '-c', JOIN_CGROUP_SCRIPT, 'warren-join-cgroup', ...cgroup.procsFiles, '--', ...argv];
+}
 
 /** Options for {@link exec}. */
 export interface ExecOptions {
@@ -16,6 +40,8 @@ export interface ExecOptions {
   timeoutMs?: number;
   /** Exit codes that count as success (default `[0]`). */
   okCodes?: number[];
+  /** Run the command inside this cgroup ({@link argvInCgroup}). */
+  cgroup?: ExecCgroup;
   logger?: Logger;
 }
 
@@ -57,7 +83,8 @@ export function exec(argv: readonly string[], options: ExecOptions = {}): Promis
   const okCodes = options.okCodes ?? [0];
   const started = performance.now();
   return new Promise((resolve, reject) => {
-    const child = spawn(argv[0]!, argv.slice(1), {
+    const spawned = argvInCgroup(argv, options.cgroup);
+    const child = spawn(spawned[0]!, spawned.slice(1), {
       cwd: options.cwd,
       env: options.env,
       stdio: ['pipe', 'pipe', 'pipe'],
@@ -80,7 +107,7 @@ export function exec(argv: readonly string[], options: ExecOptions = {}): Promis
       const out = Buffer.concat(stdout).toString('utf8');
       const err = Buffer.concat(stderr).toString('utf8');
       if (code !== null && okCodes.includes(code) && !spawnError) {
-        logger.debug({ argv, code, durationMs }, 'command finished');
+        logger.debug({ argv, code, durationMs, ...(options.cgroup ? { cgroup: options.cgroup.procsFiles[0] } : {}) }, 'command finished');
         resolve({ code, stdout: out, stderr: err, durationMs });
         return;
       }
@@ -98,12 +125,15 @@ export function exec(argv: readonly string[], options: ExecOptions = {}): Promis
 /**
  * Starts a long-running or streaming child (e.g. `runc exec` attached to a user's terminal) through
  * the same seam: the start and exit are logged with argv, exit code and duration.
- * The caller owns the returned process and its stdio.
+ * The caller owns the returned process and its stdio. With `cgroup`, the child runs inside that cgroup
+ * ({@link argvInCgroup}); its pid is still the program's.
  */
-export function spawnLogged(argv: readonly string[], options: SpawnOptions & { logger?: Logger } = {}): ChildProcess {
-  const logger = options.logger ?? silentLogger;
+export function spawnLogged(argv: readonly string[], options: SpawnOptions & { logger?: Logger; cgroup?: ExecCgroup } = {}): ChildProcess {
+  const { logger: given, cgroup, ...spawnOptions } = options;
+  const logger = given ?? silentLogger;
   const started = performance.now();
-  const child = spawn(argv[0]!, argv.slice(1), options);
+  const spawned = argvInCgroup(argv, cgroup);
+  const child = spawn(spawned[0]!, spawned.slice(1), spawnOptions);
   child.on('close', (code, signal) => {
     logger.debug({ argv, code, signal, durationMs: Math.round(performance.now() - started) }, 'process exited');
   });

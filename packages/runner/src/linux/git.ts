@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { type Logger, WarrenError, silentLogger } from '@warren/base';
 import { parseGitUrl as validateGitUrl, redactGitUrl } from '@warren/api';
-import { ExecError, exec, spawnLogged } from './exec.js';
+import { type ExecCgroup, ExecError, exec, spawnLogged } from './exec.js';
 
 /** Why a git operation failed; the wire `reason` of a {@link GitError}. */
 export type GitErrorReason =
@@ -113,6 +113,8 @@ export interface CloneRepositoryOptions {
   sshKnownHostsFile?: string;
   /** Time limit of each git command in milliseconds; default 30 minutes for the clone, 2 minutes for the others. */
   timeoutMs?: number;
+  /** Run git inside this cgroup (Warren's background group, docs/design/0012-io-limits.md); default the runner's own. */
+  cgroup?: ExecCgroup;
   logger?: Logger;
 }
 
@@ -389,6 +391,7 @@ class GitRunner {
         env: this.env,
         signal: this.options.signal,
         timeoutMs,
+        ...(this.options.cgroup ? { cgroup: this.options.cgroup } : {}),
         logger: this.logger,
       });
       return result.stdout;
@@ -414,6 +417,7 @@ class GitRunner {
         signal,
         timeout: this.options.timeoutMs ?? DEFAULT_CLONE_TIMEOUT_MS,
         killSignal: 'SIGKILL',
+        ...(this.options.cgroup ? { cgroup: this.options.cgroup } : {}),
         logger: this.logger,
       });
       let stderr = '';

@@ -5,7 +5,9 @@ export { INTERACTIVE_CGROUP } from './cgroup-cpu.js';
 export type { CgroupCpuSample, InteractiveGroup } from './cgroup-cpu.js';
 export { ociLinuxResources } from './cgroup-limits.js';
 export type { CgroupLimits, CgroupStats } from './cgroup-limits.js';
-export { blockDevicesOf, deviceIoLimits } from './cgroup-io.js';
+export { blockDevicesOf, deviceIoLimits, hasIoLimit, ioControllerAvailable } from './cgroup-io.js';
+export { BACKGROUND_CGROUP, ensureBackgroundCgroup } from './background-cgroup.js';
+export type { BackgroundCgroupOptions } from './background-cgroup.js';
 export type { BlockDevice, DeviceIoLimits, IoLimits } from './cgroup-io.js';
 export { CgroupBusyError, CgroupError, CgroupManager } from './cgroups.js';
 export type { CgroupManagerOptions, CgroupVersion } from './cgroups.js';
@@ -22,7 +24,7 @@ export {
 export type { AgentExecOptions, AgentExecRequest, AgentExecSession, InitUser } from './exec-agent.js';
 export type { ExecSession } from './exec-session.js';
 export { ExecError, exec, spawnLogged } from './exec.js';
-export type { ExecOptions, ExecResult } from './exec.js';
+export type { ExecCgroup, ExecOptions, ExecResult } from './exec.js';
 export {
   GitCommandError,
   GitError,
