@@ -1,6 +1,6 @@
 import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { closeSharedPglite, openTestStore, type TestStore } from '../storage/testing.js';
-import { ADMIN_USER_NAME, bootstrap, ensureRunnerToken } from './bootstrap.js';
+import { ADMIN_USER_NAME, DEFAULT_CLASS_SPEC, bootstrap, ensureRunnerToken } from './bootstrap.js';
 import { authenticate } from './principal.js';
 import { loadSigningKeys } from './signing.js';
 import { hashTokenSecret, issueToken } from './tokens.js';
@@ -28,6 +28,22 @@ describe('bootstrap', () => {
     expect(await store.getByName('EnvironmentClass', 'default')).toHaveLength(1);
     const principal = await authenticate(store, `Bearer ${first.adminToken}`);
     expect(principal).toMatchObject({ kind: 'User', name: 'admin', admin: true });
+  });
+
+  it('creates a burstable default class and upgrades one an older version created, unless an admin changed it', async () => {
+    const store = testStore.store;
+    await bootstrap(store);
+    const [created] = await store.getByName('EnvironmentClass', 'default');
+    expect(created?.spec).toEqual(DEFAULT_CLASS_SPEC);
+    expect(created?.spec.requests).toEqual({ cpuMillicores: 250, memoryBytes: 1024 ** 3 });
+    const old = { displayName: 'Default (2 CPUs, 4 GiB)', cpuMillicores: 2000, memoryBytes: 4 * 1024 ** 3, swapBytes: 0, pids: 4096 };
+    await store.update('EnvironmentClass', created!.metadata.id, (current) => ({ ...current, spec: old }));
+    await bootstrap(store);
+    expect((await store.get('EnvironmentClass', created!.metadata.id))?.spec).toEqual(DEFAULT_CLASS_SPEC);
+    const changed = { ...old, cpuMillicores: 1000 };
+    await store.update('EnvironmentClass', created!.metadata.id, (current) => ({ ...current, spec: changed }));
+    await bootstrap(store);
+    expect((await store.get('EnvironmentClass', created!.metadata.id))?.spec).toEqual(changed);
   });
 
   it('is safe when two servers bootstrap one database at once', async () => {

@@ -1,7 +1,8 @@
 // First-start setup of a fresh control plane: the admin user, their token and the default environment class.
 import { randomBytes } from 'node:crypto';
+import { isDeepStrictEqual } from 'node:util';
 import { WarrenError } from '@warren/base';
-import type { User } from '@warren/api';
+import type { EnvironmentClassSpec, User } from '@warren/api';
 import { type ResourceStore, newObjectId } from '../storage/index.js';
 import { issueToken } from './tokens.js';
 
@@ -9,6 +10,33 @@ import { issueToken } from './tokens.js';
 export const ADMIN_USER_NAME = 'admin';
 /** Name of the EnvironmentClass created on first start; `spec.className` defaults to it. */
 export const DEFAULT_CLASS_NAME = 'default';
+/**
+ * Spec of the built-in `default` class: a burstable class. Each environment may use both cores of a 2-core host
+ * and 4 GiB, and is guaranteed (and scheduled by) 250 millicores and 1 GiB, so with a runner's default
+ * overbooking (CPU × 4) and reservation (250m, 1 GiB) a 2-core, 24 GiB host runs 23 of them (memory-bound) and
+ * a 2-core, 8 GiB host 7. docs/design/0010-requests-and-limits.md.
+ */
+export const DEFAULT_CLASS_SPEC: EnvironmentClassSpec = {
+  displayName: 'Default (bursts to 2 CPUs, 4 GiB; guaranteed 0.25 CPU, 1 GiB)',
+  cpuMillicores: 2000,
+  memoryBytes: 4 * 1024 ** 3,
+  requests: { cpuMillicores: 250, memoryBytes: 1024 ** 3 },
+  swapBytes: 0,
+  pids: 4096,
+};
+
+/**
+ * The `default` class as versions before requests created it: limits only, so it reserved the whole of a 2-core
+ * host. A stored `default` class still exactly like this was never changed by an admin and is upgraded.
+ */
+const PRE_REQUESTS_DEFAULT_CLASS_SPEC: EnvironmentClassSpec = {
+  displayName: 'Default (2 CPUs, 4 GiB)',
+  cpuMillicores: 2000,
+  memoryBytes: 4 * 1024 ** 3,
+  swapBytes: 0,
+  pids: 4096,
+};
+
 /** Label on runner tokens minted by {@link ensureRunnerToken}; its value is the runner name. */
 export const LOCAL_RUNNER_TOKEN_LABEL = 'warren.dev/local-runner';
 
@@ -22,7 +50,9 @@ export interface BootstrapResult {
 
 /**
  * Idempotent first-start setup: creates the admin user `admin` with a personal access token, and the
- * EnvironmentClass `default` (2000 millicores, 4 GiB memory, no swap, 4096 pids) when they do not exist.
+ * EnvironmentClass `default` ({@link DEFAULT_CLASS_SPEC}) when they do not exist. A stored `default` class whose
+ * spec is still exactly the one older versions created (limits only) gets {@link DEFAULT_CLASS_SPEC}; one an
+ * admin changed is left alone.
  * Safe when several servers start at once on one database: a lost creation race counts as "exists".
  * @returns the admin token secret only when the admin was created now (it cannot be shown again).
  */
@@ -53,24 +83,26 @@ export async function bootstrap(store: ResourceStore): Promise<BootstrapResult> 
       if (!admin) throw new Error('admin user vanished during bootstrap', { cause: error });
     }
   }
-  if ((await store.getByName('EnvironmentClass', DEFAULT_CLASS_NAME)).length === 0) {
+  const existingClass = (await store.getByName('EnvironmentClass', DEFAULT_CLASS_NAME))[0];
+  if (!existingClass) {
     try {
       await store.create('EnvironmentClass', {
         name: DEFAULT_CLASS_NAME,
         ownerId: admin.metadata.id,
         labels: {},
-        spec: {
-          displayName: 'Default (2 CPUs, 4 GiB)',
-          cpuMillicores: 2000,
-          memoryBytes: 4 * 1024 ** 3,
-          swapBytes: 0,
-          pids: 4096,
-        },
+        spec: structuredClone(DEFAULT_CLASS_SPEC),
         status: {},
       });
     } catch (error) {
       if (!isAlreadyExists(error)) throw error;
     }
+  } else if (isDeepStrictEqual(existingClass.spec, PRE_REQUESTS_DEFAULT_CLASS_SPEC)) {
+    // Checked again inside the update, so an admin's change made meanwhile (or another server's upgrade) wins.
+    await store.update('EnvironmentClass', existingClass.metadata.id, (current) =>
+      isDeepStrictEqual(current.spec, PRE_REQUESTS_DEFAULT_CLASS_SPEC)
+        ? { ...current, spec: structuredClone(DEFAULT_CLASS_SPEC) }
+        : undefined,
+    );
   }
   return adminToken === undefined ? { admin } : { admin, adminToken };
 }
