@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { InvalidError } from '@warren/base';
+import { LXCFS_VIEW_PATHS } from './lxcfs.js';
 import { DOCKER_DEFAULT_CAPABILITIES, buildOciConfig, defaultRlimits, readHardLimit, type ContainerConfigInput } from './oci-spec.js';
 
 const LIMITS = `Limit                     Soft Limit           Hard Limit           Units
@@ -92,6 +93,59 @@ describe('buildOciConfig', () => {
       options: ['rbind', 'rprivate'],
     });
     expect(mounts.at(-1)?.options).toEqual(['rbind', 'rprivate', 'ro']);
+  });
+
+  it('binds the lxcfs views over /proc and /sys files after /proc and /sys, before the caller mounts', () => {
+    const { mounts } = buildOciConfig(input({ procViews: { root: '/var/lib/warren/lxcfs/root/', paths: LXCFS_VIEW_PATHS } }));
+    expect(mounts.map((mount) => mount.destination)).toEqual([
+      '/proc',
+      '/dev',
+      '/dev/pts',
+      '/dev/shm',
+      '/dev/mqueue',
+      '/sys',
+      '/sys/fs/cgroup',
+      '/proc/cpuinfo',
+      '/proc/diskstats',
+      '/proc/meminfo',
+      '/proc/stat',
+      '/proc/swaps',
+      '/proc/uptime',
+      '/sys/devices/system/cpu/online',
+      '/workspaces/repo',
+      '/etc/resolv.conf',
+    ]);
+    expect(mounts.find((mount) => mount.destination === '/proc/meminfo')).toEqual({
+      destination: '/proc/meminfo',
+      type: 'bind',
+      source: '/var/lib/warren/lxcfs/root/proc/meminfo',
+      options: ['bind', 'rprivate', 'ro', 'nosuid', 'nodev', 'noexec'],
+    });
+    expect(mounts.find((mount) => mount.destination === '/sys/devices/system/cpu/online')?.source).toBe(
+      '/var/lib/warren/lxcfs/root/sys/devices/system/cpu/online',
+    );
+  });
+
+  it('binds only the view paths lxcfs serves, and none without procViews', () => {
+    const some = buildOciConfig(input({ procViews: { root: '/lxcfs', paths: ['/proc/meminfo'] } }));
+    expect(some.mounts.filter((mount) => mount.source?.startsWith('/lxcfs/')).map((mount) => mount.destination)).toEqual(['/proc/meminfo']);
+    const none = buildOciConfig(input());
+    expect(none.mounts.some((mount) => mount.destination.startsWith('/proc/'))).toBe(false);
+  });
+
+  it('rejects view paths outside /proc and /sys and a relative lxcfs root', () => {
+    let error: unknown;
+    try {
+      buildOciConfig(input({ procViews: { root: 'lxcfs', paths: ['/etc/passwd', '/proc/../etc/shadow', '/proc/meminfo'] } }));
+    } catch (caught) {
+      error = caught;
+    }
+    expect(error).toBeInstanceOf(InvalidError);
+    expect((error as InvalidError).causes.map((cause) => cause.field)).toEqual([
+      'procViews.root',
+      'procViews.paths[0]',
+      'procViews.paths[1]',
+    ]);
   });
 
   it("adds a bind mount's own options after rbind/rprivate/ro, keeping the caller's order", () => {

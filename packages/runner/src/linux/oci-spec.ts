@@ -2,6 +2,7 @@
 // Docker's defaults (capabilities, masked/readonly paths, seccomp) with a user namespace and a given netns.
 import { readFileSync } from 'node:fs';
 import { InvalidError, type ErrorCause } from '@warren/base';
+import type { ProcViews } from './lxcfs.js';
 import { dockerDefaultSeccomp, type OciSeccomp } from './seccomp.js';
 
 /** An OCI mount (config.md "Mounts"). */
@@ -119,6 +120,11 @@ export interface ContainerConfigInput {
    * `/etc/hostname` (the caller provides those files; Docker does the same).
    */
   mounts: BindMount[];
+  /**
+   * lxcfs views (linux/lxcfs.ts): each of `paths` (e.g. `/proc/meminfo`) is bound read-only from under `root` over the
+   * container's own file, after /proc and /sys are mounted. Absent: the kernel's files (the host's figures).
+   */
+  procViews?: ProcViews;
   /** OCI `linux.resources`; the default device deny-all is added when `devices` is absent. */
   resources?: OciResources;
   /** Overrides the rlimits; default: {@link defaultRlimits} of this host. */
@@ -221,6 +227,14 @@ function validate(input: ContainerConfigInput): void {
   ] as const) {
     if (!Number.isSafeInteger(id) || id < 0 || id >= size) causes.push({ field, message: `must be mapped (0 ≤ id < ${size})` });
   }
+  if (input.procViews) {
+    requireAbsolute('procViews.root', input.procViews.root);
+    input.procViews.paths.forEach((path, index) => {
+      if (!/^\/(proc|sys)\/[^.]/.test(path) || path.includes('/..')) {
+        causes.push({ field: `procViews.paths[${index}]`, message: `must be a file under /proc or /sys, got "${path}"` });
+      }
+    });
+  }
   input.mounts.forEach((mount, index) => {
     requireAbsolute(`mounts[${index}].source`, mount.source);
     requireAbsolute(`mounts[${index}].destination`, mount.destination);
@@ -257,6 +271,21 @@ function standardMounts(ownsNetwork: boolean): OciMount[] {
 }
 
 /**
+ * The binds of lxcfs's files over the container's /proc and /sys files (as lxc's `lxc.mount.hook`). runc accepts
+ * binds onto /proc only for these files (libcontainer `checkProcMount`: cpuinfo, diskstats, meminfo, stat, swaps,
+ * uptime, loadavg, slabinfo), which exist for lxcfs. Read-only, nosuid, nodev, noexec.
+ */
+export function procViewMounts(views: ProcViews): OciMount[] {
+  const root = views.root.replace(/\/+$/, '');
+  return views.paths.map((path) => ({
+    destination: path,
+    type: 'bind',
+    source: `${root}${path}`,
+    options: ['bind', 'rprivate', 'ro', 'nosuid', 'nodev', 'noexec'],
+  }));
+}
+
+/**
  * Builds the OCI config.json for an environment container.
  * - Namespaces: user (container 0 → `idMapping.hostId`; joined by `userNamespacePath` when given, else
  *   new), new mount, pid, ipc, uts; network joined by path.
@@ -265,13 +294,13 @@ function standardMounts(ownsNetwork: boolean): OciMount[] {
  *   setuid programs such as sudo work.
  * - Seccomp: Docker's default profile ({@link dockerDefaultSeccomp}); masked/readonly paths as Docker.
  * - Mounts: /proc, /dev, /dev/pts (newinstance), /dev/shm, /dev/mqueue, /sys (read-only bind, see
- *   `standardMounts`), then `input.mounts` in order as `rbind` mounts (plus `ro` when readonly and their
+ *   `standardMounts`), the lxcfs views ({@link procViewMounts}) when `procViews` is given, then `input.mounts` in order as `rbind` mounts (plus `ro` when readonly and their
  *   own `options`); a later mount may sit inside an earlier one (the exec agent's init in its directory).
  * - Resources: `input.resources`, with a deny-all device rule added if no device rules are given
  *   (runc then appends its default allowed devices).
  * @returns a JSON-serialisable config (OCI runtime spec 1.0.2).
  * @throws {InvalidError} reason `InvalidContainerConfig` for relative paths, empty args, env entries
- *   without `=`, a non-positive mapping, or a process uid/gid outside the mapping.
+ *   without `=`, a view path outside /proc and /sys, a non-positive mapping, or a process uid/gid outside the mapping.
  */
 export function buildOciConfig(input: ContainerConfigInput): OciConfig {
   validate(input);
@@ -303,6 +332,7 @@ export function buildOciConfig(input: ContainerConfigInput): OciConfig {
     hostname: input.hostname,
     mounts: [
       ...standardMounts(input.userNamespacePath !== undefined),
+      ...(input.procViews ? procViewMounts(input.procViews) : []),
       ...input.mounts.map((mount): OciMount => ({
         destination: mount.destination,
         type: 'bind',
