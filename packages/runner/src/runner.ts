@@ -1,6 +1,6 @@
 // Entry point of the runner daemon: loads config, prepares the host backend, serves the access API and
 // runs the runner's controller (register, heartbeat, watch, reconcile).
-import { ApiError, WarrenClient } from '@warren/api';
+import { ApiError, type Condition, WarrenClient } from '@warren/api';
 import { InvalidError, type Logger, silentLogger } from '@warren/base';
 import { RunnerController } from './controller/index.js';
 import { ActivityReporter } from './activity/index.js';
@@ -10,11 +10,12 @@ import { type AccessServer, type AccessServerOptions, createAccessVerifier, star
 import { type RunnerConfig, type RunnerConfigInput, loadRunnerConfig } from './config.js';
 import type { EnvironmentBackend } from './environment/index.js';
 import { LinuxBackend, type LinuxBackendOptions } from './linux-backend/index.js';
+import { type LxcfsDaemon, startLxcfs } from './linux/index.js';
 import { type PortService, startPortService } from './proxy/index.js';
 import { CpuBurstController, classCpuTargets } from './resources/index.js';
 import { RunnerMetrics } from './metrics/index.js';
 import { stat } from 'node:fs/promises';
-import { dirname, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 
 /** Options of {@link startRunner}. */
 export interface StartRunnerOptions {
@@ -60,6 +61,12 @@ export interface StartRunnerOptions {
   sshAdvertise?: string;
   /** At most one activity update per environment per this many ms (default 30 000; tests use less). */
   activityIntervalMs?: number;
+  /**
+   * Honest /proc views in environments (docs/design/0013-honest-proc-views.md): the runner runs its own lxcfs on
+   * `<dataDir>/lxcfs/root` while it runs. Default true with the Linux backend; without lxcfs or /dev/fuse the
+   * runner warns once and reports `HonestProcViews=False`.
+   */
+  procViews?: boolean;
   /** Terminal sessions: grace period after a dropped socket, scrollback bytes. */
   terminal?: AccessServerOptions['terminal'];
 }
@@ -86,7 +93,10 @@ export interface RunningRunner {
   cpuController: CpuBurstController | undefined;
   /** Resolves when no reconcile is queued or running (tests). */
   idle(): Promise<void>;
-  /** Stops the controller and the access API. Environments keep running; a restarted runner adopts them. */
+  /**
+   * Stops the controller, the access API and the runner's lxcfs (safe to call twice). Environments keep running; a
+   * restarted runner adopts them.
+   */
   close(): Promise<void>;
 }
 
@@ -102,10 +112,12 @@ export async function startRunner(options: StartRunnerOptions): Promise<RunningR
   if (!options.backend) await assertSearchableByEnvironments(options.dataDir);
   const config = await loadRunnerConfig(options.dataDir, options.config ?? {});
   const client = new WarrenClient({ server: options.server, token: options.token, ...(options.fetch ? { fetch: options.fetch } : {}) });
+  const procViews = options.backend ? undefined : await startProcViews(options.dataDir, options.procViews ?? true, logger);
   const backend =
     options.backend ??
     (await LinuxBackend.create({
       ...options.linux,
+      ...(procViews?.daemon ? { procViews: procViews.daemon.views } : {}),
       dataDir: options.dataDir,
       config,
       logger: options.logger ?? silentLogger,
@@ -117,6 +129,9 @@ export async function startRunner(options: StartRunnerOptions): Promise<RunningR
           throw error;
         }
       },
+    }).catch(async (error: unknown) => {
+      await procViews?.daemon?.stop();
+      throw error;
     }));
 
   let controller: RunnerController | undefined;
@@ -184,6 +199,7 @@ export async function startRunner(options: StartRunnerOptions): Promise<RunningR
     const publish = () => ({
       endpoints: { ...published?.endpoints, proxy: proxyEndpoint },
       ...(published ? { info: published.info } : {}),
+      ...(procViews ? { conditions: [procViews.condition] } : {}),
     });
     controller = new RunnerController({
       client,
@@ -225,6 +241,7 @@ export async function startRunner(options: StartRunnerOptions): Promise<RunningR
     const server = access;
     const gateway = ssh;
     const portService = ports;
+    let closing: Promise<void> | undefined;
     return {
       runnerId: started.runnerId,
       accessUrl,
@@ -234,13 +251,18 @@ export async function startRunner(options: StartRunnerOptions): Promise<RunningR
       recordActivity: onActivity,
       idle: () => started.idle(),
       cpuController,
-      async close() {
-        await Promise.all([started.close(), cpuController?.close()]);
-        await server.close();
-        await gateway?.close();
-        await portService.close();
-        await activity.close();
-        logger.info({}, 'runner stopped');
+      close() {
+        // Once: a second call (a test's harness after the test stopped the runner itself) waits for the first.
+        closing ??= (async () => {
+          await Promise.all([started.close(), cpuController?.close()]);
+          await server.close();
+          await gateway?.close();
+          await portService.close();
+          await activity.close();
+          await procViews?.daemon?.stop();
+          logger.info({}, 'runner stopped');
+        })();
+        return closing;
       },
     };
   } catch (error) {
@@ -250,8 +272,33 @@ export async function startRunner(options: StartRunnerOptions): Promise<RunningR
     await ssh?.close().catch(() => {});
     await ports?.close().catch(() => {});
     await activity.close().catch(() => {});
+    await procViews?.daemon?.stop();
     throw error;
   }
+}
+
+/**
+ * Starts the runner's lxcfs on `<dataDir>/lxcfs` (linux/lxcfs.ts) unless disabled.
+ * @returns the daemon when it runs, and the runner's `HonestProcViews` condition (True, or False with the reason:
+ *   `Disabled`, `LxcfsNotInstalled`, `FuseUnavailable`, `LxcfsFailed`); never throws, environments start either way.
+ */
+async function startProcViews(dataDir: string, enabled: boolean, logger: Logger): Promise<{ daemon?: LxcfsDaemon; condition: Condition }> {
+  const lastTransitionTime = new Date().toISOString();
+  if (!enabled) {
+    const message = 'honest /proc views are turned off for this runner';
+    return { condition: { type: 'HonestProcViews', status: 'False', reason: 'Disabled', message, lastTransitionTime } };
+  }
+  const started = await startLxcfs({ dir: join(dataDir, 'lxcfs'), logger });
+  if ('unavailable' in started) {
+    const { reason, message } = started.unavailable;
+    logger.warn({ reason, message }, 'lxcfs unavailable: environments see the host in /proc/meminfo, /proc/cpuinfo and /proc/stat');
+    return { condition: { type: 'HonestProcViews', status: 'False', reason, message, lastTransitionTime } };
+  }
+  const message = `lxcfs (pid ${started.daemon.pid}) serves ${started.daemon.views.paths.join(', ')}`;
+  return {
+    daemon: started.daemon,
+    condition: { type: 'HonestProcViews', status: 'True', reason: 'LxcfsRunning', message, lastTransitionTime },
+  };
 }
 
 /**

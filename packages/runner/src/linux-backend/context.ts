@@ -5,7 +5,7 @@ import type { DevcontainerBuilder } from '../builder/index.js';
 import type { ExecCgroup } from '../linux/index.js';
 import type { RunnerConfig } from '../config.js';
 import type { ImageStore } from '../image/index.js';
-import type { CgroupManager, EnvironmentDns, OciRuntime, SlotAllocator } from '../linux/index.js';
+import type { CgroupManager, EnvironmentDns, OciRuntime, ProcViews, SlotAllocator } from '../linux/index.js';
 
 /** Options of {@link LinuxBackend.create}. */
 export interface LinuxBackendOptions {
@@ -42,6 +42,11 @@ export interface LinuxBackendOptions {
    * goes through the OCI runtime. Containers that have an agent are exec'd through it either way.
    */
   execAgent?: boolean;
+  /**
+   * lxcfs views bound over /proc and /sys files of containers started from now on (the runner's lxcfs,
+   * linux/lxcfs.ts); absent: containers see the kernel's files.
+   */
+  procViews?: ProcViews;
 }
 
 /**

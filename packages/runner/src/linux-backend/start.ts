@@ -12,10 +12,12 @@ import {
   type SlotInfo,
   buildOciConfig,
   createEnvironmentNamespaces,
+  environmentCpus,
   exec,
   initArgs,
   mountRootfs,
   ociLinuxResources,
+  readHostCpus,
   setupNetwork,
 } from '../linux/index.js';
 import { classifyStepError } from './classify-error.js';
@@ -179,7 +181,11 @@ export async function startEnvironment(backend: BackendContext, environment: Env
     idMapping,
     ...namespaces,
     cgroupsPath: backend.cgroups.cgroupsPath(id),
-    resources: ociLinuxResources(limits) as Record<string, unknown>,
+    resources: withCpuset(
+      ociLinuxResources(limits) as Record<string, unknown>,
+      environmentCpus(limits.cpuMillicores, slot.slot, await readHostCpus()),
+    ),
+    ...(backend.options.procViews ? { procViews: backend.options.procViews } : {}),
     mounts: [
       { source: paths.workspace, destination: devcontainer.workspaceFolder },
       { source: paths.resolvConf, destination: '/etc/resolv.conf', readonly: true },
@@ -211,6 +217,15 @@ export async function startEnvironment(backend: BackendContext, environment: Env
   });
   stepDone('state');
   context.logger.info({ containerId, slot: slot.slot }, 'container started');
+}
+
+/**
+ * `resources` with `cpu.cpus` set to `cpus` (linux/cpuset.ts: ceil(limit / 1000) CPUs, so `nproc` and lxcfs's
+ * /proc/cpuinfo tell the limit; docs/design/0013-honest-proc-views.md); unchanged when `cpus` is undefined.
+ */
+function withCpuset(resources: Record<string, unknown>, cpus: string | undefined): Record<string, unknown> {
+  if (cpus === undefined) return resources;
+  return { ...resources, cpu: { ...(resources.cpu as Record<string, unknown> | undefined), cpus } };
 }
 
 /** {@link resolveUsersCached}; an unknown user is terminal (`Running=False`, `UnknownContainerUser`). */
