@@ -30,6 +30,11 @@ export function parseListen(text: string, flag: string): { host: string; port: n
   return { host: (match[1] ?? match[2])!, port };
 }
 
+/** The server's `/metrics` token from `WARREN_METRICS_TOKEN` (without it only admin users may scrape). */
+function metricsOption(env: NodeJS.ProcessEnv = process.env): { app?: { metrics: { token: string } } } {
+  return env.WARREN_METRICS_TOKEN ? { app: { metrics: { token: env.WARREN_METRICS_TOKEN } } } : {};
+}
+
 function makeLogger(level = process.env.WARREN_LOG_LEVEL ?? 'info') {
   // Logs go to stderr so stdout stays for results.
   return pino({ level, base: undefined }, destination(2));
@@ -149,6 +154,7 @@ export function registerDaemonCommands(program: Command, context: CommandContext
           host: listen.host,
           port: listen.port,
           logger,
+          ...metricsOption(),
         });
         // Save a CLI context for this server unless one already points at it with a working token.
         const saved = await readContextFile();
@@ -223,6 +229,7 @@ export function registerDaemonCommands(program: Command, context: CommandContext
         host: listen.host,
         port: listen.port,
         logger,
+        ...metricsOption(),
       });
       if (server.adminToken) {
         context.stderr.write(

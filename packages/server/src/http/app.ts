@@ -11,6 +11,7 @@ import { registerResourceRoutes, type RouteContext } from './routes/index.js';
 import type { Whoami } from './schemas.js';
 import { registerSshRoutes } from './ssh.js';
 import { registerPortRoutes } from './ports.js';
+import { isMetricsTokenScrape, registerMetricsRoute, type ServerMetricsOptions } from './metrics.js';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -43,6 +44,8 @@ export interface AppOptions {
   tokenLastUsedUpdateSeconds?: number;
   /** Clock (tests). */
   now?: () => Date;
+  /** `GET /metrics`: who may scrape besides admin users, default process metrics (http/metrics.ts). */
+  metrics?: ServerMetricsOptions;
 }
 
 /** Inputs of {@link buildApp}. */
@@ -67,7 +70,8 @@ function routePattern(url: string): RegExp {
 
 /**
  * Builds the HTTP API (not yet listening): REST + JSON under `/api/v1` for environments, runners,
- * environmentclasses, users and tokens, watch streams, `/api/v1/{whoami,keys,openapi.json}` and `/healthz`.
+ * environmentclasses, users and tokens, watch streams, `/api/v1/{whoami,keys,openapi.json}`, `/healthz` and
+ * `/metrics` (Prometheus; admin users or the metrics token).
  * Every error, including unknown routes (404), wrong methods (405), bad JSON (400), oversized bodies (413) and
  * unsupported content types (415), is answered with the Status envelope; unexpected errors are logged with the
  * request id and answered with a bare 500 `InternalError`.
@@ -103,7 +107,7 @@ export function buildApp({ store, logger, signingKeys, options = {} }: BuildAppO
 
   app.addHook('onRequest', async (request, reply) => {
     void reply.header('x-request-id', request.id);
-    if (request.is404) return;
+    if (request.is404 || isMetricsTokenScrape(request, options.metrics?.token)) return;
     const header = request.headers.authorization;
     const anonymous = request.routeOptions.config.anonymous === true;
     if (anonymous && header === undefined) return;
@@ -199,5 +203,6 @@ export function buildApp({ store, logger, signingKeys, options = {} }: BuildAppO
   registerResourceRoutes(app, context);
   registerSshRoutes(app, context);
   registerPortRoutes(app, context);
+  registerMetricsRoute(app, context, options.metrics);
   return app;
 }

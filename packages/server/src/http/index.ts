@@ -3,3 +3,4 @@
 export { buildApp } from './app.js';
 export type { AppOptions, BuildAppOptions } from './app.js';
 export { buildOpenApiDocument } from './openapi.js';
+export type { ServerMetricsOptions } from './metrics.js';

@@ -245,6 +245,14 @@ export function buildOpenApiDocument(): JsonObject {
     ...anonymous,
     responses: { '200': { description: 'Healthy', content: json('Health') }, default: errorResponse },
   });
+  operation('/metrics', 'get', {
+    operationId: 'getMetrics',
+    summary: 'Prometheus metrics (admin users, or the metrics token as bearer)',
+    responses: {
+      '200': { description: 'Prometheus text exposition format 0.0.4', content: { 'text/plain': { schema: { type: 'string' } } } },
+      default: errorResponse,
+    },
+  });
 
   return {
     openapi: '3.1.0',
