@@ -86,6 +86,23 @@ describe('startLxcfs', () => {
   });
 });
 
+describe('startLxcfs failing', () => {
+  it('reports LxcfsFailed with the log tail when lxcfs exits instead of mounting', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'warren-lxcfs-fail-'));
+    try {
+      const fake = join(dir, 'lxcfs');
+      await writeFile(fake, '#!/bin/sh\necho "fuse: device not found" >&2\nexit 1\n', { mode: 0o755 });
+      const result = await startLxcfs({ dir: join(dir, 'state'), binary: fake });
+      expect(result).toMatchObject({
+        unavailable: { reason: 'LxcfsFailed', message: expect.stringContaining('fuse: device not found') as unknown },
+      });
+      expect(findMount(await readMountInfo(), lxcfsPaths(join(dir, 'state')).root)).toBeUndefined();
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('isLxcfsCommandLine', () => {
   it('matches lxcfs serving exactly that root', () => {
     const cmdline = ['/usr/bin/lxcfs', '--foreground', '--pidfile', '/d/lxcfs/lxcfs.pid', '/d/lxcfs/root', ''].join('\0');
