@@ -1,4 +1,4 @@
-// `warren env ...`: create, list, get, start, stop, delete, logs, exec, terminal, keepalive.
+// `warren env ...`: create, list, get, start, stop, delete, logs, exec, terminal, top (top.ts), keepalive.
 import type { Command } from 'commander';
 import { Option } from 'commander';
 import WebSocket from 'ws';
@@ -8,6 +8,7 @@ import { execInEnvironment, followLogs, openTerminal } from '@warren/runner/acce
 import type { CommandContext } from '../command-context.js';
 import { environmentColumns, render } from '../output.js';
 import { waitForPhase } from '../wait.js';
+import { registerTopCommand } from './top.js';
 
 const DEFAULT_WAIT_SECONDS = 900;
 
@@ -178,6 +179,8 @@ export function registerEnvironmentCommands(program: Command, context: CommandCo
         process.stdin.pause();
       }
     });
+
+  registerTopCommand(env, context);
 
   env
     .command('keepalive')
