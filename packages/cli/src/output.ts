@@ -1,6 +1,6 @@
 // Result formatting for the CLI: `--output table|json|yaml`. Results go to stdout, logs to stderr.
 import { stringify } from 'yaml';
-import type { Environment, EnvironmentClass, Runner, Resource } from '@warren/api';
+import { classRequests, type Environment, type EnvironmentClass, type Runner, type Resource } from '@warren/api';
 
 /** Output formats every listing/getting command accepts. */
 export type OutputFormat = 'table' | 'json' | 'yaml';
@@ -75,11 +75,26 @@ export const runnerColumns: Column<Runner>[] = [
 /** Table columns for environment classes. */
 export const classColumns: Column<EnvironmentClass>[] = [
   { header: 'NAME', value: name },
-  { header: 'CPU', value: (item) => `${item.spec.cpuMillicores}m` },
-  { header: 'MEMORY', value: (item) => formatBytes(item.spec.memoryBytes) },
+  { header: 'CPU REQUEST/LIMIT', value: (item) => `${classRequests(item.spec).cpuMillicores}m/${item.spec.cpuMillicores}m` },
+  {
+    header: 'MEMORY REQUEST/LIMIT',
+    value: (item) => `${formatBytes(classRequests(item.spec).memoryBytes)}/${formatBytes(item.spec.memoryBytes)}`,
+  },
   { header: 'SWAP', value: (item) => formatBytes(item.spec.swapBytes) },
+  { header: 'DISK', value: (item) => (item.spec.diskBytes ? formatBytes(item.spec.diskBytes) : '-') },
   { header: 'PIDS', value: (item) => String(item.spec.pids) },
+  { header: 'IO', value: (item) => formatIo(item.spec.io) },
 ];
+
+/** IO limits as `read 100MiB/s 500iops, write 50MiB/s`; `-` for none (absent or 0 means no limit). */
+export function formatIo(io: EnvironmentClass['spec']['io']): string {
+  const side = (label: string, bytes: number | undefined, iops: number | undefined): string[] => {
+    const parts = [...(bytes ? [`${formatBytes(bytes)}/s`] : []), ...(iops ? [`${iops}iops`] : [])];
+    return parts.length > 0 ? [`${label} ${parts.join(' ')}`] : [];
+  };
+  const sides = [...side('read', io?.readBytesPerSecond, io?.readIops), ...side('write', io?.writeBytesPerSecond, io?.writeIops)];
+  return sides.length > 0 ? sides.join(', ') : '-';
+}
 
 /** Formats a byte count with binary units (`1.5 GiB`). */
 export function formatBytes(bytes: number): string {

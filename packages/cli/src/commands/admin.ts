@@ -1,12 +1,12 @@
-// `warren runner list`, `warren class list|create`, `warren login`.
+// `warren runner list`, `warren class list|create|update`, `warren login`.
 import type { Command } from 'commander';
-import { InvalidError } from '@warren/base';
 import { WarrenClient } from '@warren/api';
 import type { CommandContext } from '../command-context.js';
 import { saveContext } from '../context.js';
-import { classColumns, parseBytes, render, runnerColumns } from '../output.js';
+import { classColumns, render, runnerColumns } from '../output.js';
+import { type ClassFlags, addClassFlags, classPatchFromFlags, classSpecFromFlags } from './class-flags.js';
 
-/** Registers `login`, `runner list` and `class list|create`. */
+/** Registers `login`, `runner list` and `class list|create|update`. */
 export function registerAdminCommands(program: Command, context: CommandContext): void {
   program
     .command('login')
@@ -40,40 +40,25 @@ export function registerAdminCommands(program: Command, context: CommandContext)
       const client = await context.client();
       context.stdout.write(render((await client.list('EnvironmentClass')).items, context.options().output, classColumns));
     });
-  environmentClass
-    .command('create')
-    .description('create an environment class (admins)')
-    .argument('<name>', 'class name')
-    .requiredOption('--cpu <millicores>', 'CPU limit, e.g. 2000m or 2 (cores)')
-    .requiredOption('--memory <size>', 'memory limit, e.g. 4Gi')
-    .option('--swap <size>', 'swap on top of memory', '0')
-    .option('--pids <n>', 'process limit', '4096')
-    .option('--display-name <text>', 'human name')
-    .action(async (name: string, options: { cpu: string; memory: string; swap: string; pids: string; displayName?: string }) => {
-      const client = await context.client();
-      const created = await client.createEnvironmentClass({
-        metadata: { name },
-        spec: {
-          cpuMillicores: parseMillicores(options.cpu),
-          memoryBytes: requireBytes(options.memory, '--memory'),
-          swapBytes: requireBytes(options.swap, '--swap'),
-          pids: Number(options.pids),
-          ...(options.displayName ? { displayName: options.displayName } : {}),
-        },
-      });
-      context.stdout.write(render(created, context.options().output, classColumns));
-    });
-}
-
-/** Parses `2000m` (millicores) or `2`/`0.5` (cores). @throws {InvalidError}. */
-export function parseMillicores(text: string): number {
-  const match = /^(\d+(?:\.\d+)?)(m?)$/.exec(text.trim());
-  if (!match) throw new InvalidError(`--cpu must be millicores like "2000m" or cores like "2", got "${text}"`);
-  return match[2] ? Math.round(Number(match[1])) : Math.round(Number(match[1]) * 1000);
-}
-
-function requireBytes(text: string, flag: string): number {
-  const bytes = parseBytes(text);
-  if (bytes === undefined) throw new InvalidError(`${flag} must be a size like "4Gi" or "512Mi", got "${text}"`);
-  return bytes;
+  addClassFlags(
+    environmentClass.command('create').description('create an environment class (admins)').argument('<name>', 'class name'),
+    true,
+  ).action(async (name: string, options: ClassFlags) => {
+    const spec = classSpecFromFlags(options);
+    const client = await context.client();
+    const created = await client.createEnvironmentClass({ metadata: { name }, spec });
+    context.stdout.write(render(created, context.options().output, classColumns));
+  });
+  addClassFlags(
+    environmentClass
+      .command('update')
+      .description('change fields of an environment class (admins); running environments keep their limits until restarted')
+      .argument('<name>', 'class name'),
+    false,
+  ).action(async (name: string, options: ClassFlags) => {
+    const spec = classPatchFromFlags(options);
+    const client = await context.client();
+    const updated = await client.patch('EnvironmentClass', name, { spec });
+    context.stdout.write(render(updated, context.options().output, classColumns));
+  });
 }
