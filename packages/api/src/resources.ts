@@ -162,6 +162,7 @@ export type Progress = z.infer<typeof ProgressSchema>;
  *   the reconciler also sets it when it starts a container, and the server never lets it go back.
  * - `message`: the reconciler (retry and failure messages), except that the inactivity controller writes its
  *   reason together with `spec.desiredPhase: Stopped` and the condition `StoppedForInactivity`.
+ * - `disk`: the runner's EnvironmentReconciler, when it reconciles (docs/design/0011-disk-quota.md).
  */
 export const EnvironmentStatusSchema = z.object({
   phase: EnvironmentPhaseSchema,
@@ -183,6 +184,11 @@ export const EnvironmentStatusSchema = z.object({
   ports: z.array(EnvironmentPortSchema).default([]),
   lastActivityTime: TimeSchema.optional(),
   startedTime: TimeSchema.optional(),
+  /**
+   * The environment's disk, when its class has a quota (`diskBytes`): bytes in use and bytes it can fill in all
+   * (the quota less filesystem metadata). Measured when the runner reconciles (at least every resync), so it lags.
+   */
+  disk: z.object({ usedBytes: z.number().int().nonnegative(), limitBytes: z.number().int().nonnegative() }).optional(),
 });
 export type EnvironmentStatus = z.infer<typeof EnvironmentStatusSchema>;
 

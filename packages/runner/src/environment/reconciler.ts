@@ -155,6 +155,8 @@ class Run {
   async execute(): Promise<void> {
     const { spec, status, metadata } = this.current;
     const observed = await this.timed('observe', () => this.backend.observe(this.id));
+    // Disk usage goes out with this pass's next write (or alone at its end) when it moved enough to matter.
+    if (spec.desiredPhase !== 'Deleted' && diskStatusDiffers(status.disk, observed.disk)) this.stage({ disk: observed.disk });
     switch (spec.desiredPhase) {
       case 'Deleted':
         await this.delete(observed);
@@ -255,7 +257,10 @@ class Run {
     if (container.state !== 'running') {
       this.announce({ phase: startingPhase, progress: { step: 'start', message: 'Starting the container' } });
       await this.timed('start', () => this.backend.start(this.current, context));
-      container = (await this.backend.observe(this.id)).container;
+      const started = await this.backend.observe(this.id);
+      container = started.container;
+      // A new environment's disk exists only now: its usage goes out with the Running write.
+      if (diskStatusDiffers(this.status.disk, started.disk)) this.stage({ disk: started.disk });
       if (container.state !== 'running') throw new Error(`container is ${container.state} right after start`);
       // A start counts as activity, so the inactivity timeout measures from here.
       const now = new Date().toISOString();
@@ -452,6 +457,13 @@ class Run {
     this.progressTimer = undefined;
     this.progressPending = undefined;
   }
+}
+
+/** Least change of `status.disk.usedBytes` that is written: 1 MiB or 1 % of the limit, whichever is larger. */
+function diskStatusDiffers(written: EnvironmentStatus['disk'], observed: ObservedEnvironment['disk']): boolean {
+  if (!written || !observed) return written !== observed;
+  const step = Math.max(1024 * 1024, observed.limitBytes / 100);
+  return written.limitBytes !== observed.limitBytes || Math.abs(written.usedBytes - observed.usedBytes) >= step;
 }
 
 function isTrue(conditions: readonly Condition[], type: string): boolean {

@@ -5,6 +5,7 @@ import type { StepContext } from '../environment/index.js';
 import { cloneRepository } from '../linux/index.js';
 import { classifyStepError } from './classify-error.js';
 import type { BackendContext } from './context.js';
+import { prepareDisk } from './disk.js';
 import { environmentPaths } from './paths.js';
 import { updateState } from './state-file.js';
 
@@ -18,8 +19,9 @@ export async function prepareContent(
   context: StepContext,
 ): Promise<{ commit?: string }> {
   const id = environment.metadata.id;
-  const paths = environmentPaths(backend.dataDir, id);
-  await mkdir(paths.dir, { recursive: true, mode: 0o711 });
+  await mkdir(environmentPaths(backend.dataDir, id).dir, { recursive: true, mode: 0o711 });
+  // With a disk quota the clone goes onto the environment's disk (made and mounted here on first use).
+  const paths = await prepareDisk(backend, environment, context.logger);
   const { url, ref } = environment.spec.source.git;
   try {
     const result = await cloneRepository({

@@ -4,7 +4,8 @@ import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { ContainerState, EnvironmentNetwork, ObservedEnvironment } from '../environment/index.js';
 import type { BackendContext } from './context.js';
-import { containerId, environmentPaths, exists, hostSlot, isEnvironmentId } from './paths.js';
+import { ensureDiskMounted, observeDisk } from './disk.js';
+import { containerId, exists, hostSlot, isEnvironmentId } from './paths.js';
 import { readState, startIdOf } from './state-file.js';
 
 /**
@@ -12,12 +13,14 @@ import { readState, startIdOf } from './state-file.js';
  * state and state file.
  */
 export async function observeEnvironment(backend: BackendContext, environmentId: string): Promise<ObservedEnvironment> {
-  const paths = environmentPaths(backend.dataDir, environmentId);
-  const [dirExists, slot, runtimeState, state] = await Promise.all([
+  // After a host reboot the environment's disk is mounted again first, so its state is what is observed.
+  const paths = await ensureDiskMounted(backend, environmentId, backend.logger);
+  const [dirExists, slot, runtimeState, state, disk] = await Promise.all([
     exists(paths.dir),
     backend.slots.lookup(environmentId),
     backend.runtime.state(containerId(environmentId)),
     readState(backend.dataDir, environmentId),
+    observeDisk(paths),
   ]);
   const contentReady = await exists(join(paths.workspace, '.git'));
   let container: ObservedEnvironment['container'] = { state: 'absent' };
@@ -36,6 +39,7 @@ export async function observeEnvironment(backend: BackendContext, environmentId:
     ...(state?.commit ? { commit: state.commit } : {}),
     ...(state?.resolved ? { resolved: state.resolved.summary } : {}),
     container,
+    ...(disk ? { disk } : {}),
     lifecycle: {
       createDone: state?.lifecycle.createDone ?? false,
       ...(state?.lifecycle.postStartDoneFor ? { postStartDoneFor: state.lifecycle.postStartDoneFor } : {}),

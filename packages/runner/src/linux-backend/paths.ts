@@ -7,6 +7,8 @@
 //   environments/<id>/
 //     workspace/                the clone, bind-mounted at workspaceFolder
 //     upper/ work/ lower/<i>/   overlay upper and work dirs, idmapped views of the image layers
+//     disk.img                  with a disk quota (0011): the sparse ext4 image of the environment's disk, and
+//     disk/                     its mount point, holding workspace/, upper/ and work/ instead of the dir itself
 //     rootfs/                   overlay mount point (the OCI root.path)
 //     bundle/config.json        the OCI config
 //     agent/                      the exec agent's directory (owned by the container's root, mode 0700), at
@@ -25,9 +27,23 @@ export const CONTAINER_PREFIX = `${KERNEL_OBJECT_PREFIX}-`;
 
 const STATE_FILE = 'state.json';
 
+/** File name of an environment's disk image (the loop device's backing file) in its directory. */
+export const DISK_IMAGE_NAME = 'disk.img';
+
+/**
+ * Where an environment's writable state (workspace, overlay upper and work dirs) lives: `plain` in its directory
+ * (environments without a disk quota, and every environment made before quotas), `disk` on its disk, mounted at
+ * `<dir>/disk` (0011).
+ */
+export type StateLayout = 'plain' | 'disk';
+
 /** Absolute host paths of one environment's files (see the layout above). */
 export interface EnvironmentPaths {
   dir: string;
+  /** The disk image (may not exist: only environments with a quota have one). */
+  diskImage: string;
+  /** The disk's mount point in the `disk` layout; the environment's directory in the `plain` layout. */
+  disk: string;
   workspace: string;
   upper: string;
   work: string;
@@ -45,17 +61,21 @@ export interface EnvironmentPaths {
 }
 
 /**
- * The paths of environment `id` under `dataDir`.
+ * The paths of environment `id` under `dataDir`, with its writable state in `layout` (the caller knows which:
+ * see disk.ts; `plain` by default).
  * @throws {InvalidError} when `id` is not a valid environment id (it becomes a path component).
  */
-export function environmentPaths(dataDir: string, id: string): EnvironmentPaths {
+export function environmentPaths(dataDir: string, id: string, layout: StateLayout = 'plain'): EnvironmentPaths {
   assertEnvironmentId(id);
   const dir = join(dataDir, 'environments', id);
+  const state = layout === 'disk' ? join(dir, 'disk') : dir;
   return {
     dir,
-    workspace: join(dir, 'workspace'),
-    upper: join(dir, 'upper'),
-    work: join(dir, 'work'),
+    diskImage: join(dir, DISK_IMAGE_NAME),
+    disk: state,
+    workspace: join(state, 'workspace'),
+    upper: join(state, 'upper'),
+    work: join(state, 'work'),
     lower: join(dir, 'lower'),
     rootfs: join(dir, 'rootfs'),
     bundle: join(dir, 'bundle'),

@@ -10,7 +10,7 @@ import type { ResolvedEnvironment, StepContext } from '../environment/index.js';
 import type { ImageInfo } from '../image/index.js';
 import { classifyStepError } from './classify-error.js';
 import type { BackendContext } from './context.js';
-import { environmentPaths } from './paths.js';
+import { locateEnvironment } from './disk.js';
 import { updateState } from './state-file.js';
 
 /** Least time between two registry lookups of one stored tag on the start path (background refresh), ms. */
@@ -39,7 +39,7 @@ export class EnvironmentResolver {
   async resolve(environment: Environment, context: StepContext): Promise<ResolvedEnvironment> {
     const backend = this.backend;
     const id = environment.metadata.id;
-    const paths = environmentPaths(backend.dataDir, id);
+    const paths = await locateEnvironment(backend, id);
     const repositoryName = repositoryBasename(environment.spec.source.git.url);
     const base = { defaultImage: backend.options.config.defaultImage, repositoryDir: paths.workspace, repositoryName, environmentId: id };
     let first: ResolvedDevcontainer;
@@ -150,7 +150,7 @@ export class EnvironmentResolver {
    */
   private async build(id: string, configFile: string, context: StepContext): Promise<{ reference: string; image: ImageInfo }> {
     const { dataDir, logger, images, options } = this.backend;
-    const paths = environmentPaths(dataDir, id);
+    const paths = await locateEnvironment(this.backend, id);
     await mkdir(paths.logs, { recursive: true });
     context.onProgress({ step: 'build', message: `Building the image of ${configFile}` });
     await appendFile(paths.lifecycleLog, `\n=== image build of ${configFile} ===\n`);

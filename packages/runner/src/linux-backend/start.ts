@@ -19,12 +19,14 @@ import {
   ociLinuxResources,
   readHostCpus,
   setupNetwork,
+  unmountRootfs,
 } from '../linux/index.js';
 import { classifyStepError } from './classify-error.js';
 import type { BackendContext } from './context.js';
+import { locateEnvironment, prepareDiskForStart } from './disk.js';
 import { mergeEnv } from './environment-variables.js';
 import { environmentIoLimits } from './io-limits.js';
-import { type EnvironmentPaths, containerId as containerIdOf, environmentPaths, exists, hostSlot, namespacePaths } from './paths.js';
+import { type EnvironmentPaths, containerId as containerIdOf, exists, hostSlot, namespacePaths } from './paths.js';
 import { readState, startIdOf, updateState } from './state-file.js';
 import { type ContainerUser, type UserCache, resolveUsersCached } from './users.js';
 
@@ -80,7 +82,8 @@ async function limitsOf(backend: BackendContext, environment: Environment, works
 export async function startEnvironment(backend: BackendContext, environment: Environment, context: StepContext): Promise<void> {
   const { runtime, dataDir } = backend;
   const id = environment.metadata.id;
-  const paths = environmentPaths(dataDir, id);
+  // With a disk quota, the workspace and the overlay upper and work dirs are on the environment's disk (0011).
+  const paths = await locateEnvironment(backend, id);
   const containerId = containerIdOf(id);
   const current = await runtime.state(containerId);
   if (current?.status === 'running') return;
@@ -111,6 +114,9 @@ export async function startEnvironment(backend: BackendContext, environment: Env
   stepDone('namespaces');
   const network = setupNetwork(slot.slot, { logger: context.logger, freshNamespace }).then(() => stepDone('network'));
   const filesystem = (async () => {
+    // The disk is grown to a larger quota here (the overlay on it is unmounted first) and mounted if it is not.
+    const unmountOverlay = () => unmountRootfs({ lowerMountDir: paths.lower, target: paths.rootfs }, { logger: context.logger });
+    await prepareDiskForStart(backend, environment, unmountOverlay, context.logger);
     await mountRootfs(
       { lowerDirs: image.layers, lowerMountDir: paths.lower, upperDir: paths.upper, workDir: paths.work, target: paths.rootfs, idMapping },
       backend.helperPath,

@@ -14,14 +14,16 @@ import {
   unmountRootfs,
 } from '../linux/index.js';
 import type { BackendContext } from './context.js';
+import { releaseDisk, sweepOrphanLoopDevices } from './disk.js';
 import { listEnvironments } from './observe.js';
 import { CONTAINER_PREFIX, containerId, environmentPaths, hostSlot, isEnvironmentId, namespacePaths } from './paths.js';
 
 /**
- * Stops the container and releases its cgroup and every mount. The slot claim (uid range, subnet) and the
- * slot's pinned user + network namespaces with their veth pair stay: they hold no process and no disk
+ * Stops the container and releases its cgroup and every mount but its disk's. The slot claim (uid range, subnet)
+ * and the slot's pinned user + network namespaces with their veth pair stay: they hold no process and no disk
  * state, and the next start reuses them instead of making them again (about a third of a start's kernel
- * work). {@link removeEnvironment} releases them.
+ * work). The environment's disk (with a quota, 0011) stays mounted: its state is observed while stopped.
+ * {@link removeEnvironment} releases them all.
  */
 export async function stopEnvironment(
   backend: BackendContext,
@@ -30,15 +32,18 @@ export async function stopEnvironment(
   context: StepContext,
 ): Promise<void> {
   await stopContainer(backend.runtime, containerId(environmentId), graceSeconds, { signal: context.signal });
-  await releaseKernelObjects(backend, environmentId, context.logger, { keepNetwork: true });
+  await releaseKernelObjects(backend, environmentId, context.logger, { keepNetwork: true, keepDisk: true });
 }
 
-/** Removes the cgroup, (unless `keepNetwork`) the slot's network and namespaces, and every mount of the environment. */
+/**
+ * Removes the cgroup, (unless `keepNetwork`) the slot's network and namespaces, and every mount of the environment
+ * (with `keepDisk`, all but its disk's).
+ */
 async function releaseKernelObjects(
   backend: BackendContext,
   environmentId: string,
   logger: Logger,
-  options: { keepNetwork?: boolean } = {},
+  options: { keepNetwork?: boolean; keepDisk?: boolean } = {},
 ): Promise<void> {
   const paths = environmentPaths(backend.dataDir, environmentId);
   await backend.cgroups
@@ -51,7 +56,8 @@ async function releaseKernelObjects(
     await deleteEnvironmentNamespaces(namespacePaths(backend, info), { logger });
   }
   await unmountRootfs({ lowerMountDir: paths.lower, target: paths.rootfs }, { detach: true, logger });
-  await unmountRecursive(paths.dir, { detach: true, logger });
+  const disk = environmentPaths(backend.dataDir, environmentId, 'disk').disk;
+  await unmountRecursive(paths.dir, { detach: true, logger, ...(options.keepDisk ? { except: [disk] } : {}) });
 }
 
 /**
@@ -62,6 +68,7 @@ async function releaseKernelObjects(
 export async function removeEnvironment(backend: BackendContext, environmentId: string, context: StepContext): Promise<void> {
   await stopContainer(backend.runtime, containerId(environmentId), 0, { signal: context.signal });
   await releaseKernelObjects(backend, environmentId, context.logger);
+  await releaseDisk(backend, environmentId, context.logger);
   // Nothing may be mounted below the directory before it is deleted (rm would cross into mounts).
   const stillMounted = (await readMountInfo()).some((entry) =>
     entry.mountPoint.startsWith(`${environmentPaths(backend.dataDir, environmentId).dir}/`),
@@ -87,6 +94,8 @@ export async function cleanupOrphans(backend: BackendContext, knownIds: Readonly
     await removeEnvironment(backend, id, context);
     removed.push(id);
   }
+  // Loop devices of this data dir's environment disks whose environment is unknown (or whose image is gone).
+  removed.push(...(await sweepOrphanLoopDevices(backend, knownIds, logger)));
   // Containers under our state root whose environment is unknown.
   for (const id of await backend.runtime.list()) {
     if (!id.startsWith(CONTAINER_PREFIX)) continue;

@@ -92,12 +92,19 @@ export async function unmount(path: string, options: { detach?: boolean; logger?
   }
 }
 
-/** Unmounts every mount at or below `path`, deepest first (see {@link unmount}). */
-export async function unmountRecursive(path: string, options: { detach?: boolean; logger?: Logger } = {}): Promise<void> {
+/**
+ * Unmounts every mount at or below `path`, deepest first (see {@link unmount}), except the mount points listed in
+ * `options.except` (left mounted; e.g. an environment's disk while it is stopped).
+ */
+export async function unmountRecursive(
+  path: string,
+  options: { detach?: boolean; logger?: Logger; except?: readonly string[] } = {},
+): Promise<void> {
   const prefix = path.replace(/\/+$/, '');
+  const except = new Set(options.except ?? []);
   const below = (await readMountInfo())
     .map((entry) => entry.mountPoint)
-    .filter((point) => point === prefix || point.startsWith(`${prefix}/`));
+    .filter((point) => (point === prefix || point.startsWith(`${prefix}/`)) && !except.has(point));
   const unique = [...new Set(below)].sort((a, b) => b.length - a.length);
   for (const point of unique) await unmount(point, options);
 }

@@ -1,6 +1,21 @@
 // Public API of the runner's host-tool adapters (runc/crun, cgroups, idmapped mounts, namespaces, network,
 // nftables, git, the exec agent, ptys) for the rest of the runner; each module spawns through exec().
 export { compileCached, locateCSource } from './c-program.js';
+export {
+  DISK_MINIMUM_BYTES,
+  backingPath,
+  createDiskImage,
+  detachLoopDevice,
+  diskImageSize,
+  diskUsage,
+  findLoopDevices,
+  growDiskImage,
+  imageSize,
+  listLoopDevices,
+  mountDisk,
+  unmountDisk,
+} from './disk-quota.js';
+export type { DiskLayout, DiskUsage, LoopDevice } from './disk-quota.js';
 export { INTERACTIVE_CGROUP } from './cgroup-cpu.js';
 export type { CgroupCpuSample, InteractiveGroup } from './cgroup-cpu.js';
 export { ociLinuxResources } from './cgroup-limits.js';
