@@ -14,7 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Fixtures, startFixtures } from '../../../../e2e/harness/index.js';
 import { resolveRunnerConfig } from '../config.js';
 import { EnvironmentReconciler, type StepContext } from '../environment/index.js';
-import { CgroupManager, RuncRuntime, backingPath, listLoopDevices, readMountInfo } from '../linux/index.js';
+import { CgroupManager, RuncRuntime, backingPath, listLoopDevices, readMountInfo, unmountDisk } from '../linux/index.js';
 import { LinuxBackend } from './linux-backend.js';
 
 const MIB = 1024 * 1024;
@@ -165,6 +165,15 @@ describe('disk quotas on the real host', () => {
     expect(a.status.phase).toBe('Stopped');
     expect((await readMountInfo()).some((entry) => entry.mountPoint === join(dataDir, 'environments', id, 'disk'))).toBe(true);
     expect(a.status.disk).toBeDefined();
+
+    // As after a host reboot (no mount, no loop device), observing mounts the disk again: the workspace is there.
+    const layout = { image: join(dataDir, 'environments', id, 'disk.img'), mountPoint: join(dataDir, 'environments', id, 'disk') };
+    await unmountDisk(layout);
+    expect((await readMountInfo()).some((entry) => entry.mountPoint === layout.mountPoint)).toBe(false);
+    expect((await listLoopDevices()).some((device) => backingPath(device) === layout.image)).toBe(false);
+    const observed = await backend.observe(id);
+    expect(observed.contentReady).toBe(true);
+    expect(observed.disk?.usedBytes).toBeGreaterThan(observed.disk!.limitBytes * 0.9);
 
     // A larger quota grows the disk at the next start (offline resize), and the space is usable.
     classes.set('disk64', { ...base, diskBytes: 128 * MIB });
