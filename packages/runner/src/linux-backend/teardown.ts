@@ -4,6 +4,7 @@ import { rm } from 'node:fs/promises';
 import { type Logger, WarrenError, errorMessage } from '@warren/base';
 import type { StepContext } from '../environment/index.js';
 import {
+  BACKGROUND_CGROUP,
   deleteEnvironmentNamespaces,
   listNetworkObjects,
   readMountInfo,
@@ -104,9 +105,9 @@ export async function cleanupOrphans(backend: BackendContext, knownIds: Readonly
     await backend.runtime.delete(id, { force: true });
     removed.push(id);
   }
-  // cgroups named after unknown environments.
+  // cgroups named after unknown environments (Warren's own background group is none: 0012).
   for (const name of await backend.cgroups.list()) {
-    if (knownIds.has(name) || !isEnvironmentId(name)) continue;
+    if (knownIds.has(name) || name === BACKGROUND_CGROUP || !isEnvironmentId(name)) continue;
     await backend.cgroups.remove(name).then(
       () => removed.push(`cgroup:${name}`),
       (error: unknown) => logger.warn({ name, error: errorMessage(error) }, 'orphaned cgroup not removed'),
