@@ -15,7 +15,7 @@ import {
   type RunnerStatus,
   type WarrenClient,
 } from '@warren/api';
-import { type Logger, backoffMs, errorMessage, silentLogger, sleep } from '@warren/base';
+import { type Logger, backoffMs, errorMessage, isRetryable, silentLogger, sleep } from '@warren/base';
 import type { RunnerConfig } from '../config.js';
 import { type EnvironmentBackend, EnvironmentReconciler } from '../environment/index.js';
 import { environmentListerWatcher } from './environment-lister-watcher.js';
@@ -188,7 +188,8 @@ export class RunnerController {
       try {
         return await work();
       } catch (error) {
-        if (!isTransient(error) || this.signal.aborted) throw error;
+        // A TypeError is a bug in the request, not a transient failure: not retried (as before the one classifier).
+        if (!isRetryable(error) || error instanceof TypeError || this.signal.aborted) throw error;
         const delay = backoffMs(attempt, 200, 5_000);
         this.logger.warn({ error: errorMessage(error), retryInMs: delay }, `${what} failed, retrying`);
         await sleep(delay, this.signal);
@@ -311,9 +312,4 @@ export class RunnerController {
     this.informer.apply(stored);
     return stored;
   }
-}
-
-function isTransient(error: unknown): boolean {
-  if (!(error instanceof ApiError)) return !(error instanceof TypeError);
-  return error.code >= 500 || error.code === 429 || error.reason === 'ServiceUnavailable' || error.reason === 'Timeout';
 }
