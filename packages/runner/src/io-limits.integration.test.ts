@@ -2,6 +2,7 @@
 // whose class has writeBytesPerSecond 2 MiB/s gets that throttle rule on the device holding its workspace, and a
 // `dd oflag=direct` inside is accounted to its cgroup on that device (the kernel's own counters; no wall-clock
 // assertion). Warren's own layer unpack and clone ran in the runner's `background` group, with runner.json's limits.
+// An environment with a disk quota is throttled on its own loop device.
 // Needs root, runc, a cgroup IO controller (v1 blkio throttling or v2 io) and the e2e fixtures.
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -108,6 +109,8 @@ describe.runIf(available)('IO limits on real cgroups', () => {
       expect((await rules(join(background, 'blkio.throttle.write_bps_device'))).get(device!)).toBe(
         String(BACKGROUND_IO.writeBytesPerSecond),
       );
+      // The CPU weight of Warren's reserve (runner.json reserved.cpuMillicores, default 250m: 250 * 1024 / 1000).
+      expect((await readFile(join(groupDir('cpu', BACKGROUND_CGROUP), 'cpu.shares'), 'utf8')).trim()).toBe('256');
       const usage = Number(await readFile(join(groupDir('cpuacct', BACKGROUND_CGROUP), 'cpuacct.usage'), 'utf8'));
       expect(usage).toBeGreaterThan(0);
     } else {
@@ -115,9 +118,50 @@ describe.runIf(available)('IO limits on real cgroups', () => {
       expect((await rules(join(background, 'io.max'))).get(device!)).toBe(
         `rbps=${BACKGROUND_IO.readBytesPerSecond} wbps=${BACKGROUND_IO.writeBytesPerSecond} riops=max wiops=max`,
       );
+      expect((await readFile(join(background, 'cpu.weight'), 'utf8')).trim()).toBe('25');
       expect(await readFile(join(background, 'cpu.stat'), 'utf8')).toMatch(/^usage_usec [1-9]/m);
     }
 
+    await deleteEnvironment(admin, id);
+  });
+
+  it('throttles an environment with a disk quota on its own loop device (exactly its IO)', async () => {
+    const { fixtures, admin, runnerDir } = harness;
+    await admin.createEnvironmentClass({
+      metadata: { name: 'throttled-disk' },
+      spec: {
+        cpuMillicores: 1000,
+        memoryBytes: 512 * 1024 * 1024,
+        swapBytes: 0,
+        pids: 1024,
+        diskBytes: 512 * 1024 * 1024,
+        io: { writeBytesPerSecond: WRITE_BPS },
+      },
+    });
+    const repo = await fixtures.git.createRepo(`acme/iolimits-disk${process.pid}`, {
+      '.devcontainer/devcontainer.json': `{ "image": "${fixtures.images.base}" }`,
+    });
+    const created = await admin.createEnvironment({
+      metadata: { name: 'iolimits-disk' },
+      spec: { className: 'throttled-disk', source: { git: { url: repo.url } } },
+    });
+    const id = created.metadata.id;
+    await waitForPhase(admin, id, 'Running');
+    // The workspace is on the environment's loop device (0011); its rule names that device.
+    const [loop] = (await blockDevicesOf([join(runnerDir, 'environments', id, 'disk', 'workspace')])).map(
+      (entry) => `${entry.major}:${entry.minor}`,
+    );
+    expect(loop).toMatch(/^7:\d+$/);
+    if (cgroups.version === 'v1') {
+      expect((await rules(join(groupDir('blkio', id), 'blkio.throttle.write_bps_device'))).get(loop!)).toBe(String(WRITE_BPS));
+    } else {
+      expect((await rules(join(groupDir('', id), 'io.max'))).get(loop!)).toBe(`rbps=max wbps=${WRITE_BPS} riops=max wiops=max`);
+    }
+    const before = await bytesWritten(id, loop!);
+    const sink = new Writable({ write: (_chunk: Buffer, _encoding, callback) => callback() });
+    const script = 'cd /workspaces/* && dd if=/dev/zero of=io-test bs=1M count=4 oflag=direct && rm io-test';
+    expect(await execInEnvironment(await admin.createAccessGrant(id), ['sh', '-c', script], { stdout: sink, stderr: sink })).toBe(0);
+    expect((await bytesWritten(id, loop!)) - before).toBeGreaterThanOrEqual(4 * 1024 * 1024);
     await deleteEnvironment(admin, id);
   });
 });

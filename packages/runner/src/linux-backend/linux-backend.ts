@@ -130,8 +130,14 @@ export class LinuxBackend implements EnvironmentBackend {
       });
     }
     const cgroups = options.cgroups ?? (await CgroupManager.detect({}));
-    // Warren's own heavy IO (layer unpack, clone) runs in a group of its own with its own IO limit (0012).
-    const backgroundCgroup = await ensureBackgroundCgroup(cgroups, { paths: [options.dataDir], io: options.config.io.background, logger });
+    // Warren's own heavy IO (layer unpack, clone) runs in a group of its own with its own IO limit and the CPU weight
+    // of Warren's reserve (0012).
+    const backgroundCgroup = await ensureBackgroundCgroup(cgroups, {
+      paths: [options.dataDir],
+      io: options.config.io.background,
+      cpuRequestMillicores: options.config.reserved.cpuMillicores,
+      logger,
+    });
     const runtime = options.runtime ?? (await selectOciRuntime({ prefer: options.config.runtime, logger }));
     const dns = await environmentDns({ logger });
     if (dns.warning) logger.warn({ warning: dns.warning }, 'environments get no DNS resolver');

@@ -1,5 +1,5 @@
-// Warren's own cgroup for its heavy IO (image layer unpack, git clone, later backups), with its own IO limits and a
-// low CPU weight, so that work cannot starve running environments (docs/design/0012-io-limits.md).
+// Warren's own cgroup for its heavy IO (image layer unpack, git clone, later backups), with its own IO limits and the
+// CPU weight of Warren's reserve, so that work cannot starve running environments (docs/design/0012-io-limits.md).
 import { join } from 'node:path';
 import { type Logger, errorMessage } from '@warren/base';
 import { type IoLimits, SYSFS_ROOT, blockDevicesOf, deviceIoLimits } from './cgroup-io.js';
@@ -18,6 +18,12 @@ export interface BackgroundCgroupOptions {
   paths: readonly string[];
   /** IO limits of the group; absent or all 0 = none (the group still separates the work from the runner's own). */
   io?: IoLimits;
+  /**
+   * The group's CPU weight as a request in millicores (v1 `cpu.shares`, v2 `cpu.weight`): the CPU kept back for
+   * Warren itself (runner.json `reserved.cpuMillicores`), so under contention the work gets that share and environments
+   * the rest; no CFS limit, so it uses idle CPU freely. Absent = the kernel default (one core's worth).
+   */
+  cpuRequestMillicores?: number;
   logger: Logger;
   /** sysfs root (tests). */
   sysfs?: string;
@@ -36,9 +42,10 @@ export async function ensureBackgroundCgroup(cgroups: CgroupManager, options: Ba
       logger.warn({ paths: options.paths }, 'the data directory is on no block device: background IO is not limited');
     }
     const io = deviceIoLimits(devices, options.io);
-    await cgroups.create(BACKGROUND_CGROUP, { io });
+    const cpu = options.cpuRequestMillicores === undefined ? {} : { cpuRequestMillicores: options.cpuRequestMillicores };
+    await cgroups.create(BACKGROUND_CGROUP, { ...cpu, io });
     const procsFiles = (await cgroups.directories(BACKGROUND_CGROUP)).map((dir) => join(dir, 'cgroup.procs'));
-    logger.info({ cgroup: cgroups.cgroupsPath(BACKGROUND_CGROUP), io }, 'background cgroup ready');
+    logger.info({ cgroup: cgroups.cgroupsPath(BACKGROUND_CGROUP), io, ...cpu }, 'background cgroup ready');
     return { procsFiles };
   } catch (error) {
     logger.warn({ error: errorMessage(error) }, 'background cgroup unavailable: image unpack and clone run unlimited');
