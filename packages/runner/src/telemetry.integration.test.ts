@@ -1,12 +1,12 @@
 // Telemetry on real cgroups: server + runner (Linux backend) + fixtures through e2e/harness. With one running
 // environment, the runner's /metrics (metrics token from runner.json) carries its CPU, memory, pids and IO series
-// with id, name and class labels, and direct writes inside show in its IO counter; the access API's stats endpoint
+// with id, name and class labels, its disk quota's usage, and direct writes inside show in its IO counter; the access API's stats endpoint
 // answers a user's access grant and refuses a request without one or for another environment.
 // Needs root, runc, ip, cc, git, docker-registry, skopeo and the cached test images.
 import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type HarnessWithFixtures, startHarness, waitForPhase } from '../../../../e2e/harness/index.js';
-import { execInEnvironment, fetchStats } from '../access/index.js';
+import { type HarnessWithFixtures, startHarness, waitForPhase } from '../../../e2e/harness/index.js';
+import { execInEnvironment, fetchStats } from './access/index.js';
 
 /** Own slot range, apart from the other suites (see their SLOT_OFFSETs): 15200..15399. */
 const SLOT_OFFSET = 15_200 + (process.pid % 50) * 4;
@@ -38,7 +38,14 @@ describe('runner telemetry on real cgroups', () => {
     const repo = await fixtures.git.createRepo(`acme/telemetry${process.pid}`, {
       '.devcontainer/devcontainer.json': `{ "image": "${fixtures.images.base}" }`,
     });
-    const created = await admin.createEnvironment({ metadata: { name: 'telemetry' }, spec: { source: { git: { url: repo.url } } } });
+    await admin.createEnvironmentClass({
+      metadata: { name: 'telemetry' },
+      spec: { cpuMillicores: 1000, memoryBytes: 512 * 1024 * 1024, swapBytes: 0, pids: 1024, diskBytes: 256 * 1024 * 1024 },
+    });
+    const created = await admin.createEnvironment({
+      metadata: { name: 'telemetry' },
+      spec: { className: 'telemetry', source: { git: { url: repo.url } } },
+    });
     const id = created.metadata.id;
     await waitForPhase(admin, id, 'Running');
     const environmentClass = await admin.get('EnvironmentClass', created.spec.className);
@@ -57,6 +64,12 @@ describe('runner telemetry on real cgroups', () => {
     expect(seriesValue(before, 'warren_environment_memory_usage_bytes', labels)).toBeGreaterThan(0);
     expect(seriesValue(before, 'warren_environment_memory_limit_bytes', labels)).toBe(environmentClass.spec.memoryBytes);
     expect(seriesValue(before, 'warren_environment_pids', labels)).toBeGreaterThanOrEqual(1);
+    expect(seriesValue(before, 'warren_environment_pids_limit', labels)).toBe(1024);
+    expect(seriesValue(before, 'warren_environment_cpu_limit_cores', labels)).toBeGreaterThan(0);
+    expect(seriesValue(before, 'warren_environment_disk_used_bytes', labels)).toBeGreaterThan(0);
+    const diskLimit = seriesValue(before, 'warren_environment_disk_limit_bytes', labels);
+    expect(diskLimit).toBeGreaterThan(128 * 1024 * 1024);
+    expect(diskLimit).toBeLessThanOrEqual(256 * 1024 * 1024);
     expect(seriesValue(before, 'warren_environment_cpu_throttled_periods_total', labels)).toBeGreaterThanOrEqual(0);
     const writtenBefore = seriesValue(before, 'warren_environment_io_write_bytes_total', labels);
     expect(writtenBefore).toBeGreaterThanOrEqual(0);
