@@ -252,7 +252,8 @@ export class CgroupManager {
   }
 
   /**
-   * Names of the groups under `/<parent>` in any hierarchy (for adoption and orphan removal).
+   * Names of the groups under `/<parent>` in any hierarchy (for adoption and orphan removal), except Warren's own
+   * background group (background-cgroup.ts).
    * @returns sorted names; empty when the parent does not exist.
    */
   async list(): Promise<string[]> {
@@ -265,7 +266,7 @@ export class CgroupManager {
         if (errnoCode(error) === 'ENOENT' || errnoCode(error) === 'ENOTDIR') continue;
         throw this.wrap('listing cgroups', join(hierarchy, this.parent), error);
       }
-      for (const entry of entries) if (entry.isDirectory()) names.add(entry.name);
+      for (const entry of entries) if (entry.isDirectory() && entry.name !== BACKGROUND_CGROUP) names.add(entry.name);
     }
     return [...names].sort();
   }
