@@ -9,6 +9,7 @@ import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type HarnessWithFixtures, startHarness, waitFor, waitForPhase } from '../../../e2e/harness/index.js';
 import { execInEnvironment } from './access/index.js';
+import { CONTAINER_PREFIX } from './linux-backend/index.js';
 import { CgroupManager } from './linux/index.js';
 import type { TimedCpuDecision } from './resources/index.js';
 
@@ -74,21 +75,44 @@ describe('CPU burst controller on real cgroups', () => {
       expect(code).toBe(0);
     };
 
+    // The interactive sub-cgroup: a process the OCI runtime starts with `subCgroup` (as terminals are) runs in
+    // <environment>/interactive for the cpu controller, and in the environment's own group for the others.
+    const interactive = await new CgroupManager({ version: cgroups.version, parent }).ensureInteractiveGroup(idA);
+    if (cgroups.version === 'v1') {
+      expect(interactive.group).toBeDefined();
+      const child = await harness.runtime!.exec(`${CONTAINER_PREFIX}${idA}`, {
+        args: ['cat', '/proc/self/cgroup'],
+        subCgroup: { path: 'interactive', controller: 'cpu' },
+      });
+      let output = '';
+      child.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()));
+      child.stderr!.resume();
+      expect(await new Promise((resolve) => child.once('close', resolve)), output).toBe(0);
+      expect(output).toMatch(new RegExp(`^\\d+:cpu:/${parent}/${idA}/interactive$`, 'm'));
+      expect(output).toMatch(new RegExp(`^\\d+:memory:/${parent}/${idA}$`, 'm'));
+    } else {
+      console.log(
+        `cgroup v2 host: ${interactive.group ? 'interactive sub-group made' : `no interactive sub-group (${interactive.reason})`}`,
+      );
+    }
+
     const decisions = () => JSON.stringify(controller!.latestDecisions(), undefined, 1);
     await burn(idA);
-    // A uses more than its guarantee and holds a quota well above it (the host's other load decides how much more).
+    // A uses its guarantee and is raised above it: to the host's idle CPU, which other load on a shared test host
+    // (the controller subtracts what is busy outside the environments) may keep well under the limit.
     const burst = await waitFor(
       'A bursting above its request',
       () => {
         const current = decision(idA);
-        return Promise.resolve(current && current.usageMillicores > REQUEST && current.quotaMillicores > 2 * REQUEST ? current : undefined);
+        const using = current && (current.hungry || current.usageMillicores >= 0.9 * REQUEST);
+        return Promise.resolve(using && current.quotaMillicores > REQUEST + 20 ? current : undefined);
       },
       { timeoutMs: 60_000 },
     ).catch((error: unknown) => {
       throw new Error(`${String(error)}; decisions: ${decisions()}`);
     });
     expect(burst.quotaMillicores).toBeLessThanOrEqual(LIMIT);
-    expect(await quotaFile(idA)).toBeGreaterThan(2 * REQUEST);
+    expect(await quotaFile(idA)).toBeGreaterThan(REQUEST);
 
     await burn(idB);
     // Equal requests: each holds at most half of the host's CPUs (minus the reserve), never less than its request.
@@ -99,7 +123,13 @@ describe('CPU burst controller on real cgroups', () => {
         const current = decision(idA);
         const other = decision(idB);
         return Promise.resolve(
-          current && other && other.usageMillicores > REQUEST && current.quotaMillicores <= half ? { a: current, b: other } : undefined,
+          current &&
+            other &&
+            (other.hungry || other.usageMillicores > REQUEST) &&
+            current.quotaMillicores <= half &&
+            current.quotaMillicores < burst.quotaMillicores
+            ? { a: current, b: other }
+            : undefined,
         );
       },
       { timeoutMs: 60_000 },

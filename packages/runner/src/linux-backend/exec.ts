@@ -3,7 +3,15 @@
 import type { ChildProcess } from 'node:child_process';
 import type { Logger } from '@warren/base';
 import { EnvironmentNotRunningError, type ExecRequest, type ExecSession } from '../environment/index.js';
-import { ExecAgentUnavailableError, execViaAgent, loadNodePty, spawnLogged, spawnUnderPty } from '../linux/index.js';
+import {
+  type ContainerExecOptions,
+  ExecAgentUnavailableError,
+  INTERACTIVE_CGROUP,
+  execViaAgent,
+  loadNodePty,
+  spawnLogged,
+  spawnUnderPty,
+} from '../linux/index.js';
 import type { BackendContext } from './context.js';
 import { execEnv } from './environment-variables.js';
 import { containerId as containerIdOf, environmentPaths } from './paths.js';
@@ -17,6 +25,9 @@ import { type ContainerUser, cachedUser, resolveUsersCached } from './users.js';
  * OCI runtime's exec after checking the container runs. The user comes from the users cached at start while
  * /etc/passwd and /etc/group are unchanged, else from those files.
  * @throws {EnvironmentNotRunningError} when the container is not running.
+ * With `interactive` (terminals, SSH sessions, `env exec`; not lifecycle commands), a process started through the
+ * OCI runtime runs in the environment's interactive sub-cgroup (docs/design/0015), weighted above its other
+ * processes; through the exec agent it stays in the environment's cgroup (the agent does not report pids yet).
  * @throws {InvalidError} reason `UnknownContainerUser` for a user name the image does not have.
  */
 export async function execInEnvironment(
@@ -24,6 +35,7 @@ export async function execInEnvironment(
   environmentId: string,
   request: ExecRequest,
   logger: Logger,
+  interactive = false,
 ): Promise<ExecSession> {
   const runtime = backend.runtime;
   const containerId = containerIdOf(environmentId);
@@ -78,8 +90,9 @@ export async function execInEnvironment(
     const session = await viaAgent(user);
     if (session) return session;
   }
-  const options = optionsFor(user);
-  logger.debug({ environmentId, user: user.name, tty: request.tty, via: 'runtime' }, 'exec starting');
+  const subCgroup = interactive ? await interactiveSubCgroup(backend, environmentId, logger) : undefined;
+  const options = { ...optionsFor(user), ...(subCgroup ? { subCgroup } : {}) };
+  logger.debug({ environmentId, user: user.name, tty: request.tty, via: 'runtime', subCgroup }, 'exec starting');
   if (!request.tty) return sessionOf(await runtime.exec(containerId, options));
   // `runc exec --tty` needs a terminal on its stdin: a resizable node-pty pty when its addon loads.
   const pty = await loadNodePty(logger);
@@ -130,6 +143,29 @@ function sessionOf(child: ChildProcess): ExecSession {
       }
     },
   };
+}
+
+/**
+ * The environment's interactive sub-cgroup as the OCI runtime's exec takes it (made when missing): v1 in the cpu
+ * hierarchy only, v2 the leaf. Undefined (logged) when the host cannot have it or making it failed: the process
+ * then runs in the environment's cgroup, as before.
+ */
+async function interactiveSubCgroup(
+  backend: BackendContext,
+  environmentId: string,
+  logger: Logger,
+): Promise<ContainerExecOptions['subCgroup']> {
+  try {
+    const made = await backend.cgroups.ensureInteractiveGroup(environmentId);
+    if (!made.group) {
+      logger.debug({ environmentId, reason: made.reason }, 'no interactive sub-cgroup');
+      return undefined;
+    }
+    return backend.cgroups.version === 'v1' ? { path: INTERACTIVE_CGROUP, controller: 'cpu' } : { path: INTERACTIVE_CGROUP };
+  } catch (error) {
+    logger.warn({ environmentId, error: String(error) }, 'interactive sub-cgroup not made');
+    return undefined;
+  }
 }
 
 /** Quotes `text` for /bin/sh (POSIX single quotes). */

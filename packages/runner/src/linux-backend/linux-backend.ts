@@ -197,7 +197,7 @@ export class LinuxBackend implements EnvironmentBackend {
    * @throws {InvalidError} reason `UnknownContainerUser` for a user name the image does not have.
    */
   exec(environmentId: string, request: ExecRequest, logger: Logger): Promise<ExecSession> {
-    return execInEnvironment(this.context, environmentId, request, logger);
+    return execInEnvironment(this.context, environmentId, request, logger, true);
   }
 
   /** {@inheritDoc EnvironmentBackend.runLifecycle} */

@@ -177,9 +177,16 @@ export class CliOciRuntime implements OciRuntime {
     const file = join(dir, `${randomUUID()}.json`);
     await writeFile(file, JSON.stringify(process), { mode: 0o600 });
     return {
-      argv: this.argv('exec', '--process', file, id),
+      argv: this.argv('exec', '--process', file, ...this.subCgroupArgs(options.subCgroup), id),
       dispose: () => rm(file, { force: true }),
     };
+  }
+
+  /** `--cgroup` of `exec` for {@link ContainerExecOptions.subCgroup} (runc-exec(8); crun has no `<controller>:` form). */
+  private subCgroupArgs(subCgroup: ContainerExecOptions['subCgroup']): string[] {
+    if (!subCgroup) return [];
+    if (this.name === 'runc') return ['--cgroup', subCgroup.controller ? `${subCgroup.controller}:${subCgroup.path}` : subCgroup.path];
+    return subCgroup.controller ? [] : [`--cgroup=${subCgroup.path}`];
   }
 
   /**

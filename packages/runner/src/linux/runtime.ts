@@ -29,6 +29,13 @@ export interface ContainerExecOptions {
   additionalGids?: number[];
   /** Allocate a terminal. Not supported by {@link OciRuntime.exec}: use {@link OciRuntime.execCommand} under a pty. */
   tty?: boolean;
+  /**
+   * An existing sub-cgroup of the container's cgroup to start the process in (the interactive group of
+   * docs/design/0015): `path` relative to the container's cgroup, `controller` when it exists in that v1 hierarchy
+   * only. runc: `exec --cgroup [<controller>:]<path>`; crun's `--cgroup` has no controller form, so crun starts
+   * the process in the container's own cgroup when `controller` is set (and in `path` otherwise).
+   */
+  subCgroup?: { path: string; controller?: string };
 }
 
 /** A prepared `runc exec` command line for a caller that spawns it itself (e.g. under node-pty). */
