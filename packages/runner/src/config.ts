@@ -106,12 +106,6 @@ export const RunnerConfigSchema = z.strictObject({
    * loopback may scrape, since the series name environments and classes.
    */
   metrics: z.strictObject({ token: z.string().min(16).optional() }).default({}),
-  /**
-   * The Prometheus endpoint `GET /metrics` on the access API (docs/design/0014-telemetry.md). With `token`
-   * (at least 16 characters), scrapers send `Authorization: Bearer <token>`; without, only clients connecting from
-   * loopback may scrape, since the series name environments and classes.
-   */
-  metrics: z.strictObject({ token: z.string().min(16).optional() }).default({}),
 });
 
 /** The runner's effective configuration (defaults applied). */

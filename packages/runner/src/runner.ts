@@ -95,7 +95,8 @@ export interface RunningRunner {
   idle(): Promise<void>;
   /**
    * Stops the controller, the access API and the runner's lxcfs (safe to call twice). Environments keep running; a
-   * restarted runner adopts them.
+   * restarted runner adopts them. Their lxcfs views are detached first (they read the kernel's /proc files until
+   * their next start: docs/design/0013-honest-proc-views.md).
    */
   close(): Promise<void>;
 }

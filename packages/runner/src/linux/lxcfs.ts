@@ -6,6 +6,7 @@ import { delimiter, join } from 'node:path';
 import { type Logger, errorMessage, silentLogger } from '@warren/base';
 import { spawnLogged } from './exec.js';
 import { findMount, readMountInfo, unmount } from './idmap.js';
+import { detachProcViews } from './proc-views-detach.js';
 
 /**
  * The files Warren takes from lxcfs: each path is both the file under the lxcfs mount and the container path it is
@@ -39,8 +40,9 @@ export interface LxcfsDaemon {
   /** True when a live lxcfs of this data dir (left by a killed runner) was taken over instead of started. */
   readonly adopted: boolean;
   /**
-   * Stops the daemon (SIGTERM, SIGKILL after 3 s) and removes its mount and pidfile; never throws (failures are
-   * logged). Containers still binding its files read ENOTCONN afterwards.
+   * Detaches its views from running environments first ({@link detachProcViews}: they fall back to the kernel's
+   * files instead of reading ENOTCONN), then stops the daemon (SIGTERM, SIGKILL after 3 s) and removes its mount and
+   * pidfile; never throws (failures are logged).
    */
   stop(): Promise<void>;
 }
@@ -157,6 +159,7 @@ function daemon(
     stop() {
       stopped ??= (async () => {
         try {
+          await detachProcViews(paths.root, logger);
           await terminate(pid, paths.root, logger);
           // Our child: wait until it is reaped, so no zombie is left behind (bounded: a missed event is no reason to hang).
           if (reaped) await Promise.race([reaped, new Promise((resolve) => setTimeout(resolve, 1_000).unref())]);
