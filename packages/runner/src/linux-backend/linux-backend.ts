@@ -53,11 +53,6 @@ export class LinuxBackend implements EnvironmentBackend {
   get cgroups(): CgroupManager {
     return this.context.cgroups;
   }
-
-  /** The environments' cgroups (the CPU burst controller of resources/ reads and writes them). */
-  get cgroups(): CgroupManager {
-    return this.context.cgroups;
-  }
   private readonly resolver: EnvironmentResolver;
 
   private constructor(
