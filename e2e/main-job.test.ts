@@ -179,6 +179,21 @@ describe.runIf(built)('warren CLI main job', { timeout: 300_000 }, () => {
     expect(logs.stdout).toContain('post-start-ran');
   });
 
+  it('shows CPU, memory and tasks of the environment in env top', async () => {
+    const top = await warren(['env', 'top', 'hello', '-o', 'json']);
+    expect(top.code, top.stderr).toBe(0);
+    const [row] = JSON.parse(top.stdout) as Array<{ name: string; cpuPercent?: number; memoryUsageBytes?: number; pids?: number; error?: string }>;
+    expect(row).toMatchObject({ name: 'hello' });
+    expect(row?.error).toBeUndefined();
+    expect(row?.cpuPercent).toBeGreaterThanOrEqual(0);
+    expect(row?.memoryUsageBytes).toBeGreaterThan(0);
+    expect(row?.pids).toBeGreaterThanOrEqual(1);
+    const table = await warren(['env', 'top']);
+    expect(table.code, table.stderr).toBe(0);
+    expect(table.stdout).toMatch(/^NAME\s+CPU%/);
+    expect(table.stdout).toMatch(/^hello\s+\d+\.\d\s/m);
+  });
+
   it('keeps disk state across stop and start and runs only postStartCommand again', async () => {
     await warren(['env', 'exec', 'hello', '--', 'sh', '-c', 'echo kept > /home/vscode/state.txt']);
     const stopped = await warren(['env', 'stop', 'hello', '--wait', '-o', 'json']);

@@ -125,7 +125,7 @@ export function registerDaemonCommands(program: Command, context: CommandContext
     .description('run the Warren server with an embedded database and a local runner (a child process)')
     .option('--data-dir <dir>', 'where Warren keeps everything (default $WARREN_DATA_DIR or /var/lib/warren)')
     .option('--listen <host:port>', 'API address', '127.0.0.1:7080')
-    .option('--access-listen <host:port>', 'runner access API address (exec, logs, terminal)', '127.0.0.1:7081')
+    .option('--access-listen <host:port>', 'runner access API address (exec, logs, terminal, stats, /metrics)', '127.0.0.1:7081')
     .option('--ssh-listen <host:port>', 'SSH gateway address ("off" to disable)', '127.0.0.1:2222')
     .option('--proxy-listen <host:port>', 'port URL proxy address', '127.0.0.1:7082')
     .option('--proxy-domain <domain>', 'port URLs are <port>-<env>.<domain>', 'localhost')
