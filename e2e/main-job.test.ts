@@ -182,7 +182,13 @@ describe.runIf(built)('warren CLI main job', { timeout: 300_000 }, () => {
   it('shows CPU, memory and tasks of the environment in env top', async () => {
     const top = await warren(['env', 'top', 'hello', '-o', 'json']);
     expect(top.code, top.stderr).toBe(0);
-    const [row] = JSON.parse(top.stdout) as Array<{ name: string; cpuPercent?: number; memoryUsageBytes?: number; pids?: number; error?: string }>;
+    const [row] = JSON.parse(top.stdout) as Array<{
+      name: string;
+      cpuPercent?: number;
+      memoryUsageBytes?: number;
+      pids?: number;
+      error?: string;
+    }>;
     expect(row).toMatchObject({ name: 'hello' });
     expect(row?.error).toBeUndefined();
     expect(row?.cpuPercent).toBeGreaterThanOrEqual(0);
