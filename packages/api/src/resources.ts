@@ -163,6 +163,8 @@ export type Progress = z.infer<typeof ProgressSchema>;
  * - `message`: the reconciler (retry and failure messages), except that the inactivity controller writes its
  *   reason together with `spec.desiredPhase: Stopped` and the condition `StoppedForInactivity`.
  * - `disk`: the runner's EnvironmentReconciler, when it reconciles (docs/design/0011-disk-quota.md).
+ * - the condition `OOMKilled`: the runner's EnvironmentReconciler, from the OOM kills it observes in the running
+ *   container (docs/design/0010-requests-and-limits.md "Memory and OOM").
  */
 export const EnvironmentStatusSchema = z.object({
   phase: EnvironmentPhaseSchema,

@@ -11,6 +11,7 @@ import { WarrenClient } from '@warren/api';
 import type { ResourceStore } from '@warren/server';
 import type { CommandContext } from '../command-context.js';
 import { readContextFile, saveContext } from '../context.js';
+import { oomScoreAdjOf, protectFromOom } from './oom-score.js';
 
 /** Default data directory: `WARREN_DATA_DIR`, else `/var/lib/warren` (DESIGN.md "Data on a host"). */
 export function defaultDataDir(env = process.env): string {
@@ -147,6 +148,8 @@ export function registerDaemonCommands(program: Command, context: CommandContext
         const accessListen = parseListen(options.accessListen, '--access-listen');
         parseProxyFront(options.proxyFront);
         const logger = makeLogger();
+        // Before the runner child is forked, so it starts protected too (it sets its own again).
+        await protectFromOom(oomScoreAdjOf(), logger);
         const { ensureRunnerToken, startServer } = await import('@warren/server');
         const server = await startServer({
           dataDir: join(dataDir, 'server'),
@@ -222,6 +225,7 @@ export function registerDaemonCommands(program: Command, context: CommandContext
     .action(async (options: { dataDir?: string; listen: string; databaseUrl?: string }) => {
       const listen = parseListen(options.listen, '--listen');
       const logger = makeLogger();
+      await protectFromOom(oomScoreAdjOf(), logger);
       const { startServer } = await import('@warren/server');
       const server = await startServer({
         dataDir: join(options.dataDir ?? defaultDataDir(), 'server'),
@@ -272,6 +276,7 @@ export function registerDaemonCommands(program: Command, context: CommandContext
           );
         }
         const logger = makeLogger();
+        await protectFromOom(oomScoreAdjOf(), logger);
         const name = options.name ?? sanitizeName(hostname());
         const { startRunner } = await import('@warren/runner');
         const runner = await startRunner({

@@ -20,6 +20,7 @@ import type { RunnerConfig } from '../config.js';
 import { type EnvironmentBackend, EnvironmentReconciler } from '../environment/index.js';
 import { environmentListerWatcher } from './environment-lister-watcher.js';
 import { runnerMustAct } from './environment-predicates.js';
+import { watchOomKills } from './oom-watch.js';
 import { runnerResources } from './runner-resources.js';
 
 /** Version reported in the runner's status. */
@@ -42,6 +43,8 @@ export interface RunnerControllerOptions {
   logger?: Logger;
   /** Called after each reconcile with its duration in ms and outcome (the runner's metrics). */
   onReconcile?: (durationMs: number, outcome: 'success' | 'error') => void;
+  /** Milliseconds between two looks at running environments' OOM-kill counters (default 5000; controller/oom-watch.ts). */
+  oomWatchIntervalMs?: number;
 }
 
 /**
@@ -117,6 +120,20 @@ export class RunnerController {
         onProcessed: (_key, durationMs, outcome) => this.options.onReconcile?.(durationMs, outcome),
       }),
     );
+    // An OOM kill reaches status within seconds, not at the next resync (backends without stats have no counter).
+    const stats = this.backend.stats?.bind(this.backend);
+    if (stats) {
+      this.loops.push(
+        watchOomKills({
+          stats,
+          environments: () => this.informer.list(),
+          enqueue: (id) => this.queue.add(id),
+          signal: this.signal,
+          ...(this.options.oomWatchIntervalMs === undefined ? {} : { intervalMs: this.options.oomWatchIntervalMs }),
+          logger: this.options.logger ?? silentLogger,
+        }),
+      );
+    }
   }
 
   /** Stops every loop and aborts in-flight reconciles (the host state stays; a restart adopts it). */

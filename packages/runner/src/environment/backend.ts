@@ -49,6 +49,18 @@ export interface ObservedEnvironment {
   };
   /** The environment's disk (quota) usage, when it has a disk (docs/design/0011-disk-quota.md). */
   disk?: { usedBytes: number; limitBytes: number };
+  /**
+   * OOM kills in the running container's memory cgroup since it started (docs/design/0010-requests-and-limits.md
+   * "Memory and OOM"); absent when the container is not running or the host has no such counter.
+   */
+  memory?: {
+    /** Processes the kernel's OOM killer killed in the environment (cgroup `oom_kill`). */
+    oomKills: number;
+    /** The environment's memory limit (bytes), for the message. */
+    limitBytes?: number;
+    /** The last one killed, when the kernel log still names it (host pid and command name). */
+    lastOomKill?: { pid: number; process: string };
+  };
   lifecycle: {
     /** onCreate/updateContent/postCreate have run (successfully or not) for this environment. */
     createDone: boolean;

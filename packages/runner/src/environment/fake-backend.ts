@@ -26,6 +26,8 @@ export interface FakeHostEnvironment {
   createRuns: number;
   postStartRuns: number;
   failure?: string;
+  /** OOM kills in the running container (set by tests; a start resets it, as a new cgroup would). */
+  memory?: ObservedEnvironment['memory'];
 }
 
 /**
@@ -86,6 +88,7 @@ export class FakeBackend implements EnvironmentBackend {
       container: running
         ? { state: 'running', startId: `start-${entry.starts}`, startedTime: entry.startedTime ?? new Date().toISOString() }
         : { state: 'absent' },
+      ...(running && entry.memory ? { memory: entry.memory } : {}),
       lifecycle: {
         createDone: entry.createDone,
         ...(entry.postStartDoneFor ? { postStartDoneFor: entry.postStartDoneFor } : {}),
@@ -114,6 +117,7 @@ export class FakeBackend implements EnvironmentBackend {
     if (entry.container === 'running') return;
     entry.container = 'running';
     entry.starts++;
+    entry.memory = { oomKills: 0 };
     entry.startedTime = new Date().toISOString();
   }
 

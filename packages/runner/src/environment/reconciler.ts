@@ -9,6 +9,7 @@ import {
   type StepContext,
   TerminalEnvironmentError,
 } from './backend.js';
+import { oomCondition } from './oom-condition.js';
 
 /** Writes `status` for `environment` and returns the object as stored (PUT .../{id}/status). */
 export type StatusWriter = (environment: Environment, status: EnvironmentStatus) => Promise<Environment>;
@@ -37,6 +38,8 @@ export const ConditionTypes = {
   Running: 'Running',
   LifecycleCommandsSucceeded: 'LifecycleCommandsSucceeded',
   DevcontainerSupported: 'DevcontainerSupported',
+  /** True once the kernel's OOM killer killed a process in the running container (docs/design/0010). */
+  OOMKilled: 'OOMKilled',
 } as const;
 
 /**
@@ -254,11 +257,13 @@ class Run {
     }
 
     let container = observed.container;
+    let memory = observed.memory;
     if (container.state !== 'running') {
       this.announce({ phase: startingPhase, progress: { step: 'start', message: 'Starting the container' } });
       await this.timed('start', () => this.backend.start(this.current, context));
       const started = await this.backend.observe(this.id);
       container = started.container;
+      memory = started.memory;
       // A new environment's disk exists only now: its usage goes out with the Running write.
       if (diskStatusDiffers(this.status.disk, started.disk)) this.stage({ disk: started.disk });
       if (container.state !== 'running') throw new Error(`container is ${container.state} right after start`);
@@ -274,6 +279,16 @@ class Run {
           conditions: (conditions) =>
             setCondition(conditions, ConditionTypes.Running, 'True', 'ContainerRunning', 'The container is running.'),
         },
+      );
+    }
+
+    const oom = oomCondition(this.status.conditions, memory);
+    if (oom) {
+      if (oom.status === 'True')
+        this.logger.warn({ oomKills: memory?.oomKills, process: memory?.lastOomKill?.process }, 'process killed for lack of memory');
+      this.stage(
+        {},
+        { conditions: (conditions) => setCondition(conditions, ConditionTypes.OOMKilled, oom.status, oom.reason, oom.message) },
       );
     }
 

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import type { ContainerState, EnvironmentNetwork, ObservedEnvironment } from '../environment/index.js';
 import type { BackendContext } from './context.js';
 import { ensureDiskMounted, observeDisk } from './disk.js';
+import { observeOomKills } from './oom.js';
 import { containerId, exists, hostSlot, isEnvironmentId } from './paths.js';
 import { readState, startIdOf } from './state-file.js';
 
@@ -24,6 +25,7 @@ export async function observeEnvironment(backend: BackendContext, environmentId:
   ]);
   const contentReady = await exists(join(paths.workspace, '.git'));
   let container: ObservedEnvironment['container'] = { state: 'absent' };
+  let memory: ObservedEnvironment['memory'];
   if (runtimeState) {
     const mapped: ContainerState = runtimeState.status === 'creating' ? 'created' : runtimeState.status;
     const startId = mapped === 'running' || mapped === 'paused' ? await startIdOf(runtimeState) : undefined;
@@ -32,6 +34,7 @@ export async function observeEnvironment(backend: BackendContext, environmentId:
       ...(startId ? { startId } : {}),
       ...(startId && state?.container?.startId === startId ? { startedTime: state.container.startedTime } : {}),
     };
+    if (startId) memory = await observeOomKills(backend, environmentId, startId);
   }
   return {
     exists: dirExists || slot !== undefined || runtimeState !== undefined,
@@ -40,6 +43,7 @@ export async function observeEnvironment(backend: BackendContext, environmentId:
     ...(state?.resolved ? { resolved: state.resolved.summary } : {}),
     container,
     ...(disk ? { disk } : {}),
+    ...(memory ? { memory } : {}),
     lifecycle: {
       createDone: state?.lifecycle.createDone ?? false,
       ...(state?.lifecycle.postStartDoneFor ? { postStartDoneFor: state.lifecycle.postStartDoneFor } : {}),

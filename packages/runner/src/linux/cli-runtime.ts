@@ -135,6 +135,8 @@ export class CliOciRuntime implements OciRuntime {
       env: [...env.values()],
       cwd: options.cwd ?? base.cwd,
       capabilities: uid === 0 ? base.capabilities : { bounding: [...bounding], effective: [], permitted: [], inheritable: [], ambient: [] },
+      // Containers made before this field existed have no oomScoreAdj in their config.json (0010).
+      oomScoreAdj: 0,
     };
   }
 

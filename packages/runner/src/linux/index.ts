@@ -65,6 +65,8 @@ export type { EnvironmentDns, NetworkObjects, NetworkSetup } from './network.js'
 export { applyFirewall } from './nft.js';
 export type { FirewallOptions } from './nft.js';
 export { buildOciConfig } from './oci-spec.js';
+export { lastOomKillIn, parseOomKills, readKernelLog } from './oom-kills.js';
+export type { OomKill } from './oom-kills.js';
 export type { BindMount, ContainerConfigInput, OciConfig } from './oci-spec.js';
 export { mountRootfs, unmountRootfs } from './overlay.js';
 export type { RootfsLayout } from './overlay.js';

@@ -60,6 +60,11 @@ export interface OciConfig {
     capabilities: { bounding: string[]; effective: string[]; permitted: string[]; inheritable: string[]; ambient: string[] };
     rlimits: OciRlimit[];
     noNewPrivileges: boolean;
+    /**
+     * Always 0: the runner runs with a negative `oom_score_adj` (so the kernel kills environments before Warren), and
+     * without this the container's processes would inherit it (docs/design/0010-requests-and-limits.md).
+     */
+    oomScoreAdj: number;
   };
   root: { path: string; readonly: boolean };
   hostname: string;
@@ -327,6 +332,7 @@ export function buildOciConfig(input: ContainerConfigInput): OciConfig {
       },
       rlimits: input.rlimits ?? defaultRlimits(),
       noNewPrivileges: false,
+      oomScoreAdj: 0,
     },
     root: { path: input.rootfsPath, readonly: false },
     hostname: input.hostname,
