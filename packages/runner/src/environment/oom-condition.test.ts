@@ -1,56 +1,13 @@
 // Unit tests of the OOMKilled condition: the reconciler sets it from the OOM kills the (fake) backend observes, names
 // the process, writes once per change, and a new container without kills turns it False.
-import type { Environment, EnvironmentStatus } from '@warren/api';
 import { getCondition } from '@warren/api';
 import { describe, expect, it } from 'vitest';
-import { FakeBackend } from './fake-backend.js';
 import { oomCondition } from './oom-condition.js';
-import { EnvironmentReconciler } from './reconciler.js';
-
-function makeEnvironment(): Environment {
-  return {
-    kind: 'Environment',
-    apiVersion: 'v1',
-    metadata: {
-      id: 'env-1',
-      name: 'env-1',
-      generation: 1,
-      resourceVersion: '1',
-      createdTime: new Date(0).toISOString(),
-      labels: {},
-      ownerId: 'u1',
-    },
-    spec: {
-      desiredPhase: 'Running',
-      source: { git: { url: 'https://example.test/repo.git' } },
-      devcontainer: {},
-      className: 'default',
-      ports: [],
-      timeouts: { inactivitySeconds: 3600 },
-    },
-    status: { phase: 'Pending', observedGeneration: 0, conditions: [], ports: [], runnerId: 'r1' },
-  };
-}
-
-function harness() {
-  const backend = new FakeBackend();
-  const writes: EnvironmentStatus[] = [];
-  const reconciler = new EnvironmentReconciler({
-    backend,
-    stopGraceSeconds: 1,
-    progressIntervalMs: 0,
-    announceDelayMs: 0,
-    writeStatus: async (environment, status) => {
-      writes.push(structuredClone(status));
-      return Promise.resolve({ ...environment, status: structuredClone(status) });
-    },
-  });
-  return { backend, writes, reconciler, signal: new AbortController().signal };
-}
+import { makeEnvironment, reconcilerHarness } from './testing.js';
 
 describe('OOMKilled condition', () => {
   it('is absent while nothing was killed, True naming the process after a kill, and written once per change', async () => {
-    const { backend, writes, reconciler, signal } = harness();
+    const { backend, writes, reconciler, signal } = reconcilerHarness();
     let environment = await reconciler.reconcile(makeEnvironment(), signal);
     expect(environment.status.phase).toBe('Running');
     expect(getCondition(environment.status.conditions, 'OOMKilled')).toBeUndefined();
@@ -80,7 +37,7 @@ describe('OOMKilled condition', () => {
   });
 
   it('turns False when a new container has no kill', async () => {
-    const { backend, reconciler, signal } = harness();
+    const { backend, reconciler, signal } = reconcilerHarness();
     let environment = await reconciler.reconcile(makeEnvironment(), signal);
     backend.host.get('env-1')!.memory = { oomKills: 3 };
     environment = await reconciler.reconcile(environment, signal);

@@ -1,58 +1,14 @@
 /* eslint-disable @typescript-eslint/require-await -- fakes of async interfaces */
-import type { Environment, EnvironmentStatus } from '@warren/api';
+import type { Environment } from '@warren/api';
 import { getCondition } from '@warren/api';
 import { describe, expect, it } from 'vitest';
 import { TerminalEnvironmentError } from './backend.js';
 import { FakeBackend } from './fake-backend.js';
-import { EnvironmentReconciler } from './reconciler.js';
-
-function makeEnvironment(id = 'env-1'): Environment {
-  return {
-    kind: 'Environment',
-    apiVersion: 'v1',
-    metadata: { id, name: id, generation: 1, resourceVersion: '1', createdTime: new Date(0).toISOString(), labels: {}, ownerId: 'u1' },
-    spec: {
-      desiredPhase: 'Running',
-      source: { git: { url: 'https://example.test/repo.git' } },
-      devcontainer: {},
-      className: 'default',
-      ports: [],
-      timeouts: { inactivitySeconds: 3600 },
-    },
-    status: { phase: 'Pending', observedGeneration: 0, conditions: [], ports: [], runnerId: 'r1' },
-  };
-}
-
-/** A store standing in for the server: status writes bump resourceVersion and are recorded. */
-function harness(backend = new FakeBackend(), options: { announceDelayMs?: number } = {}) {
-  const writes: EnvironmentStatus[] = [];
-  let version = 1;
-  const reconciler = new EnvironmentReconciler({
-    backend,
-    stopGraceSeconds: 1,
-    progressIntervalMs: 0,
-    announceDelayMs: options.announceDelayMs ?? 0,
-    writeStatus: async (environment, status) => {
-      writes.push(structuredClone(status));
-      version++;
-      return { ...environment, metadata: { ...environment.metadata, resourceVersion: String(version) }, status: structuredClone(status) };
-    },
-  });
-  const signal = new AbortController().signal;
-  return { backend, writes, reconciler, signal };
-}
-
-function withSpec(environment: Environment, spec: Partial<Environment['spec']>, generationBump = true): Environment {
-  return {
-    ...environment,
-    metadata: { ...environment.metadata, generation: environment.metadata.generation + (generationBump ? 1 : 0) },
-    spec: { ...environment.spec, ...spec },
-  };
-}
+import { makeEnvironment, reconcilerHarness, withSpec } from './testing.js';
 
 describe('EnvironmentReconciler', () => {
   it('creates an environment up to Running with every condition True and lifecycle commands run once', async () => {
-    const { backend, writes, reconciler, signal } = harness();
+    const { backend, writes, reconciler, signal } = reconcilerHarness();
     const result = await reconciler.reconcile(makeEnvironment(), signal);
     expect(result.status.phase).toBe('Running');
     expect(result.status.observedGeneration).toBe(1);
@@ -82,7 +38,7 @@ describe('EnvironmentReconciler', () => {
   });
 
   it('stops keeping disk state and starts again running only postStart', async () => {
-    const { backend, reconciler, signal } = harness();
+    const { backend, reconciler, signal } = reconcilerHarness();
     const running = await reconciler.reconcile(makeEnvironment(), signal);
     const stopped = await reconciler.reconcile(withSpec(running, { desiredPhase: 'Stopped' }), signal);
     expect(stopped.status.phase).toBe('Stopped');
@@ -101,7 +57,7 @@ describe('EnvironmentReconciler', () => {
   });
 
   it('deletes every trace and reports Deleted', async () => {
-    const { backend, reconciler, signal } = harness();
+    const { backend, reconciler, signal } = reconcilerHarness();
     const running = await reconciler.reconcile(makeEnvironment(), signal);
     const deleted = await reconciler.reconcile(withSpec(running, { desiredPhase: 'Deleted' }), signal);
     expect(deleted.status.phase).toBe('Deleted');
@@ -109,7 +65,7 @@ describe('EnvironmentReconciler', () => {
   });
 
   it('marks a terminal failure Failed with the condition and does not retry until the generation changes', async () => {
-    const { backend, reconciler, signal } = harness();
+    const { backend, reconciler, signal } = reconcilerHarness();
     backend.failNext(
       'prepareContent',
       new TerminalEnvironmentError('ContentReady', 'RepositoryNotFound', 'repository https://example.test/repo.git was not found'),
@@ -131,7 +87,7 @@ describe('EnvironmentReconciler', () => {
   });
 
   it('throws on a transient failure and completes on the next attempt from observed state', async () => {
-    const { backend, reconciler, signal } = harness();
+    const { backend, reconciler, signal } = reconcilerHarness();
     backend.failNext('start', new Error('runc: transient'));
     let partial: Environment | undefined;
     await expect(reconciler.reconcile(makeEnvironment(), signal).then((environment) => (partial = environment))).rejects.toThrow(
@@ -147,7 +103,7 @@ describe('EnvironmentReconciler', () => {
   it('keeps a Running environment whose lifecycle command failed, with the condition False', async () => {
     const backend = new FakeBackend();
     backend.createOutcome = { succeeded: false, message: 'postCreateCommand exited with code 3' };
-    const { reconciler, signal } = harness(backend);
+    const { reconciler, signal } = reconcilerHarness(backend);
     const result = await reconciler.reconcile(makeEnvironment(), signal);
     expect(result.status.phase).toBe('Running');
     expect(getCondition(result.status.conditions, 'LifecycleCommandsSucceeded')).toMatchObject({
@@ -164,7 +120,7 @@ describe('EnvironmentReconciler', () => {
       ports: [{ port: 3000, label: 'web' }],
       unsupported: [{ property: 'mounts', message: 'extra mounts are not supported', source: '.devcontainer/devcontainer.json' }],
     };
-    const { reconciler, signal } = harness(backend);
+    const { reconciler, signal } = reconcilerHarness(backend);
     const result = await reconciler.reconcile(makeEnvironment(), signal);
     expect(result.status.phase).toBe('Running');
     const condition = getCondition(result.status.conditions, 'DevcontainerSupported');
@@ -174,10 +130,10 @@ describe('EnvironmentReconciler', () => {
   });
 
   it('adopts a container that is already running after a runner restart without re-running lifecycle commands', async () => {
-    const { backend, reconciler, signal } = harness();
+    const { backend, reconciler, signal } = reconcilerHarness();
     const running = await reconciler.reconcile(makeEnvironment(), signal);
     // A new reconciler (new runner process) sees the same host.
-    const restarted = harness(backend);
+    const restarted = reconcilerHarness(backend);
     const adopted = await restarted.reconciler.reconcile(running, signal);
     expect(adopted.status.phase).toBe('Running');
     expect(restarted.writes).toHaveLength(0);
@@ -186,13 +142,13 @@ describe('EnvironmentReconciler', () => {
   });
 
   it('reports progress while a step runs', async () => {
-    const { writes, reconciler, signal } = harness();
+    const { writes, reconciler, signal } = reconcilerHarness();
     await reconciler.reconcile(makeEnvironment(), signal);
     expect(writes.some((status) => status.progress?.step === 'image')).toBe(true);
   });
 
   it('writes status once for a start whose steps all finish before they would be announced', async () => {
-    const { writes, reconciler, signal } = harness(new FakeBackend(), { announceDelayMs: 60_000 });
+    const { writes, reconciler, signal } = reconcilerHarness(new FakeBackend(), { announceDelayMs: 60_000 });
     const result = await reconciler.reconcile(makeEnvironment(), signal);
     expect(writes).toHaveLength(1);
     expect(result.status.phase).toBe('Running');
@@ -217,7 +173,7 @@ describe('EnvironmentReconciler', () => {
       await new Promise<void>((done) => (release = done));
       return resolve(...args);
     };
-    const { writes, reconciler, signal } = harness(backend, { announceDelayMs: 1 });
+    const { writes, reconciler, signal } = reconcilerHarness(backend, { announceDelayMs: 1 });
     const running = reconciler.reconcile(makeEnvironment(), signal);
     for (let attempt = 0; attempt < 200 && writes.length === 0; attempt++) await new Promise((done) => setTimeout(done, 5));
     expect(writes[0]).toMatchObject({ phase: 'Creating', progress: { step: 'image' } });
@@ -230,7 +186,7 @@ describe('EnvironmentReconciler', () => {
   it('says in status.message why a transient failure stalls progress, and clears it once Running', async () => {
     const backend = new FakeBackend();
     backend.failNext('start', new Error('runc: permission denied'));
-    const { writes, reconciler, signal } = harness(backend);
+    const { writes, reconciler, signal } = reconcilerHarness(backend);
     await expect(reconciler.reconcile(makeEnvironment(), signal)).rejects.toThrow('runc: permission denied');
     expect(writes.at(-1)?.message).toBe('retrying after an error: runc: permission denied');
     const result = await reconciler.reconcile(makeEnvironment(), signal);
@@ -241,7 +197,7 @@ describe('EnvironmentReconciler', () => {
   it('writes nothing after a failed pass returns', async () => {
     const backend = new FakeBackend();
     backend.failNext('start', new Error('runc: transient'));
-    const { writes, reconciler, signal } = harness(backend, { announceDelayMs: 20 });
+    const { writes, reconciler, signal } = reconcilerHarness(backend, { announceDelayMs: 20 });
     await expect(reconciler.reconcile(makeEnvironment(), signal)).rejects.toThrow('runc: transient');
     const count = writes.length;
     await new Promise((done) => setTimeout(done, 60));
@@ -261,7 +217,7 @@ describe('EnvironmentReconciler', () => {
         }
       },
     });
-    const { reconciler, signal } = harness(backend);
+    const { reconciler, signal } = reconcilerHarness(backend);
     await expect(reconciler.reconcile(makeEnvironment(), signal)).rejects.toThrow('ip: transient');
     const running = await reconciler.reconcile(makeEnvironment(), signal);
     expect(running.status.phase).toBe('Running');
@@ -275,7 +231,7 @@ describe('EnvironmentReconciler', () => {
   });
 
   it('stops an environment that was never created as Stopped without touching the host', async () => {
-    const { backend, reconciler, signal } = harness();
+    const { backend, reconciler, signal } = reconcilerHarness();
     const result = await reconciler.reconcile(withSpec(makeEnvironment(), { desiredPhase: 'Stopped' }), signal);
     expect(result.status.phase).toBe('Stopped');
     expect(backend.calls).toEqual([]);

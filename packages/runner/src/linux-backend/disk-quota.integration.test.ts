@@ -4,87 +4,33 @@
 // holds no more than the image, another environment still writes, usage shows in status, a larger quota grows the
 // disk at the next start, and delete and the orphan sweep leave no mount and no loop device behind.
 // Needs root, losetup, mkfs.ext4, e2fsck, resize2fs, runc, ip, cc, git, docker-registry, skopeo and the test images.
-import { mkdtemp, readdir, rm, stat } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
-import type { Environment, EnvironmentClassSpec, EnvironmentStatus } from '@warren/api';
+import type { EnvironmentClassSpec, EnvironmentStatus } from '@warren/api';
 import { silentLogger } from '@warren/base';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Fixtures, startFixtures } from '../../../../e2e/harness/index.js';
-import { resolveRunnerConfig } from '../config.js';
-import { EnvironmentReconciler, type StepContext } from '../environment/index.js';
-import { CgroupManager, RuncRuntime, backingPath, listLoopDevices, readMountInfo, unmountDisk } from '../linux/index.js';
-import { LinuxBackend } from './linux-backend.js';
+import type { Fixtures } from '../../../../e2e/harness/index.js';
+import type { EnvironmentReconciler, StepContext } from '../environment/index.js';
+import { backingPath, listLoopDevices, readMountInfo, unmountDisk } from '../linux/index.js';
+import type { LinuxBackend } from './linux-backend.js';
+import { type BackendHost, execOutput, makeEnvironment, makeReconciler, next, startBackendHost } from './testing.js';
 
 const MIB = 1024 * 1024;
 /** Own slot range (kernel object names are host-wide): 14962..14998, between runner.integration and the network tests. */
 const SLOT_OFFSET = 14_962 + (process.pid % 9) * 4;
 
-function collect() {
-  const chunks: Buffer[] = [];
-  return {
-    stream: new Writable({
-      write(chunk: Buffer, _encoding, callback) {
-        chunks.push(chunk);
-        callback();
-      },
-    }),
-    text: () => Buffer.concat(chunks).toString('utf8'),
-  };
-}
-
-let serial = 0;
-function makeEnvironment(url: string, className: string): Environment {
-  serial++;
-  return {
-    kind: 'Environment',
-    apiVersion: 'v1',
-    metadata: {
-      id: `env-disk${process.pid}x${serial}`,
-      name: `disk-${serial}`,
-      generation: 1,
-      resourceVersion: '1',
-      createdTime: new Date().toISOString(),
-      labels: {},
-      ownerId: 'u',
-    },
-    spec: { desiredPhase: 'Running', source: { git: { url } }, devcontainer: {}, className, ports: [], timeouts: { inactivitySeconds: 0 } },
-    status: { phase: 'Pending', observedGeneration: 0, conditions: [], ports: [] },
-  };
-}
-
-function next(environment: Environment, desiredPhase: Environment['spec']['desiredPhase']): Environment {
-  return {
-    ...environment,
-    metadata: { ...environment.metadata, generation: environment.metadata.generation + 1 },
-    spec: { ...environment.spec, desiredPhase },
-  };
-}
-
 describe('disk quotas on the real host', () => {
+  let host: BackendHost;
   let fixtures: Fixtures;
   let dataDir: string;
   let backend: LinuxBackend;
   let reconciler: EnvironmentReconciler;
-  let cgroups: CgroupManager;
-  const runtime = new RuncRuntime({ stateRoot: `/run/warren/runc-disk-test-${process.pid}` });
   const signal = new AbortController().signal;
   const context: StepContext = { signal, logger: silentLogger, onProgress: () => {} };
   const classes = new Map<string, EnvironmentClassSpec>();
   const base = { cpuMillicores: 1000, memoryBytes: 512 * MIB, swapBytes: 0, pids: 512 };
 
-  const run = async (id: string, command: string) => {
-    const session = await backend.exec(id, { argv: ['sh', '-c', command], tty: false }, silentLogger);
-    session.stdin.end();
-    const stdout = collect();
-    const stderr = collect();
-    session.stdout.pipe(stdout.stream);
-    session.stderr?.pipe(stderr.stream);
-    const code = await session.exit;
-    await new Promise((resolve) => setImmediate(resolve));
-    return { code, stdout: stdout.text(), stderr: stderr.text() };
-  };
+  const run = (id: string, command: string) => execOutput(backend, id, ['sh', '-c', command]);
   /** Host objects of this data dir: mounts below it and loop devices backed by a file in it. */
   const leftovers = async () => ({
     mounts: (await readMountInfo()).filter((entry) => entry.mountPoint.startsWith(`${dataDir}/`)).map((entry) => entry.mountPoint),
@@ -92,41 +38,26 @@ describe('disk quotas on the real host', () => {
   });
 
   beforeAll(async () => {
-    fixtures = await startFixtures();
-    dataDir = await mkdtemp(join(tmpdir(), 'warren-disk-'));
-    cgroups = await CgroupManager.detect({ parent: `warren-disk-test-${process.pid}` });
+    host = await startBackendHost({ name: 'disk' });
+    ({ fixtures, dataDir } = host);
     classes.set('disk64', { ...base, diskBytes: 64 * MIB });
     classes.set('disk64b', { ...base, diskBytes: 64 * MIB });
-    backend = await LinuxBackend.create({
-      dataDir,
-      config: resolveRunnerConfig({ defaultImage: fixtures.images.busybox, stopGraceSeconds: 1, slotOffset: SLOT_OFFSET }),
-      runtime,
-      cgroups,
-      firewall: false,
+    backend = await host.createBackend({
+      stopGraceSeconds: 1,
+      slotOffset: SLOT_OFFSET,
       environmentClass: async (name) => classes.get(name),
     });
-    reconciler = new EnvironmentReconciler({
-      backend,
-      stopGraceSeconds: 1,
-      writeStatus: async (environment, status) => ({ ...environment, status: structuredClone(status) }),
-    });
+    reconciler = makeReconciler(backend, 1);
   });
 
   afterAll(async () => {
-    if (backend) {
-      for (const id of await backend.listEnvironments()) await backend.remove(id, context).catch(() => {});
-    }
-    await cgroups?.removeParent().catch(() => {});
-    await rm(runtime.stateRoot, { recursive: true, force: true });
-    await rm(`${runtime.stateRoot}-exec`, { recursive: true, force: true });
-    if (dataDir) await rm(dataDir, { recursive: true, force: true });
-    await fixtures?.stop();
+    await host?.dispose();
   });
 
   it('gives ENOSPC past diskBytes inside that environment only, shows usage, grows and leaves nothing behind', async () => {
     const repo = await fixtures.git.createRepo(`acme/disk${process.pid}`, { 'README.md': '# disk\n' });
-    let a = await reconciler.reconcile(makeEnvironment(repo.url, 'disk64'), signal);
-    const b = await reconciler.reconcile(makeEnvironment(repo.url, 'disk64b'), signal);
+    let a = await reconciler.reconcile(makeEnvironment('disk', repo.url, { className: 'disk64' }), signal);
+    const b = await reconciler.reconcile(makeEnvironment('disk', repo.url, { className: 'disk64b' }), signal);
     expect(a.status.phase).toBe('Running');
     expect(b.status.phase).toBe('Running');
     const id = a.metadata.id;

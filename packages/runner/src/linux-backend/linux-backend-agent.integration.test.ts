@@ -1,147 +1,38 @@
-/* eslint-disable @typescript-eslint/require-await -- fakes of async interfaces */
 // The exec agent inside real environment containers (OCI runtime chosen as in production: crun when its self-test
 // passes, else runc): exec semantics through the agent, its socket closed to non-root users, zombie reaping by
 // the init, the image command under the init (overrideCommand false) with SIGTERM forwarded on stop, containers
 // started without the agent (exec falls back to the runtime), and adoption by a restarted runner.
 // Needs root, crun or runc, ip, cc with a static libc, git, docker-registry, skopeo, docker (for the one build)
 // and the cached test images (scripts/test-images.sh).
-import { rm, mkdtemp } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { Writable } from 'node:stream';
-import { type Environment, getCondition } from '@warren/api';
+import { getCondition } from '@warren/api';
 import { silentLogger } from '@warren/base';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Fixtures, startFixtures } from '../../../../e2e/harness/index.js';
-import { DockerEngine } from '../builder/index.js';
-import { resolveRunnerConfig } from '../config.js';
-import { CgroupManager, type RoutedOciRuntime, selectOciRuntime } from '../linux/index.js';
-import { EnvironmentReconciler, type ExecSession, type StepContext } from '../environment/index.js';
-import { LinuxBackend } from './linux-backend.js';
+import type { Fixtures } from '../../../../e2e/harness/index.js';
+import { collect } from '../linux/testing.js';
+import type { LinuxBackend } from './linux-backend.js';
+import { type BackendHost, execOutput as run, makeEnvironment, makeReconciler, next, startBackendHost } from './testing.js';
 
 // One environment at a time (each test deletes its own), so one slot: 16350-16351 lies between the SSH gateway's
 // range (16100-16349) and the port proxy's (16352-16381).
 const SLOT_OFFSET = 16_350 + (process.pid % 2);
 
-function collect() {
-  const chunks: Buffer[] = [];
-  return {
-    stream: new Writable({
-      write(chunk: Buffer, _encoding, callback) {
-        chunks.push(chunk);
-        callback();
-      },
-    }),
-    text: () => Buffer.concat(chunks).toString('utf8'),
-  };
-}
-
-async function outputOf(session: ExecSession, input?: string) {
-  const stdout = collect();
-  const stderr = collect();
-  session.stdout.pipe(stdout.stream);
-  session.stderr?.pipe(stderr.stream);
-  session.stdin.end(input);
-  const code = await session.exit;
-  await new Promise((resolve) => setImmediate(resolve));
-  return { code, stdout: stdout.text(), stderr: stderr.text() };
-}
-
-let serial = 0;
-function makeEnvironment(url: string): Environment {
-  serial++;
-  return {
-    kind: 'Environment',
-    apiVersion: 'v1',
-    metadata: {
-      id: `env-ag${process.pid}x${serial}`,
-      name: `ag-${serial}`,
-      generation: 1,
-      resourceVersion: '1',
-      createdTime: new Date().toISOString(),
-      labels: {},
-      ownerId: 'u',
-    },
-    spec: {
-      desiredPhase: 'Running',
-      source: { git: { url } },
-      devcontainer: {},
-      className: 'default',
-      ports: [],
-      timeouts: { inactivitySeconds: 0 },
-    },
-    status: { phase: 'Pending', observedGeneration: 0, conditions: [], ports: [] },
-  };
-}
-
-function next(environment: Environment, desiredPhase: Environment['spec']['desiredPhase']): Environment {
-  return {
-    ...environment,
-    metadata: { ...environment.metadata, generation: environment.metadata.generation + 1 },
-    spec: { ...environment.spec, desiredPhase },
-  };
-}
-
 describe('LinuxBackend with the exec agent', () => {
+  let host: BackendHost;
   let fixtures: Fixtures;
-  let dataDir: string;
-  let runtime: RoutedOciRuntime;
-  let cgroups: CgroupManager;
-  const stateRoots = {
-    runcStateRoot: `/run/warren/runc-agent-test-${process.pid}`,
-    crunStateRoot: `/run/warren/crun-agent-test-${process.pid}`,
-  };
   const signal = new AbortController().signal;
-  const context: StepContext = { signal, logger: silentLogger, onProgress: () => {} };
 
-  const makeBackend = (execAgent = true) =>
-    LinuxBackend.create({
-      dataDir,
-      config: resolveRunnerConfig({ defaultImage: fixtures.images.busybox, stopGraceSeconds: 5, slotOffset: SLOT_OFFSET }),
-      runtime,
-      cgroups,
-      firewall: false,
-      execAgent,
-    });
-  const makeReconciler = (backend: LinuxBackend) =>
-    new EnvironmentReconciler({
-      backend,
-      stopGraceSeconds: 5,
-      writeStatus: async (environment, status) => ({ ...environment, status: structuredClone(status) }),
-    });
-  const run = async (
-    backend: LinuxBackend,
-    id: string,
-    argv: string[],
-    options: { user?: string; cwd?: string; env?: string[]; input?: string } = {},
-  ) => {
-    const { input, ...request } = options;
-    return outputOf(await backend.exec(id, { argv, tty: false, ...request }, silentLogger), input);
-  };
+  const makeBackend = (execAgent = true) => host.createBackend({ stopGraceSeconds: 5, slotOffset: SLOT_OFFSET, execAgent });
   /** The exec'd process's parent: 1 under the agent (the container's init), 0 under `runc/crun exec` (outside the pid namespace). */
   const parentOf = async (backend: LinuxBackend, id: string) => (await run(backend, id, ['sh', '-c', 'echo $PPID'])).stdout.trim();
 
   beforeAll(async () => {
-    fixtures = await startFixtures();
-    dataDir = await mkdtemp(join(tmpdir(), 'warren-agent-backend-'));
-    cgroups = await CgroupManager.detect({ parent: `warren-agent-test-${process.pid}` });
-    runtime = await selectOciRuntime(stateRoots);
-    console.log(`exec agent integration test: OCI runtime ${runtime.name}`);
+    host = await startBackendHost({ name: 'agent', runtime: 'auto' });
+    fixtures = host.fixtures;
+    console.log(`exec agent integration test: OCI runtime ${host.runtime.name}`);
   });
 
   afterAll(async () => {
-    if (dataDir && fixtures) {
-      const backend = await makeBackend();
-      for (const id of await backend.listEnvironments()) await backend.remove(id, context).catch(() => {});
-      await new DockerEngine({ dataDir }).stop().catch(() => {});
-    }
-    await cgroups?.removeParent().catch(() => {});
-    for (const root of Object.values(stateRoots)) {
-      await rm(root, { recursive: true, force: true });
-      await rm(`${root}-exec`, { recursive: true, force: true });
-    }
-    if (dataDir) await rm(dataDir, { recursive: true, force: true });
-    await fixtures?.stop();
+    await host?.dispose();
   });
 
   it('execs through the agent after a restart of a container that started without it, with exec semantics unchanged', async () => {
@@ -155,14 +46,14 @@ describe('LinuxBackend with the exec agent', () => {
     });
     // Started by a runner without the agent (as before this change): pid 1 is the keep-alive shell, exec via the runtime.
     const legacy = await makeBackend(false);
-    const created = await makeReconciler(legacy).reconcile(makeEnvironment(repo.url), signal);
+    const created = await makeReconciler(legacy, 5).reconcile(makeEnvironment('ag', repo.url), signal);
     expect(created.status.phase).toBe('Running');
     const id = created.metadata.id;
     expect(await parentOf(legacy, id)).toBe('0');
 
     // A runner with the agent adopts it: execs fall back to the runtime until the container is restarted.
     const backend = await makeBackend();
-    const reconciler = makeReconciler(backend);
+    const reconciler = makeReconciler(backend, 5);
     expect(await parentOf(backend, id)).toBe('0');
     const stopped = await reconciler.reconcile(next(created, 'Stopped'), signal);
     expect(stopped.status.phase).toBe('Stopped');
@@ -247,7 +138,7 @@ describe('LinuxBackend with the exec agent', () => {
     expect((await restarted.observe(id)).container.state).toBe('running');
     expect(await parentOf(restarted, id)).toBe('1');
 
-    expect((await makeReconciler(restarted).reconcile(next(running, 'Deleted'), signal)).status.phase).toBe('Deleted');
+    expect((await makeReconciler(restarted, 5).reconcile(next(running, 'Deleted'), signal)).status.phase).toBe('Deleted');
   });
 
   it('runs the image command under the init as containerUser (overrideCommand false) and forwards SIGTERM on stop', async () => {
@@ -263,8 +154,8 @@ describe('LinuxBackend with the exec agent', () => {
       '.devcontainer/Dockerfile': `FROM ${fixtures.images.base}\nCMD ["sh", "-c", ${JSON.stringify(script)}]\n`,
     });
     const backend = await makeBackend();
-    const reconciler = makeReconciler(backend);
-    const created = await reconciler.reconcile(makeEnvironment(repo.url), signal);
+    const reconciler = makeReconciler(backend, 5);
+    const created = await reconciler.reconcile(makeEnvironment('ag', repo.url), signal);
     expect(created.status.message).toBeUndefined();
     expect(created.status.phase).toBe('Running');
     expect(getCondition(created.status.conditions, 'Running')?.status).toBe('True');

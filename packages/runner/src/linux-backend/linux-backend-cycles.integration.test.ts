@@ -3,17 +3,15 @@
 // and after. Each cycle leaves a background process behind an exec, which stop and delete must kill.
 // Needs root, runc, ip, cc, git, docker-registry, skopeo and the cached test images.
 /* eslint-disable @typescript-eslint/require-await -- fakes of async interfaces */
-import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Environment } from '@warren/api';
 import { silentLogger } from '@warren/base';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Fixtures, startFixtures } from '../../../../e2e/harness/index.js';
-import { resolveRunnerConfig } from '../config.js';
-import { EnvironmentReconciler } from '../environment/index.js';
-import { CgroupManager, RuncRuntime, SLOT_ID_BASE, SLOT_ID_RANGE_SIZE, exec, readMountInfo, slotInfo } from '../linux/index.js';
-import { LinuxBackend } from './linux-backend.js';
+import type { Fixtures } from '../../../../e2e/harness/index.js';
+import { type CgroupManager, type OciRuntime, SLOT_ID_BASE, SLOT_ID_RANGE_SIZE, exec, readMountInfo, slotInfo } from '../linux/index.js';
+import type { LinuxBackend } from './linux-backend.js';
+import { type BackendHost, makeEnvironment, makeReconciler, next, startBackendHost } from './testing.js';
 
 const CYCLES = 20;
 /** Own slot range (see linux-backend.integration.test.ts): 9000..13000, varied by pid. */
@@ -21,7 +19,7 @@ const SLOT_OFFSET = 9000 + (process.pid % 100) * 40;
 const SLOT_COUNT = 40;
 
 /** Host objects that belong to this test's data dir and slot range. */
-async function census(dataDir: string, runtime: RuncRuntime, cgroups: CgroupManager) {
+async function census(dataDir: string, runtime: OciRuntime, cgroups: CgroupManager) {
   const names = Array.from({ length: SLOT_COUNT }, (_, index) => slotInfo(SLOT_OFFSET + index));
   const netnsNames = new Set(names.map((info) => info.netnsName));
   const linkNames = new Set(names.map((info) => info.hostInterface));
@@ -59,77 +57,37 @@ async function census(dataDir: string, runtime: RuncRuntime, cgroups: CgroupMana
 }
 
 describe(`${CYCLES} create/stop/start/delete cycles`, () => {
+  let host: BackendHost;
   let fixtures: Fixtures;
   let dataDir: string;
   let backend: LinuxBackend;
+  let runtime: OciRuntime;
   let cgroups: CgroupManager;
-  const runtime = new RuncRuntime({ stateRoot: `/run/warren/runc-cycles-test-${process.pid}` });
 
   beforeAll(async () => {
-    fixtures = await startFixtures();
-    dataDir = await mkdtemp(join(tmpdir(), 'warren-cycles-'));
-    cgroups = await CgroupManager.detect({ parent: `warren-cycles-${process.pid}` });
-    backend = await LinuxBackend.create({
-      dataDir,
-      config: resolveRunnerConfig({ defaultImage: fixtures.images.busybox, slotOffset: SLOT_OFFSET }),
-      runtime,
-      cgroups,
-      firewall: false,
+    host = await startBackendHost({ name: 'cycles' });
+    ({ fixtures, dataDir, runtime, cgroups } = host);
+    backend = await host.createBackend({
+      slotOffset: SLOT_OFFSET,
       environmentClass: async () => ({ cpuMillicores: 500, memoryBytes: 256 * 1024 * 1024, swapBytes: 0, pids: 256 }),
     });
   });
 
   afterAll(async () => {
-    await cgroups?.removeParent().catch(() => {});
-    await rm(runtime.stateRoot, { recursive: true, force: true });
-    await rm(`${runtime.stateRoot}-exec`, { recursive: true, force: true });
-    if (dataDir) await rm(dataDir, { recursive: true, force: true });
-    await fixtures?.stop();
+    await host?.dispose();
   });
 
   it('leaks nothing', async () => {
     const repo = await fixtures.git.createRepo(`acme/cycles${process.pid}`, {
       '.devcontainer.json': JSON.stringify({ image: fixtures.images.busybox, postStartCommand: 'echo started >> /root/starts' }),
     });
-    const reconciler = new EnvironmentReconciler({
-      backend,
-      stopGraceSeconds: 1,
-      writeStatus: async (environment, status) => ({ ...environment, status }),
-    });
+    const reconciler = makeReconciler(backend, 1);
     const signal = new AbortController().signal;
     const before = await census(dataDir, runtime, cgroups);
     for (let cycle = 0; cycle < CYCLES; cycle++) {
-      let environment: Environment = {
-        kind: 'Environment',
-        apiVersion: 'v1',
-        metadata: {
-          id: `env-cycle${process.pid}x${cycle}`,
-          name: `cycle-${cycle}`,
-          generation: 1,
-          resourceVersion: '1',
-          createdTime: new Date().toISOString(),
-          labels: {},
-          ownerId: 'u',
-        },
-        spec: {
-          desiredPhase: 'Running',
-          source: { git: { url: repo.url } },
-          devcontainer: {},
-          className: 'small',
-          ports: [],
-          timeouts: { inactivitySeconds: 0 },
-        },
-        status: { phase: 'Pending', observedGeneration: 0, conditions: [], ports: [] },
-      };
+      let environment = makeEnvironment('cycle', repo.url, { className: 'small' });
       const to = async (desiredPhase: Environment['spec']['desiredPhase']) => {
-        environment = await reconciler.reconcile(
-          {
-            ...environment,
-            metadata: { ...environment.metadata, generation: environment.metadata.generation + 1 },
-            spec: { ...environment.spec, desiredPhase },
-          },
-          signal,
-        );
+        environment = await reconciler.reconcile(next(environment, desiredPhase), signal);
         return environment.status.phase;
       };
       environment = await reconciler.reconcile(environment, signal);

@@ -3,122 +3,49 @@
 // image pull from a local registry, idmapped overlay rootfs, user + network namespaces, cgroups, runc,
 // lifecycle commands, exec, stop/start, delete with nothing left behind.
 // Needs root, runc, ip, cc, git, docker-registry, skopeo and the cached test images (scripts/test-images.sh).
-import { mkdtemp, readFile, readdir, rm, stat } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
-import { type Environment, type EnvironmentStatus, getCondition } from '@warren/api';
+import { type EnvironmentStatus, getCondition } from '@warren/api';
 import { silentLogger } from '@warren/base';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Fixtures, startFixtures } from '../../../../e2e/harness/index.js';
-import { DockerEngine } from '../builder/index.js';
-import { resolveRunnerConfig } from '../config.js';
-import { EnvironmentReconciler, type StepContext } from '../environment/index.js';
-import { CgroupManager, RuncRuntime, exec, readMountInfo, slotInfo } from '../linux/index.js';
-import { LinuxBackend } from './linux-backend.js';
-
-function collect() {
-  const chunks: Buffer[] = [];
-  return {
-    stream: new Writable({
-      write(chunk: Buffer, _encoding, callback) {
-        chunks.push(chunk);
-        callback();
-      },
-    }),
-    text: () => Buffer.concat(chunks).toString('utf8'),
-  };
-}
+import type { Fixtures } from '../../../../e2e/harness/index.js';
+import type { EnvironmentReconciler, StepContext } from '../environment/index.js';
+import { type CgroupManager, type OciRuntime, exec, readMountInfo, slotInfo } from '../linux/index.js';
+import { collect } from '../linux/testing.js';
+import type { LinuxBackend } from './linux-backend.js';
+import { type BackendHost, execOutput, makeEnvironment, makeReconciler, next, startBackendHost } from './testing.js';
 
 // A slot range of its own (kernel object names are host-wide): apart from `warren up` (0...) and the
 // network tests (15000...), varied by pid so parallel runs rarely meet.
 const SLOT_OFFSET = 1000 + (process.pid % 200) * 40;
 
-let serial = 0;
-function makeEnvironment(url: string, desiredPhase: Environment['spec']['desiredPhase'] = 'Running'): Environment {
-  serial++;
-  const id = `env-it${process.pid}x${serial}`;
-  return {
-    kind: 'Environment',
-    apiVersion: 'v1',
-    metadata: {
-      id,
-      name: `it-${serial}`,
-      generation: 1,
-      resourceVersion: '1',
-      createdTime: new Date().toISOString(),
-      labels: {},
-      ownerId: 'u',
-    },
-    spec: { desiredPhase, source: { git: { url } }, devcontainer: {}, className: 'default', ports: [], timeouts: { inactivitySeconds: 0 } },
-    status: { phase: 'Pending', observedGeneration: 0, conditions: [], ports: [] },
-  };
-}
-
-function next(environment: Environment, desiredPhase: Environment['spec']['desiredPhase']): Environment {
-  return {
-    ...environment,
-    metadata: { ...environment.metadata, generation: environment.metadata.generation + 1 },
-    spec: { ...environment.spec, desiredPhase },
-  };
-}
-
 describe('LinuxBackend on the real host', () => {
+  let host: BackendHost;
   let fixtures: Fixtures;
   let dataDir: string;
   let backend: LinuxBackend;
   let reconciler: EnvironmentReconciler;
-  const runtime = new RuncRuntime({ stateRoot: `/run/warren/runc-backend-test-${process.pid}` });
+  let runtime: OciRuntime;
   let cgroups: CgroupManager;
   const signal = new AbortController().signal;
   const context: StepContext = { signal, logger: silentLogger, onProgress: () => {} };
   const statuses: EnvironmentStatus[] = [];
 
-  const run = async (id: string, argv: string[], options: { user?: string; cwd?: string } = {}) => {
-    const session = await backend.exec(id, { argv, tty: false, ...options }, silentLogger);
-    session.stdin.end();
-    const stdout = collect();
-    const stderr = collect();
-    session.stdout.pipe(stdout.stream);
-    session.stderr?.pipe(stderr.stream);
-    const code = await session.exit;
-    await new Promise((resolve) => setImmediate(resolve));
-    return { code, stdout: stdout.text(), stderr: stderr.text() };
-  };
+  const run = (id: string, argv: string[], options: { user?: string; cwd?: string } = {}) => execOutput(backend, id, argv, options);
 
   beforeAll(async () => {
-    fixtures = await startFixtures();
-    dataDir = await mkdtemp(join(tmpdir(), 'warren-backend-'));
-    cgroups = await CgroupManager.detect({ parent: `warren-test-${process.pid}` });
-    backend = await LinuxBackend.create({
-      dataDir,
-      config: resolveRunnerConfig({ defaultImage: fixtures.images.busybox, stopGraceSeconds: 2, slotOffset: SLOT_OFFSET }),
-      runtime,
-      cgroups,
-      // The firewall table is shared by every runner on the host; this test does not need it.
-      firewall: false,
+    host = await startBackendHost({ name: 'backend' });
+    ({ fixtures, dataDir, runtime, cgroups } = host);
+    backend = await host.createBackend({
+      stopGraceSeconds: 2,
+      slotOffset: SLOT_OFFSET,
       environmentClass: async () => ({ cpuMillicores: 1000, memoryBytes: 512 * 1024 * 1024, swapBytes: 0, pids: 512 }),
     });
-    reconciler = new EnvironmentReconciler({
-      backend,
-      stopGraceSeconds: 2,
-      writeStatus: async (environment, status) => {
-        statuses.push(structuredClone(status));
-        return { ...environment, status: structuredClone(status) };
-      },
-    });
+    reconciler = makeReconciler(backend, 2, statuses);
   });
 
   afterAll(async () => {
-    if (backend) {
-      for (const id of await backend.listEnvironments()) await backend.remove(id, context).catch(() => {});
-    }
-    await cgroups?.removeParent().catch(() => {});
-    if (dataDir) await new DockerEngine({ dataDir }).stop().catch(() => {});
-    await rm(runtime.stateRoot, { recursive: true, force: true });
-    await rm(`${runtime.stateRoot}-exec`, { recursive: true, force: true });
-    if (dataDir) await rm(dataDir, { recursive: true, force: true });
-    await fixtures?.stop();
+    await host?.dispose();
   });
 
   it('creates, execs, stops, starts and deletes an environment from a repository with devcontainer.json', async () => {
@@ -134,7 +61,7 @@ describe('LinuxBackend on the real host', () => {
       }),
       'README.md': '# app\n',
     });
-    const created = await reconciler.reconcile(makeEnvironment(repo.url), signal);
+    const created = await reconciler.reconcile(makeEnvironment('it', repo.url), signal);
     const id = created.metadata.id;
     expect(created.status.message).toBeUndefined();
     expect(created.status.phase).toBe('Running');
@@ -214,7 +141,7 @@ describe('LinuxBackend on the real host', () => {
 
   it('uses the default image for a repository without devcontainer.json', async () => {
     const repo = await fixtures.git.createRepo(`acme/plain${process.pid}`, { 'hello.txt': 'hi\n' });
-    const created = await reconciler.reconcile(makeEnvironment(repo.url), signal);
+    const created = await reconciler.reconcile(makeEnvironment('it', repo.url), signal);
     expect(created.status.phase).toBe('Running');
     expect(created.status.devcontainer?.image).toBe(fixtures.images.busybox);
     expect(created.status.devcontainer?.remoteUser).toBe('root');
@@ -225,28 +152,15 @@ describe('LinuxBackend on the real host', () => {
 
   it('adopts a running environment after a runner restart and removes it as an orphan when the server forgot it', async () => {
     const repo = await fixtures.git.createRepo(`acme/adopt${process.pid}`, { 'hello.txt': 'hi\n' });
-    const running = await reconciler.reconcile(makeEnvironment(repo.url), signal);
+    const running = await reconciler.reconcile(makeEnvironment('it', repo.url), signal);
     const id = running.metadata.id;
     expect(running.status.phase).toBe('Running');
 
     // A new backend and reconciler over the same host stand for a runner restarted after SIGKILL:
     // everything is derived from the host, so nothing is redone and nothing is written.
-    const restartedBackend = await LinuxBackend.create({
-      dataDir,
-      config: resolveRunnerConfig({ defaultImage: fixtures.images.busybox, slotOffset: SLOT_OFFSET }),
-      runtime,
-      cgroups,
-      firewall: false,
-    });
+    const restartedBackend = await host.createBackend({ slotOffset: SLOT_OFFSET });
     const writes: EnvironmentStatus[] = [];
-    const restarted = new EnvironmentReconciler({
-      backend: restartedBackend,
-      stopGraceSeconds: 2,
-      writeStatus: async (environment, status) => {
-        writes.push(status);
-        return { ...environment, status };
-      },
-    });
+    const restarted = makeReconciler(restartedBackend, 2, writes);
     const observed = await restartedBackend.observe(id);
     expect(observed.container.state).toBe('running');
     expect(observed.lifecycle.postStartDoneFor).toBe(observed.container.startId);
@@ -277,7 +191,7 @@ describe('LinuxBackend on the real host', () => {
       }),
       '.devcontainer/Dockerfile': `FROM ${fixtures.images.base}\nRUN echo built-by-dockerfile > /built-marker\n`,
     });
-    const created = await reconciler.reconcile(makeEnvironment(repo.url), signal);
+    const created = await reconciler.reconcile(makeEnvironment('it', repo.url), signal);
     expect(created.status.message).toBeUndefined();
     expect(created.status.phase).toBe('Running');
     expect(created.status.devcontainer?.image).toMatch(/^warren-build\/[0-9a-f]{64}:latest$/);
@@ -291,7 +205,7 @@ describe('LinuxBackend on the real host', () => {
   });
 
   it('fails with ContentReady=False RepositoryNotFound for a repository that does not exist', async () => {
-    const failed = await reconciler.reconcile(makeEnvironment(`${fixtures.git.baseUrl}/acme/missing.git`), signal);
+    const failed = await reconciler.reconcile(makeEnvironment('it', `${fixtures.git.baseUrl}/acme/missing.git`), signal);
     expect(failed.status.phase).toBe('Failed');
     expect(getCondition(failed.status.conditions, 'ContentReady')).toMatchObject({ status: 'False', reason: 'RepositoryNotFound' });
     const deleted = await reconciler.reconcile(next(failed, 'Deleted'), signal);
@@ -300,7 +214,7 @@ describe('LinuxBackend on the real host', () => {
 
   it('fails with the location for a devcontainer.json that is not valid JSONC', async () => {
     const repo = await fixtures.git.createRepo(`acme/broken${process.pid}`, { '.devcontainer.json': '{\n  "image": \n}\n' });
-    const failed = await reconciler.reconcile(makeEnvironment(repo.url), signal);
+    const failed = await reconciler.reconcile(makeEnvironment('it', repo.url), signal);
     expect(failed.status.phase).toBe('Failed');
     const condition = getCondition(failed.status.conditions, 'DevcontainerSupported');
     expect(condition).toMatchObject({ status: 'False', reason: 'InvalidDevcontainerConfig' });

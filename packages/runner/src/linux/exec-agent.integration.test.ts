@@ -7,43 +7,19 @@ import { link, mkdir, mkdtemp, readFile, readdir, rm, symlink, writeFile } from 
 import { createConnection } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
   AgentConnectionKind,
   type AgentExecRequest,
-  type AgentExecSession,
   ExecAgentUnavailableError,
   connectionHeader,
   encodeExecRequest,
   ensureExecAgent,
   execViaAgent,
 } from './exec-agent.js';
+import { collect, outputOf } from './testing.js';
 
 const ENV = ['PATH=/usr/local/bin:/usr/bin:/bin', 'LANG=C'];
-
-function collect() {
-  const chunks: Buffer[] = [];
-  return {
-    stream: new Writable({
-      write(chunk: Buffer, _encoding, callback) {
-        chunks.push(chunk);
-        callback();
-      },
-    }),
-    text: () => Buffer.concat(chunks).toString('utf8'),
-  };
-}
-
-async function finish(session: AgentExecSession, input?: string | Buffer) {
-  const stdout = collect();
-  const stderr = collect();
-  session.stdout.pipe(stdout.stream);
-  session.stderr.pipe(stderr.stream);
-  session.stdin.end(input);
-  const code = await session.exit;
-  return { code, stdout: stdout.text(), stderr: stderr.text() };
-}
 
 async function waitFor(predicate: () => boolean | Promise<boolean>, timeoutMs = 5_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
@@ -120,7 +96,7 @@ describe('exec agent (host process)', () => {
         env: [...ENV, 'GREETING=héllo wörld'],
       }),
     );
-    const result = await finish(session);
+    const result = await outputOf(session);
     expect(result.code).toBe(0);
     expect(result.stderr).toBe('to-stderr\n');
     // Non-root gets no permitted or effective capabilities (capabilities(7): setuid from root drops them).
@@ -130,29 +106,29 @@ describe('exec agent (host process)', () => {
   it('pipes stdin through (1 MiB) and gives the process EOF when stdin ends', async () => {
     const { socket } = await startAgent();
     const input = Buffer.alloc(1024 * 1024, 'x');
-    const result = await finish(await execViaAgent(socket, request(['sh', '-c', 'wc -c; echo done'])), input);
+    const result = await outputOf(await execViaAgent(socket, request(['sh', '-c', 'wc -c; echo done'])), input);
     expect(result).toEqual({ code: 0, stdout: '1048576\ndone\n', stderr: '' });
   });
 
   it('passes exit codes and signals through as a shell would (128 + n)', async () => {
     const { socket } = await startAgent();
-    expect((await finish(await execViaAgent(socket, request(['sh', '-c', 'exit 42'])))).code).toBe(42);
-    expect((await finish(await execViaAgent(socket, request(['sh', '-c', 'kill -USR1 $$'])))).code).toBe(128 + 10);
+    expect((await outputOf(await execViaAgent(socket, request(['sh', '-c', 'exit 42'])))).code).toBe(42);
+    expect((await outputOf(await execViaAgent(socket, request(['sh', '-c', 'kill -USR1 $$'])))).code).toBe(128 + 10);
   });
 
   it('reports a command that cannot start with 127/126 and a message on stderr', async () => {
     const { socket } = await startAgent();
-    expect(await finish(await execViaAgent(socket, request(['no-such-command-here'])))).toEqual({
+    expect(await outputOf(await execViaAgent(socket, request(['no-such-command-here'])))).toEqual({
       code: 127,
       stdout: '',
       stderr: 'warren: exec no-such-command-here: No such file or directory\n',
     });
     await writeFile(join(dir, 'not-executable'), '#!/bin/sh\n', { mode: 0o644 });
-    expect(await finish(await execViaAgent(socket, request([join(dir, 'not-executable')], { uid: 65534, gid: 65534 })))).toMatchObject({
+    expect(await outputOf(await execViaAgent(socket, request([join(dir, 'not-executable')], { uid: 65534, gid: 65534 })))).toMatchObject({
       code: 126,
       stderr: `warren: exec ${join(dir, 'not-executable')}: Permission denied\n`,
     });
-    expect(await finish(await execViaAgent(socket, request(['true'], { cwd: '/no/such/dir' })))).toMatchObject({
+    expect(await outputOf(await execViaAgent(socket, request(['true'], { cwd: '/no/such/dir' })))).toMatchObject({
       code: 126,
       stderr: 'warren: chdir /no/such/dir: No such file or directory\n',
     });
@@ -161,7 +137,7 @@ describe('exec agent (host process)', () => {
   it('kill() sends SIGTERM to the process group, then SIGKILL after the grace period', async () => {
     const { socket } = await startAgent();
     const polite = await execViaAgent(socket, request(['sleep', '100']));
-    const politeResult = finish(polite);
+    const politeResult = outputOf(polite);
     polite.kill();
     expect((await politeResult).code).toBe(128 + 15);
     const stubborn = await execViaAgent(socket, request(['sh', '-c', 'trap "" TERM; echo ready; sleep 100 & wait']), { killGraceMs: 300 });
@@ -236,7 +212,7 @@ describe('exec agent (host process)', () => {
     for (const connection of others) connection.destroy();
     // Connections that send nothing hold no one up.
     const idle = Array.from({ length: 20 }, () => createConnection({ path: socket }).on('error', () => {}));
-    expect(await finish(await execViaAgent(socket, request(['echo', 'still here'])))).toEqual({
+    expect(await outputOf(await execViaAgent(socket, request(['echo', 'still here'])))).toEqual({
       code: 0,
       stdout: 'still here\n',
       stderr: '',
@@ -249,7 +225,7 @@ describe('exec agent (host process)', () => {
     const { socket } = await startAgent();
     const results = await Promise.all(
       Array.from({ length: 20 }, async (_, index) =>
-        finish(await execViaAgent(socket, request(['sh', '-c', `echo ${index}; exit ${index}`]))),
+        outputOf(await execViaAgent(socket, request(['sh', '-c', `echo ${index}; exit ${index}`]))),
       ),
     );
     results.forEach((result, index) => expect(result).toEqual({ code: index, stdout: `${index}\n`, stderr: '' }));
@@ -269,7 +245,7 @@ describe('exec agent (host process)', () => {
     const long = join(deep, 'exec.sock');
     expect(long.length).toBeGreaterThan(108);
     await link(socket, long);
-    expect(await finish(await execViaAgent(long, request(['echo', 'long'])))).toMatchObject({ code: 0, stdout: 'long\n' });
+    expect(await outputOf(await execViaAgent(long, request(['echo', 'long'])))).toMatchObject({ code: 0, stdout: 'long\n' });
   });
 
   it('refused connections (nobody listening) are ExecAgentUnavailableError with errno ECONNREFUSED', async () => {
@@ -284,7 +260,7 @@ describe('exec agent (host process)', () => {
   it('as init: reaps orphaned zombies', async () => {
     const { socket, agent } = await startAgent();
     // The background sleep outlives its shell and is re-parented to the agent (a child subreaper here, pid 1 in a container).
-    expect((await finish(await execViaAgent(socket, request(['sh', '-c', 'sleep 0.2 & exit 0'])))).code).toBe(0);
+    expect((await outputOf(await execViaAgent(socket, request(['sh', '-c', 'sleep 0.2 & exit 0'])))).code).toBe(0);
     await new Promise((resolve) => setTimeout(resolve, 600));
     expect(await zombieChildren(agent.pid!)).toBe(0);
   });
@@ -293,7 +269,7 @@ describe('exec agent (host process)', () => {
     const trapping = await startAgent(['sh', '-c', 'trap "exit 7" TERM; echo started; while :; do sleep 0.05; done']);
     await waitFor(() => trapping.output().includes('started'));
     // Execs work while a command runs.
-    expect((await finish(await execViaAgent(trapping.socket, request(['true'])))).code).toBe(0);
+    expect((await outputOf(await execViaAgent(trapping.socket, request(['true'])))).code).toBe(0);
     trapping.agent.kill('SIGTERM');
     expect(await trapping.exited).toBe(7);
 
@@ -311,7 +287,7 @@ describe('exec agent (host process)', () => {
     const { agent, socket, exited } = await startAgent();
     agent.kill('SIGHUP');
     await new Promise((resolve) => setTimeout(resolve, 100));
-    expect((await finish(await execViaAgent(socket, request(['true'])))).code).toBe(0);
+    expect((await outputOf(await execViaAgent(socket, request(['true'])))).code).toBe(0);
     agent.kill('SIGINT');
     expect(await exited).toBe(0);
   });
