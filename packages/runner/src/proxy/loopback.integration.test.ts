@@ -11,11 +11,9 @@ import type { Environment } from '@warren/api';
 import type { Logger } from '@warren/base';
 import { WebSocketServer } from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type PortProxy, startPortProxy } from './server.js';
-import { SessionSigner } from './session.js';
+import type { PortProxy } from './server.js';
+import { closeProxyAndApp, environment, startTestProxy } from './testing/proxy.js';
 import { type Answer, RawClient } from './testing/raw-client.js';
-
-const RUNNER_ID = 'run-test';
 
 function missingTools(): string | undefined {
   if (process.getuid?.() !== 0) return 'needs root (nsenter into a network namespace)';
@@ -30,23 +28,6 @@ function missingTools(): string | undefined {
 }
 const skipReason = missingTools();
 if (skipReason !== undefined) console.warn(`skipping loopback fast path tests: ${skipReason}`);
-
-function environment(id: string, name: string, publicPorts: number[]): Environment {
-  return {
-    kind: 'Environment',
-    apiVersion: 'v1',
-    metadata: { id, name, generation: 1, resourceVersion: '1', createdTime: new Date(0).toISOString(), labels: {}, ownerId: 'usr-a' },
-    spec: {
-      desiredPhase: 'Running',
-      source: { git: { url: 'https://example.com/r.git' } },
-      devcontainer: {},
-      className: 'default',
-      ports: publicPorts.map((port) => ({ port, visibility: 'Public' as const })),
-      timeouts: { inactivitySeconds: 0 },
-    },
-    status: { phase: 'Running', observedGeneration: 1, conditions: [], ports: [], runnerId: RUNNER_ID },
-  };
-}
 
 /** The helper processes (nsenter, which execs socat) this process started and that still run. */
 function helpers(): number[] {
@@ -137,25 +118,16 @@ describe.skipIf(skipReason !== undefined)('port proxy fast path to a loopback-on
 
   beforeAll(async () => {
     ({ server: app, port: appPort } = await startApp());
-    environments.push(environment('env-loop', 'loop', [appPort]));
-    proxy = await startPortProxy({
-      host: '127.0.0.1',
-      port: 0,
-      environments: () => environments,
+    environments.push(environment('env-loop', 'loop', 'usr-a', { publicPorts: [appPort] }));
+    proxy = await startTestProxy(environments, {
       // Our own namespace stands for the environment's; its "veth address" reaches nothing, so an answer proves
       // the request went through the helper.
       network: () => Promise.resolve({ address: '127.0.0.3', pid: process.pid }),
-      verifyToken: () => Promise.reject(new Error('no tokens in this test')),
-      sessions: new SessionSigner(randomBytes(32)),
       logger: recordingLogger(records),
     });
   });
 
-  afterAll(async () => {
-    await proxy?.close();
-    app?.closeAllConnections();
-    await new Promise((resolve) => app?.close(resolve));
-  });
+  afterAll(() => closeProxyAndApp(proxy, app));
 
   it('relays keep-alive requests through one helper per client connection, and kills it when the client goes', async () => {
     const before = helpers().length;
@@ -231,14 +203,7 @@ describe.skipIf(skipReason !== undefined)('port proxy fast path to a loopback-on
   });
 
   it('reuses helper connections on the slow path too (its keep-alive pool), and kills them when the proxy closes', async () => {
-    const own = await startPortProxy({
-      host: '127.0.0.1',
-      port: 0,
-      environments: () => environments,
-      network: () => Promise.resolve({ address: '127.0.0.3', pid: process.pid }),
-      verifyToken: () => Promise.reject(new Error('unused')),
-      sessions: new SessionSigner(randomBytes(32)),
-    });
+    const own = await startTestProxy(environments, { network: () => Promise.resolve({ address: '127.0.0.3', pid: process.pid }) });
     const ports = new Set<number>();
     // Each request on a pooled helper connection sets and clears its timeout callback: none may pile up.
     const warnings: string[] = [];
@@ -276,7 +241,7 @@ describe.skipIf(skipReason !== undefined)('port proxy fast path to a loopback-on
 
   it('answers 502 when the app stopped listening, and leaves no helper behind', async () => {
     const { server, port } = await startApp();
-    environments.push(environment('env-gone', 'gone', [port]));
+    environments.push(environment('env-gone', 'gone', 'usr-a', { publicPorts: [port] }));
     const first = await RawClient.open(proxy.port);
     first.send(`GET / HTTP/1.1\r\nHost: ${port}-gone.localhost\r\n\r\n`);
     expect((await first.response()).status).toBe(200);
@@ -301,14 +266,7 @@ describe.skipIf(skipReason !== undefined)('port proxy fast path to a loopback-on
   });
 
   it('kills the helpers of open connections when the proxy closes', async () => {
-    const own = await startPortProxy({
-      host: '127.0.0.1',
-      port: 0,
-      environments: () => environments,
-      network: () => Promise.resolve({ address: '127.0.0.3', pid: process.pid }),
-      verifyToken: () => Promise.reject(new Error('unused')),
-      sessions: new SessionSigner(randomBytes(32)),
-    });
+    const own = await startTestProxy(environments, { network: () => Promise.resolve({ address: '127.0.0.3', pid: process.pid }) });
     const client = await RawClient.open(own.port);
     client.send(get('/held'));
     expect((await client.response()).status).toBe(200);

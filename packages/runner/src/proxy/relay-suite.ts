@@ -11,32 +11,14 @@ import { randomBytes } from 'node:crypto';
 import type { Environment } from '@warren/api';
 import { WebSocketServer } from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type PortProxy, startPortProxy } from './server.js';
+import type { PortProxy } from './server.js';
 import { type Answer, RawClient } from './testing/raw-client.js';
 import { SESSION_COOKIE, SessionSigner } from './session.js';
 import { createPortTokenVerifier } from '../access/index.js';
-import { TEST_FRONT_BIN_DIR } from './testing/front-bin.js';
+import { RUNNER_ID, closeProxyAndApp, environment, frontOption, loopbackNetwork, startTestProxy } from './testing/proxy.js';
 
-const RUNNER_ID = 'run-test';
 /** Size of the large response of the backpressure test: more than the kernel buffers of two loopback connections. */
 const BIG_BYTES = 64 * 1024 * 1024;
-
-function environment(id: string, name: string, ownerId: string, publicPorts: number[] = []): Environment {
-  return {
-    kind: 'Environment',
-    apiVersion: 'v1',
-    metadata: { id, name, generation: 1, resourceVersion: '1', createdTime: new Date(0).toISOString(), labels: {}, ownerId },
-    spec: {
-      desiredPhase: 'Running',
-      source: { git: { url: 'https://example.com/r.git' } },
-      devcontainer: {},
-      className: 'default',
-      ports: publicPorts.map((port) => ({ port, visibility: 'Public' as const })),
-      timeouts: { inactivitySeconds: 0 },
-    },
-    status: { phase: 'Running', observedGeneration: 1, conditions: [], ports: [], runnerId: RUNNER_ID },
-  };
-}
 
 /** What the app saw of one request. */
 interface Seen {
@@ -59,7 +41,6 @@ const relayed = (seen: Seen) => seen.rawHeaders.includes('X-Case-Check');
  */
 export function relaySuite(front: 'node' | 'native'): void {
   describe(`port proxy fast path (${front} front)`, () => {
-    const frontOption = () => (front === 'native' ? { nativeFront: { binDir: TEST_FRONT_BIN_DIR } } : {});
     let app: ReturnType<typeof createServer>;
     let appPort: number;
     let downPort: number;
@@ -134,15 +115,12 @@ export function relaySuite(front: 'node' | 'native'): void {
 
       environments.push(
         environment('env-own', 'own', 'usr-a'),
-        environment('env-pub', 'pub', 'usr-a', [appPort]),
-        environment('env-pub2', 'pub2', 'usr-a', [appPort]),
-        environment('env-down', 'down', 'usr-a', [downPort]),
+        environment('env-pub', 'pub', 'usr-a', { publicPorts: [appPort] }),
+        environment('env-pub2', 'pub2', 'usr-a', { publicPorts: [appPort] }),
+        environment('env-down', 'down', 'usr-a', { publicPorts: [downPort] }),
       );
-      proxy = await startPortProxy({
-        host: '127.0.0.1',
-        port: 0,
-        environments: () => environments,
-        network: (id) => Promise.resolve(addresses[id] ? { address: addresses[id], pid: 0 } : undefined),
+      proxy = await startTestProxy(environments, {
+        network: loopbackNetwork(addresses),
         verifyToken: createPortTokenVerifier({
           server: 'http://unused',
           runnerId: () => RUNNER_ID,
@@ -150,16 +128,12 @@ export function relaySuite(front: 'node' | 'native'): void {
         }),
         sessions,
         onActivity: (id) => activity.push(id),
-        ...frontOption(),
+        ...frontOption(front),
       });
       expect(proxy.front).toBe(front);
     });
 
-    afterAll(async () => {
-      await proxy?.close();
-      app?.closeAllConnections();
-      await new Promise((resolve) => app?.close(resolve));
-    });
+    afterAll(() => closeProxyAndApp(proxy, app));
 
     it('relays many keep-alive requests on one upstream connection, with X-Forwarded-* and activity per request', async () => {
       const client = await RawClient.open(proxy.port);
@@ -395,15 +369,7 @@ export function relaySuite(front: 'node' | 'native'): void {
     });
 
     it('ends relayed connections when the proxy closes', async () => {
-      const own = await startPortProxy({
-        host: '127.0.0.1',
-        port: 0,
-        environments: () => environments,
-        network: (id) => Promise.resolve(addresses[id] ? { address: addresses[id], pid: 0 } : undefined),
-        verifyToken: () => Promise.reject(new Error('unused')),
-        sessions,
-        ...frontOption(),
-      });
+      const own = await startTestProxy(environments, { network: loopbackNetwork(addresses), sessions, ...frontOption(front) });
       const client = await RawClient.open(own.port);
       client.send(`GET / HTTP/1.1\r\nHost: ${appPort}-pub.localhost\r\n\r\n`);
       expect((await client.response()).status).toBe(200);

@@ -5,39 +5,13 @@
 // with the native front, which needs cc.
 import { type IncomingMessage, createServer, request as httpRequest } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { randomBytes } from 'node:crypto';
-import type { Environment } from '@warren/api';
 import { SignJWT, exportJWK, generateKeyPair, importJWK, type JWK } from 'jose';
 import { WebSocket, WebSocketServer } from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type PortProxy, startPortProxy } from './server.js';
-import { SESSION_COOKIE, SessionSigner } from './session.js';
+import type { PortProxy } from './server.js';
+import { SESSION_COOKIE } from './session.js';
 import { createPortTokenVerifier } from '../access/index.js';
-import { TEST_FRONT_BIN_DIR } from './testing/front-bin.js';
-
-const RUNNER_ID = 'run-test';
-
-function environment(
-  id: string,
-  name: string,
-  ownerId: string,
-  options: { phase?: 'Running' | 'Stopped'; publicPorts?: number[] } = {},
-): Environment {
-  return {
-    kind: 'Environment',
-    apiVersion: 'v1',
-    metadata: { id, name, generation: 1, resourceVersion: '1', createdTime: new Date(0).toISOString(), labels: {}, ownerId },
-    spec: {
-      desiredPhase: 'Running',
-      source: { git: { url: 'https://example.com/r.git' } },
-      devcontainer: {},
-      className: 'default',
-      ports: (options.publicPorts ?? []).map((port) => ({ port, visibility: 'Public' as const })),
-      timeouts: { inactivitySeconds: 0 },
-    },
-    status: { phase: options.phase ?? 'Running', observedGeneration: 1, conditions: [], ports: [], runnerId: RUNNER_ID },
-  };
-}
+import { RUNNER_ID, closeProxyAndApp, environment, frontOption, loopbackNetwork, startTestProxy } from './testing/proxy.js';
 
 interface Answer {
   status: number;
@@ -136,29 +110,21 @@ export function proxySuite(front: 'node' | 'native'): void {
       await new Promise<void>((resolve) => app.listen(0, '0.0.0.0', resolve));
       appPort = (app.address() as AddressInfo).port;
       environments[2]!.spec.ports = [{ port: appPort, visibility: 'Public' }];
-      proxy = await startPortProxy({
-        host: '127.0.0.1',
-        port: 0,
-        environments: () => environments,
-        network: (id) => Promise.resolve(addresses[id] ? { address: addresses[id], pid: 0 } : undefined),
+      proxy = await startTestProxy(environments, {
+        network: loopbackNetwork(addresses),
         verifyToken: createPortTokenVerifier({
           server: 'http://unused',
           runnerId: () => RUNNER_ID,
           keys: async () => importJWK(publicJwk, 'EdDSA'),
         }),
-        sessions: new SessionSigner(randomBytes(32)),
         onActivity: (id) => activity.push(id),
-        ...(front === 'native' ? { nativeFront: { binDir: TEST_FRONT_BIN_DIR } } : {}),
+        ...frontOption(front),
       });
       // The native front must really serve (it would fall back to Node silently when it cannot be compiled).
       expect(proxy.front).toBe(front);
     });
 
-    afterAll(async () => {
-      await proxy?.close();
-      app?.closeAllConnections();
-      await new Promise((resolve) => app?.close(resolve));
-    });
+    afterAll(() => closeProxyAndApp(proxy, app));
 
     it('refuses an Owner port without a cookie: 401 Status JSON, or a page naming `warren ports open` for browsers', async () => {
       const json = await get(proxy.port, '/', host('hello'));
