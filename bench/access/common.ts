@@ -45,8 +45,6 @@ export const HEAVIER = [
 
 /** `bench/access/dist/bench/access/*.js` → the repository root. */
 export const repoRoot = fileURLToPath(new URL('../../../../../', import.meta.url));
-/** bench/access/dist/. */
-export const distRoot = fileURLToPath(new URL('../../', import.meta.url));
 /** Imports a module of the built repository (e.g. `packages/runner/dist/...`) by its path from the repository root. */
 export const load = <T>(path: string) => import(pathToFileURL(join(repoRoot, path)).href) as Promise<T>;
 

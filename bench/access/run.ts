@@ -4,20 +4,17 @@
 // and 200 concurrent SSH sessions on one runner. Figures are printed, never asserted. See README.md.
 //
 // Compiled with rootDir ../.. into bench/access/dist/ so the e2e fixtures (TypeScript) compile along.
-import { randomBytes } from 'node:crypto';
-import { chmod, lstat, mkdtemp, rm, symlink } from 'node:fs/promises';
+import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type Environment, WarrenClient } from '@warren/api';
 import { sleep } from '@warren/base';
 import { type RunningRunner, exec, startRunner } from '@warren/runner';
+import { startBenchFixtures } from '../shared/fixtures.js';
 import { startServerProcess } from '../shared/server-process.js';
 import type * as Cgroups from '../../packages/runner/dist/linux/cgroups.js';
 import type * as RuntimeSelection from '../../packages/runner/dist/linux/runtime-selection.js';
-import { ensureTestImages } from '../../e2e/fixtures/images.js';
-import { startGitServer } from '../../e2e/fixtures/git-server.js';
-import { startRegistry } from '../../e2e/fixtures/registry.js';
-import { APP_PORT, type Figures, HEAVIER, PARTS, PROXY_FRONT, SLOT_OFFSET, distRoot, load, repoRoot, run } from './common.js';
+import { APP_PORT, type Figures, HEAVIER, PARTS, PROXY_FRONT, SLOT_OFFSET, load, run } from './common.js';
 import { measureProxy, reportProxy } from './proxy.js';
 import { measureSessions, measureSshExec, prepareSshClient, reportSessions, reportSsh } from './ssh.js';
 
@@ -73,16 +70,11 @@ async function main(): Promise<Figures> {
     await exec(['wrk', '--version'], { okCodes: [0, 1] }).catch(() => {
       throw new Error('wrk is missing: apt-get install wrk (see bench/access/README.md)');
     });
-    await lstat(join(distRoot, 'scripts')).catch(() => symlink(join(repoRoot, 'scripts'), join(distRoot, 'scripts')));
-    const registry = await startRegistry();
-    cleanups.push(() => registry.stop());
-    const images = await ensureTestImages(registry);
-    const git = await startGitServer();
-    cleanups.push(() => git.stop());
-    const repo = await git.createRepo(`bench/access${randomBytes(3).toString('hex')}`, {
-      '.devcontainer/devcontainer.json': `{ "image": "${images.javascriptNode}" }\n`,
-      'app.js': APP,
-    });
+    const { repo } = await startBenchFixtures(
+      'access',
+      (images) => ({ '.devcontainer/devcontainer.json': `{ "image": "${images.javascriptNode}" }\n`, 'app.js': APP }),
+      cleanups,
+    );
 
     // ---------------------------------------------------------------- control plane + runner (SSH gateway, proxy)
     // The server runs in its own process, as with `warren up` (whose runner is a child process).

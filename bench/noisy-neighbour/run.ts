@@ -3,8 +3,7 @@
 // while environment A runs busy loops on every core, with the CPU burst controller on and with static limits
 // (runner.json cpuController: false). Also A's achieved CPU while B idles. Prints figures; asserts nothing.
 // Needs root, runc/crun, cc, docker-registry, skopeo, git and the test images (scripts/test-images.sh).
-import { randomBytes } from 'node:crypto';
-import { chmod, lstat, mkdtemp, readFile, rm, symlink } from 'node:fs/promises';
+import { chmod, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable, Writable } from 'node:stream';
@@ -12,10 +11,8 @@ import { fileURLToPath } from 'node:url';
 import { WarrenClient } from '@warren/api';
 import { sleep } from '@warren/base';
 import { type RunningRunner, exec, execInEnvironment, startRunner } from '@warren/runner';
+import { startBenchFixtures } from '../shared/fixtures.js';
 import { startServerProcess } from '../shared/server-process.js';
-import { ensureTestImages } from '../../e2e/fixtures/images.js';
-import { startGitServer } from '../../e2e/fixtures/git-server.js';
-import { startRegistry } from '../../e2e/fixtures/registry.js';
 
 /** Exec round trips per phase. */
 const EXECS = Number(process.env['BENCH_EXECS'] ?? 40);
@@ -31,8 +28,6 @@ const TARGETS = { p99Ratio: 2, latenessP99Ms: 20, burstShare: 0.9 };
 
 /** `bench/noisy-neighbour/dist/bench/noisy-neighbour/run.js` → the repository root. */
 const repoRoot = fileURLToPath(new URL('../../../../../', import.meta.url));
-/** bench/noisy-neighbour/dist/. */
-const distRoot = fileURLToPath(new URL('../../', import.meta.url));
 
 function percentile(values: number[], p: number): number {
   if (values.length === 0) return Number.NaN;
@@ -104,16 +99,11 @@ async function main(): Promise<Record<string, Record<string, Phase>>> {
     await exec(['cc', '-static', '-O2', '-o', lateness, join(repoRoot, 'bench/noisy-neighbour/lateness.c')]);
     const latenessBinary = await readFile(lateness);
 
-    // The e2e fixtures find scripts/test-images.sh next to their compiled selves.
-    await lstat(join(distRoot, 'scripts')).catch(() => symlink(join(repoRoot, 'scripts'), join(distRoot, 'scripts')));
-    const registry = await startRegistry();
-    cleanups.push(() => registry.stop());
-    const images = await ensureTestImages(registry);
-    const git = await startGitServer();
-    cleanups.push(() => git.stop());
-    const repo = await git.createRepo(`bench/nn${randomBytes(3).toString('hex')}`, {
-      '.devcontainer/devcontainer.json': `{ "image": "${images.base}" }\n`,
-    });
+    const { repo } = await startBenchFixtures(
+      'nn',
+      (images) => ({ '.devcontainer/devcontainer.json': `{ "image": "${images.base}" }\n` }),
+      cleanups,
+    );
     const server = await startServerProcess('bench-nn');
     cleanups.push(() => server.stop());
     const admin = new WarrenClient({ server: server.url, token: server.adminToken });
