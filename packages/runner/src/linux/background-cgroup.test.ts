@@ -3,7 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { silentLogger } from '@warren/base';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { BACKGROUND_CGROUP, ensureBackgroundCgroup } from './background-cgroup.js';
+import { ensureBackgroundCgroup } from './background-cgroup.js';
+import { BACKGROUND_CGROUP } from './cgroups.js';
 import { V1_THROTTLE_FILES } from './cgroup-io.js';
 import { CgroupManager } from './cgroups.js';
 

@@ -3,14 +3,8 @@
 import { join } from 'node:path';
 import { type Logger, errorMessage } from '@warren/base';
 import { type IoLimits, SYSFS_ROOT, blockDevicesOf, deviceIoLimits } from './cgroup-io.js';
-import type { CgroupManager } from './cgroups.js';
+import { BACKGROUND_CGROUP, type CgroupManager } from './cgroups.js';
 import type { ExecCgroup } from './exec.js';
-
-/**
- * Name of the group under the runner's cgroup parent (`/<parent>/background`); not an environment id, so orphan
- * cleanup leaves it alone, and a second runner with another parent never touches it.
- */
-export const BACKGROUND_CGROUP = 'background';
 
 /** Options of {@link ensureBackgroundCgroup}. */
 export interface BackgroundCgroupOptions {

@@ -2,7 +2,6 @@
 // (the group layout), and tolerant readers of the kernel's flat and keyed files.
 import { access, readFile } from 'node:fs/promises';
 import type { Logger } from '@warren/base';
-import type { CgroupStats } from './cgroup-limits.js';
 
 /** What a v1 or v2 driver needs to find and limit a group: `<root>[/<hierarchy>]/<parent>/<name>`. */
 export interface CgroupLayout {
@@ -60,7 +59,7 @@ export function singleValue(text: string | undefined): number | undefined {
   return trimmed !== undefined && /^\d+$/.test(trimmed) ? Number(trimmed) : undefined;
 }
 
-/** Sets `stats[key]` only when the host exposed a value. */
-export function assignStat<K extends keyof CgroupStats>(stats: CgroupStats, key: K, value: CgroupStats[K] | undefined): void {
+/** Sets `stats[key]` (a field of CgroupStats) only when the host exposed a value. */
+export function assignStat<T extends object, K extends keyof T>(stats: T, key: K, value: T[K] | undefined): void {
   if (value !== undefined) stats[key] = value;
 }

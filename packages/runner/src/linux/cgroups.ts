@@ -4,7 +4,6 @@
 import { readdir, rmdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { InvalidError, type Logger, type Reason, WarrenError, errorMessage, silentLogger } from '@warren/base';
-import { BACKGROUND_CGROUP } from './background-cgroup.js';
 import { type CgroupLayout, errnoCode, exists } from './cgroup-fs.js';
 import { type CgroupLimits, type CgroupStats, validateLimits } from './cgroup-limits.js';
 import {
@@ -18,6 +17,12 @@ import {
 } from './cgroup-cpu.js';
 import { V1_CONTROLLERS, createV1, statsV1, updateV1, v1ControllerRoots, v1Hierarchies } from './cgroup-v1.js';
 import { createV2, statsV2, updateV2 } from './cgroup-v2.js';
+
+/**
+ * Name of the group under the runner's cgroup parent (`/<parent>/background`); not an environment id, so orphan
+ * cleanup leaves it alone, and a second runner with another parent never touches it.
+ */
+export const BACKGROUND_CGROUP = 'background';
 
 // The names this module exported before the v1/v2 split, so importers of './cgroups.js' keep working.
 export { CPU_PERIOD_MICROSECONDS, MIN_CPU_MILLICORES, cpuQuotaMicroseconds, ociLinuxResources, validateLimits } from './cgroup-limits.js';

@@ -21,10 +21,10 @@ export type { CgroupCpuSample, InteractiveGroup } from './cgroup-cpu.js';
 export { ociLinuxResources } from './cgroup-limits.js';
 export type { CgroupLimits, CgroupStats } from './cgroup-limits.js';
 export { blockDevicesOf, deviceIoLimits, hasIoLimit, ioControllerAvailable } from './cgroup-io.js';
-export { BACKGROUND_CGROUP, ensureBackgroundCgroup } from './background-cgroup.js';
+export { ensureBackgroundCgroup } from './background-cgroup.js';
 export type { BackgroundCgroupOptions } from './background-cgroup.js';
 export type { BlockDevice, DeviceIoLimits, IoLimits } from './cgroup-io.js';
-export { CgroupBusyError, CgroupError, CgroupManager } from './cgroups.js';
+export { BACKGROUND_CGROUP, CgroupBusyError, CgroupError, CgroupManager } from './cgroups.js';
 export type { CgroupManagerOptions, CgroupVersion } from './cgroups.js';
 export {
   AGENT_DIR_IN_CONTAINER,
