@@ -1,21 +1,30 @@
 // Noisy-neighbour benchmark (issue 9): environment B's interactive latency — exec round trip through the runner's
 // access API (p50, p99) and the wake-up lateness of 10 ms sleeps inside B (p50, p99) — with the host idle and
 // while environment A runs busy loops on every core, with the CPU burst controller on and with static limits
-// (runner.json cpuController: false). Also A's achieved CPU while B idles. Prints figures; asserts nothing.
+// (runner.json cpuController: false). Also A's achieved CPU while B idles (part `latency`), and `exec true` into one
+// `default` environment alone vs with 7 more Running (part `density`, density.ts). BENCH_PARTS picks the parts
+// (comma-separated; default both). Prints figures; asserts nothing.
 // Needs root, runc/crun, cc, docker-registry, skopeo, git and the test images (scripts/test-images.sh).
-import { chmod, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable, Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { WarrenClient } from '@warren/api';
 import { sleep } from '@warren/base';
-import { type RunningRunner, exec, execInEnvironment, startRunner } from '@warren/runner';
+import { exec, execInEnvironment } from '@warren/runner';
 import { startBenchFixtures } from '../shared/fixtures.js';
 import { startServerProcess } from '../shared/server-process.js';
+import { deleteEnvironments, execTrueRoundTrips, f, percentile, sink, startBenchRunner, waitRunning } from './common.js';
+import { DENSITY_ENVIRONMENTS, DENSITY_TARGET_RATIO, type DensityResult, measureDensity } from './density.js';
 
 /** Exec round trips per phase. */
 const EXECS = Number(process.env['BENCH_EXECS'] ?? 40);
+/** Exec round trips per phase of part `density`. */
+const DENSITY_EXECS = Number(process.env['BENCH_DENSITY_EXECS'] ?? 50);
+const PARTS = new Set((process.env['BENCH_PARTS'] ?? 'latency,density').split(',').map((part) => part.trim()));
+for (const part of PARTS)
+  if (part !== 'latency' && part !== 'density') throw new Error(`BENCH_PARTS: unknown part ${part} (latency, density)`);
 /** 10 ms sleeps per phase. */
 const SLEEPS = Number(process.env['BENCH_SLEEPS'] ?? 300);
 /** Slot range of this bench's runners, apart from the test suites and the other benches. */
@@ -28,14 +37,6 @@ const TARGETS = { p99Ratio: 2, latenessP99Ms: 20, burstShare: 0.9 };
 
 /** `bench/noisy-neighbour/dist/bench/noisy-neighbour/run.js` → the repository root. */
 const repoRoot = fileURLToPath(new URL('../../../../../', import.meta.url));
-
-function percentile(values: number[], p: number): number {
-  if (values.length === 0) return Number.NaN;
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
-}
-const f = (value: number, digits = 1) => (Number.isFinite(value) ? value.toFixed(digits) : 'n/a');
-const sink = () => new Writable({ write: (_chunk, _encoding, callback) => callback() });
 
 /** Runs `argv` in the environment through the access API; @returns its stdout. */
 async function run(admin: WarrenClient, id: string, argv: string[], stdin?: Buffer): Promise<string> {
@@ -60,14 +61,7 @@ interface Phase {
 }
 
 async function measureB(admin: WarrenClient, idB: string): Promise<Omit<Phase, 'aMillicores'>> {
-  const grant = await admin.createAccessGrant(idB);
-  const execs: number[] = [];
-  for (let index = 0; index < EXECS; index++) {
-    const started = performance.now();
-    const code = await execInEnvironment(grant, ['true'], { stdout: sink(), stderr: sink() });
-    if (code !== 0) throw new Error(`exec true exited with ${code}`);
-    execs.push(performance.now() - started);
-  }
+  const execs = await execTrueRoundTrips(admin, idB, EXECS);
   const lateness = (await run(admin, idB, ['/tmp/lateness', String(SLEEPS)]))
     .trim()
     .split('\n')
@@ -90,9 +84,15 @@ async function usageOf(parent: string, id: string): Promise<number> {
   }
 }
 
-async function main(): Promise<Record<string, Record<string, Phase>>> {
+/** What the parts measured; a part not run is absent. */
+interface Results {
+  latency?: Record<string, Record<string, Phase>>;
+  density?: DensityResult;
+}
+
+async function main(): Promise<Results> {
   const cleanups: Array<() => Promise<unknown>> = [];
-  const results: Record<string, Record<string, Phase>> = {};
+  const results: Results = {};
   try {
     const lateness = join(await mkdtemp(join(tmpdir(), 'warren-bench-nn-')), 'lateness');
     cleanups.push(() => rm(join(lateness, '..'), { recursive: true, force: true }));
@@ -109,27 +109,13 @@ async function main(): Promise<Record<string, Record<string, Phase>>> {
     const admin = new WarrenClient({ server: server.url, token: server.adminToken });
     await admin.createEnvironmentClass({ metadata: { name: 'nn' }, spec: CLASS });
 
-    for (const mode of ['static', 'controller'] as const) {
-      const name = `bench-nn-${mode}`;
-      const parent = `warren-${name}-${process.pid}`;
-      const runnerDir = await mkdtemp(join(tmpdir(), `warren-${name}-runner-`));
-      await chmod(runnerDir, 0o711);
-      const { CgroupManager, RuncRuntime } = await import('@warren/runner');
-      const runtime = new RuncRuntime({ stateRoot: `/run/warren/runc-${name}-${process.pid}` });
-      const cgroups = await CgroupManager.detect({ parent });
-      const runner: RunningRunner = await startRunner({
-        server: server.url,
-        token: server.runnerToken,
-        name: 'bench-nn', // the runner token names it; the second mode's runner takes the Runner over
-        dataDir: runnerDir,
-        accessListen: { host: '127.0.0.1', port: 0 },
-        config: {
-          slotOffset: SLOT_OFFSET + (mode === 'static' ? 0 : 10),
-          maxEnvironments: 4,
-          heartbeatSeconds: 1,
-          cpuController: mode === 'controller',
-        },
-        linux: { firewall: false, runtime, cgroups },
+    const latency: Record<string, Record<string, Phase>> = {};
+    for (const mode of PARTS.has('latency') ? (['static', 'controller'] as const) : []) {
+      const { runner, parent, close } = await startBenchRunner(server, {
+        name: `bench-nn-${mode}`,
+        slotOffset: SLOT_OFFSET + (mode === 'static' ? 0 : 10),
+        maxEnvironments: 4,
+        cpuController: mode === 'controller',
       });
       const ids: string[] = [];
       try {
@@ -164,46 +150,41 @@ async function main(): Promise<Record<string, Record<string, Phase>>> {
           for (const decision of runner.cpuController.latestDecisions())
             console.log(`  ${decision.name} ${decision.reason}: ${decision.message}`);
         }
-        results[mode] = phases;
+        latency[mode] = phases;
       } finally {
-        for (const id of ids) await admin.delete('Environment', id).catch(() => undefined);
-        for (const id of ids) {
-          for (let attempt = 0; attempt < 600; attempt++) {
-            if (
-              await admin.get('Environment', id).then(
-                () => false,
-                () => true,
-              )
-            )
-              break;
-            await sleep(100);
-          }
-        }
-        await runner.close();
-        await cgroups.removeParent().catch(() => false);
-        await rm(runtime.stateRoot, { recursive: true, force: true });
-        await rm(`${runtime.stateRoot}-exec`, { recursive: true, force: true });
-        await rm(runnerDir, { recursive: true, force: true });
+        await deleteEnvironments(admin, ids);
+        await close();
       }
     }
+    if (PARTS.has('latency')) results.latency = latency;
+    if (PARTS.has('density')) results.density = await measureDensity(admin, server, repo.url, SLOT_OFFSET + 20, DENSITY_EXECS);
     return results;
   } finally {
     for (const step of cleanups.reverse()) await step().catch((error: unknown) => console.error('cleanup:', error));
   }
 }
 
-async function waitRunning(admin: WarrenClient, id: string): Promise<void> {
-  for (let attempt = 0; attempt < 3000; attempt++) {
-    const environment = await admin.get('Environment', id);
-    if (environment.status.phase === 'Running') return;
-    if (environment.status.phase === 'Failed')
-      throw new Error(`environment ${id} failed: ${JSON.stringify(environment.status.conditions)}`);
-    await sleep(100);
-  }
-  throw new Error(`environment ${id} did not start`);
+function report(results: Results): void {
+  if (results.latency) reportLatency(results.latency);
+  if (results.density) reportDensity(results.density);
 }
 
-function report(results: Record<string, Record<string, Phase>>): void {
+function reportDensity({ one, crowded, environments }: DensityResult): void {
+  console.log(
+    `\n# bench/noisy-neighbour density — ${new Date().toISOString().slice(0, 10)}, ${CPUS} CPUs, class default, ${DENSITY_EXECS} execs per phase`,
+  );
+  console.log(`| environments Running | exec true p50 / p99 (ms) |`);
+  console.log('|---|---|');
+  console.log(`| 1 | ${f(one.p50)} / ${f(one.p99)} |`);
+  console.log(`| ${environments} | ${f(crowded.p50)} / ${f(crowded.p99)} |`);
+  const ratio = crowded.p50 / one.p50;
+  console.log(
+    `\nexec p50 with ${environments} environments: ${f(ratio, 2)}× a single environment's (target <= ${DENSITY_TARGET_RATIO}×: ${ratio <= DENSITY_TARGET_RATIO ? 'met' : 'missed'})` +
+      (environments === DENSITY_ENVIRONMENTS ? '' : ` — only ${environments} of ${DENSITY_ENVIRONMENTS} started`),
+  );
+}
+
+function reportLatency(results: Record<string, Record<string, Phase>>): void {
   console.log(
     `\n# bench/noisy-neighbour — ${new Date().toISOString().slice(0, 10)}, ${CPUS} CPUs, class nn: request 500m, limit ${CLASS.cpuMillicores}m`,
   );
